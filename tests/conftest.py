@@ -1,0 +1,32 @@
+"""Shared fixtures: the read-only ../shared data folder and small synthetic images."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+
+REPO = Path(__file__).resolve().parent.parent
+SHARED = Path(os.environ.get("KDVIEWER_SHARED", REPO.parent / "shared"))
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    """``../shared/data``; tests that need it are skipped (not passed) where it is absent."""
+    data = SHARED / "data"
+    if not data.is_dir():
+        pytest.skip(f"shared data not found at {data}")
+    return data
+
+
+@pytest.fixture(scope="session")
+def dicom_dir(shared_data: Path) -> Path:
+    return shared_data / "dicom"
+
+
+@pytest.fixture(scope="session")
+def nih_dir(shared_data: Path) -> Path:
+    return shared_data / "nih"
