@@ -26,11 +26,16 @@ IDENTIFYING_FIELDS = (
 
 @dataclass(frozen=True)
 class Window:
-    """A display window (centre/width) in the value space of :attr:`LoadedImage.pixels`."""
+    """A display window (centre/width) in the value space of :attr:`LoadedImage.pixels`.
+
+    ``function`` is the DICOM VOI LUT Function the window is defined for: "LINEAR" (the
+    default), "LINEAR_EXACT" or "SIGMOID".
+    """
 
     center: float
     width: float
     explanation: str = ""
+    function: str = "LINEAR"
 
 
 @dataclass(frozen=True)
