@@ -37,7 +37,8 @@ def apply_window(pixels: np.ndarray, center: float, width: float, function: str 
     elif function == "SIGMOID":
         if w <= 0:
             raise ValueError(f"window width must be > 0, got {w}")
-        y = 1.0 / (1.0 + np.exp(np.float32(-4.0 / w) * (x - np.float32(c))))
+        z = np.clip(np.float32(-4.0 / w) * (x - np.float32(c)), -80.0, 80.0)  # exp stays finite
+        y = np.float32(1.0) / (np.float32(1.0) + np.exp(z))
     else:
         raise ValueError(f"unknown VOI LUT function {function!r}")
     return _to_uint8(y)

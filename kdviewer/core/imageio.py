@@ -450,8 +450,9 @@ def _voi_lut(ds, path: Path, warnings: list[str], mirror: float | None):
         n = n or 65536
         if first > 32767 and int(ds.get("PixelRepresentation", 0) or 0) == 1:
             first -= 65536
-        inputs = np.arange(first, first + n, dtype=np.float64)
+        inputs = np.arange(first, first + n, dtype=np.int32)
         outputs = np.asarray(apply_voi(inputs, ds, index=0), dtype=np.float64)
+        inputs = inputs.astype(np.float64)
         top = float(2 ** min(max(bits, 8), 16) - 1)
         outputs = outputs / top
         if mirror is not None:

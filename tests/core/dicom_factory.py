@@ -112,14 +112,14 @@ def make_dataset(
         item = Dataset()
         item.LUTDescriptor = [len(data), int(first), 16]
         item.ModalityLUTType = "US"
-        item.LUTData = [int(v) for v in data]
+        item.add_new(0x00283006, "US", [int(v) for v in data])  # LUTData
         ds.ModalityLUTSequence = Sequence([item])
     if voi_lut is not None:
         first, data, bits = voi_lut
         item = Dataset()
         item.LUTDescriptor = [len(data), int(first), int(bits)]
         item.LUTExplanation = "synthetic VOI LUT"
-        item.LUTData = [int(v) for v in data]
+        item.add_new(0x00283006, "US", [int(v) for v in data])  # LUTData
         ds.VOILUTSequence = Sequence([item])
     if palette is not None:
         for name, data in zip(("Red", "Green", "Blue"), palette):
