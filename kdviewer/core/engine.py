@@ -1,0 +1,449 @@
+"""The inference engine: one model (student or teacher) → immutable predictions with heat maps.
+
+An :class:`InferenceEngine` owns a verified model, the card's input spec and a forward runtime
+(:mod:`kdviewer.core.runtime`: cached ONNX Runtime graph by default, eager PyTorch as reference).
+``predict`` runs the one preprocessing path, one forward pass that yields logits and the feature
+map, and heat maps for the requested findings (:mod:`kdviewer.core.explain`), timing every stage
+and recording a telemetry sample. It is safe to call from one worker thread (calls are serialised
+by a lock); results are read-only.
+
+At start-up each engine built from a card scores a reference input that needs no data files
+(:func:`reference_image`, an analytic smooth pattern) and compares with the scores recorded in the
+card (``card.reference``); a mismatch disables the engine (``status.state == "selftest_failed"``)
+and ``predict`` refuses to run. :func:`reference_scores` is what the training export calls to fill
+``card.reference``.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from types import MappingProxyType
+from typing import TYPE_CHECKING, Any, Mapping, Sequence
+
+import numpy as np
+
+from kdviewer.core.errors import KdviewerError, ModelLoadError
+from kdviewer.core.explain import CAM_METHODS, DEFAULT_CAM_METHOD, cam_weights, check_method
+from kdviewer.core.findings import finding
+from kdviewer.core.image import ImageMetadata, LoadedImage
+from kdviewer.core.modelcard import ModelCard
+from kdviewer.core.preprocess import image_to_model_input
+from kdviewer.core.telemetry import InferenceSample, Telemetry
+
+if TYPE_CHECKING:  # pragma: no cover
+    from kdviewer.core.power import EnergyMeasurement
+
+__all__ = [
+    "CAM_METHODS", "EngineStatus", "EngineUnavailableError", "InferenceEngine", "Prediction",
+    "REFERENCE_INPUT", "SELFTEST_TOLERANCE", "load_engine", "reference_image", "reference_scores",
+    "untrained_model", "with_reference",
+]
+
+log = logging.getLogger(__name__)
+
+SELFTEST_TOLERANCE = 1e-3
+DEFAULT_ARCH = {"student": "mobilenet_v2", "teacher": "densenet121"}
+
+# The stored reference input, described so anyone can regenerate it (no data files).
+REFERENCE_SHAPE = (320, 256)
+REFERENCE_INPUT: dict[str, Any] = {
+    "generator": "kdviewer.core.engine.reference_image",
+    "version": 1,
+    "shape": list(REFERENCE_SHAPE),
+    "value_range": [0.0, 4095.0],
+    "description": "analytic smooth pattern (two Gaussian blobs on a sloped sinusoid), 12-bit range",
+}
+
+
+class EngineUnavailableError(KdviewerError):
+    """``predict`` was called on an engine whose status is not usable (e.g. failed self-test)."""
+
+
+@dataclass(frozen=True)
+class EngineStatus:
+    """Whether an engine may be used and why: ``ok``, ``untrained``, ``selftest_failed`` or ``error``."""
+
+    state: str
+    message: str
+
+    @property
+    def usable(self) -> bool:
+        return self.state in ("ok", "untrained")
+
+
+@dataclass(frozen=True)
+class Prediction:
+    """One immutable result. Heat maps are read-only float32 arrays in the image's geometry."""
+
+    request_id: int | None
+    model_name: str
+    architecture: str
+    weights_sha256: str
+    trained: bool
+    findings: tuple[str, ...]
+    scores: Mapping[str, float]
+    thresholds: Mapping[str, float]
+    positive: Mapping[str, bool]
+    heatmaps: Mapping[str, np.ndarray]
+    cam_method: str | None
+    timings_ms: Mapping[str, float]
+    energy: "EnergyMeasurement | None" = None
+
+
+# --------------------------------------------------------------------------- reference input
+
+
+def reference_image(shape: tuple[int, int] = REFERENCE_SHAPE) -> LoadedImage:
+    """The self-test's reference input: a deterministic smooth grey pattern (no RNG, no files).
+
+    Values lie in [0, 4095] like a 12-bit radiograph; ``value_range`` is fixed to that range so
+    the model input does not depend on the pattern's own extremes.
+    """
+    rows, cols = shape
+    y = (np.arange(rows, dtype=np.float64) + 0.5) / rows
+    x = (np.arange(cols, dtype=np.float64) + 0.5) / cols
+    yy, xx = np.meshgrid(y, x, indexing="ij")
+    v = 0.45 + 0.15 * np.sin(2 * np.pi * (1.5 * xx + 0.7 * yy)) + 0.2 * yy
+    v += 0.35 * np.exp(-((xx - 0.3) ** 2 + (yy - 0.55) ** 2) / 0.01)
+    v -= 0.25 * np.exp(-((xx - 0.72) ** 2 + (yy - 0.35) ** 2) / 0.03)
+    pixels = (np.clip(v, 0.0, 1.0) * 4095.0).astype(np.float32)
+    meta = ImageMetadata(source_format="synthetic", rows=rows, cols=cols, photometric="MONOCHROME2")
+    return LoadedImage(path="<reference input>", pixels=pixels, value_range=(0.0, 4095.0), metadata=meta)
+
+
+def _sigmoid(logits: np.ndarray) -> np.ndarray:
+    return 1.0 / (1.0 + np.exp(-np.asarray(logits, dtype=np.float64)))
+
+
+def reference_scores(model, card: ModelCard) -> dict[str, float]:
+    """Scores of ``model`` (eager PyTorch, the reference path) on :func:`reference_image`.
+
+    The training export stores them as ``card.reference = {"input": REFERENCE_INPUT, "scores": …}``
+    (see :func:`with_reference`).
+    """
+    import torch
+
+    x = image_to_model_input(reference_image(), card.input)[None]
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.inference_mode():
+            logits = model(torch.from_numpy(x)).numpy()[0]
+    finally:
+        model.train(was_training)
+    return {k: float(s) for k, s in zip(card.findings, _sigmoid(logits))}
+
+
+def with_reference(model, card: ModelCard) -> ModelCard:
+    """``card`` with ``reference`` filled from :func:`reference_scores`."""
+    return card.with_updates(reference={"input": dict(REFERENCE_INPUT), "scores": reference_scores(model, card)})
+
+
+# --------------------------------------------------------------------------- untrained models
+
+_untrained_cache: dict[tuple[str, int], dict] = {}
+_untrained_lock = threading.Lock()
+
+
+def untrained_model(architecture: str, seed: int = 0):
+    """A deterministic untrained network: seeded initialisation, then batch-norm statistics
+    recomputed on a few synthetic inputs so activations and scores have a sane scale (with
+    torchvision's default running statistics, random networks give near-constant outputs).
+    """
+    import torch
+
+    from kdviewer.core.models import build_model
+
+    with _untrained_lock:
+        state = _untrained_cache.get((architecture, seed))
+        if state is None:
+            with torch.random.fork_rng(devices=[]):
+                torch.manual_seed(seed)
+                model = build_model(architecture)
+            from kdviewer.core.preprocess import InputSpec, to_model_input
+
+            spec = InputSpec()
+            batch = []
+            for i in range(4):  # smooth patterns with different phases and blob positions
+                img = reference_image((224 + 16 * i, 224 - 8 * i)).pixels
+                batch.append(to_model_input(np.roll(img, 37 * i, axis=i % 2), spec, (0.0, 4095.0)))
+            norms = [m for m in model.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
+            for m in norms:
+                m.reset_running_stats()
+                m.momentum = None  # cumulative average over the calibration batch
+            model.train()
+            with torch.no_grad():
+                model(torch.from_numpy(np.stack(batch)))
+            for m in norms:
+                m.momentum = 0.1
+            model.eval()
+            state = {k: v.clone() for k, v in model.state_dict().items()}
+            _untrained_cache[(architecture, seed)] = state
+    model = build_model(architecture)
+    model.load_state_dict(state, strict=True)
+    return model.eval()
+
+
+# --------------------------------------------------------------------------- engine
+
+
+def _select_meter():
+    try:
+        from kdviewer.core.power import select_meter
+    except ImportError as exc:  # the power package is optional for the engine
+        log.info("no power meter (%s); energy is not measured", exc)
+        return None
+    try:
+        return select_meter()
+    except Exception as exc:
+        log.warning("no power meter available (%s); energy is not measured", exc)
+        return None
+
+
+def _readonly(a: np.ndarray) -> np.ndarray:
+    a.setflags(write=False)
+    return a
+
+
+class InferenceEngine:
+    """One model behind one forward runtime; see the module docstring.
+
+    Attributes: ``name`` (card name), ``card``, ``status``, ``runtime_name`` ("onnxruntime" or
+    "torch-eager"), ``threads`` (intra-op threads of this process), ``telemetry`` (bounded buffer
+    of samples), ``model`` (the eager PyTorch model, for explanations that need gradients).
+    """
+
+    def __init__(self, model, card: ModelCard, *, runtime: str = "auto", status: EngineStatus | None = None,
+                 card_path: str | Path | None = None):
+        from kdviewer.core.runtime import make_runtime, thread_count
+
+        self.model = model.eval()
+        self.card = card
+        self.name = card.name
+        self.card_path = Path(card_path) if card_path else None
+        self.threads = thread_count()
+        self._runtime = make_runtime(runtime, self.model, card.weights_sha256, card.input.size, card.input.channels)
+        self.runtime_name: str = self._runtime.name
+        self._weights = cam_weights(self.model)
+        self._class_index = {k: i for i, k in enumerate(card.findings)}
+        self._lock = threading.Lock()
+        self._meter = None
+        self._meter_ready = False
+        self.telemetry = Telemetry()
+        if status is None:
+            status = (EngineStatus("ok", f"{self.name}: ready") if card.trained else EngineStatus(
+                "untrained", f"{self.name}: UNTRAINED weights, scores are meaningless"))
+        self.status = status
+
+    # -- construction ----------------------------------------------------------------------
+
+    @classmethod
+    def from_card(cls, card_path: str | Path, *, runtime: str = "auto", selftest: bool = True) -> "InferenceEngine":
+        """Engine for the model card at ``card_path`` (weights verified by SHA-256, strict load).
+
+        Raises :class:`ModelLoadError` when the card or weights do not load. With ``selftest``,
+        scores the reference input and disables the engine on a mismatch with ``card.reference``.
+        """
+        from kdviewer.core.modelcard import load_model
+
+        model, card = load_model(card_path)
+        engine = cls(model, card, runtime=runtime, card_path=card_path)
+        if selftest:
+            engine.status = engine.self_test()
+        log.info("%s engine: %s (%s, %d threads)", engine.name, engine.status.message, engine.runtime_name,
+                 engine.threads)
+        return engine
+
+    @classmethod
+    def untrained(cls, name: str = "student", architecture: str = "mobilenet_v2", *, seed: int = 0,
+                  runtime: str = "auto") -> "InferenceEngine":
+        """Engine with deterministic random weights (see :func:`untrained_model`), loudly labelled:
+        ``status.state == "untrained"`` and ``card.trained is False``."""
+        from kdviewer.core.runtime import state_sha256
+
+        model = untrained_model(architecture, seed)
+        card = ModelCard(
+            name=name, architecture=architecture, weights_file="", weights_sha256=state_sha256(model),
+            trained=False, description=f"UNTRAINED {architecture} (random weights, seed {seed}); for testing only",
+        )
+        status = EngineStatus("untrained", f"{name}: UNTRAINED {architecture} (random weights, seed {seed}): "
+                                           "scores and heat maps are meaningless")
+        log.warning("%s", status.message)
+        return cls(model, card, runtime=runtime, status=status)
+
+    def self_test(self) -> EngineStatus:
+        """Score the reference input with this engine's runtime and compare with the card.
+
+        Returns the status the engine should have; does not change ``self.status``.
+        """
+        ref = self.card.reference
+        base = EngineStatus("ok", f"{self.name}: ready") if self.card.trained else EngineStatus(
+            "untrained", f"{self.name}: UNTRAINED weights (card says trained=false), scores are meaningless")
+        if not ref:
+            return EngineStatus(base.state, base.message + " (self-test skipped: the card records no reference)")
+        desc = ref.get("input") or {}
+        if desc.get("generator") != REFERENCE_INPUT["generator"] or desc.get("version") != REFERENCE_INPUT["version"]:
+            return EngineStatus("selftest_failed", f"{self.name}: self-test cannot run: unknown reference input {desc}")
+        try:
+            shape = tuple(int(v) for v in desc.get("shape", REFERENCE_SHAPE))
+            x = image_to_model_input(reference_image(shape), self.card.input)[None]
+            logits, _ = self._runtime.run(x)
+            got = dict(zip(self.card.findings, _sigmoid(logits)))
+            want = {k: float(v) for k, v in ref["scores"].items()}
+        except Exception as exc:
+            return EngineStatus("selftest_failed", f"{self.name}: self-test could not run: {exc}")
+        if set(want) != set(got):
+            return EngineStatus("selftest_failed",
+                                f"{self.name}: self-test failed: reference findings {sorted(want)} differ from the model's")
+        diffs = {k: abs(got[k] - want[k]) for k in got}
+        worst = max(diffs, key=diffs.get)
+        if not diffs[worst] <= SELFTEST_TOLERANCE:  # NaN fails too
+            return EngineStatus(
+                "selftest_failed",
+                f"{self.name}: self-test failed: score for {worst} is {got[worst]:.5f}, the card records "
+                f"{want[worst]:.5f} (tolerance {SELFTEST_TOLERANCE}); the weights or the preprocessing changed. "
+                "This model is disabled.",
+            )
+        return EngineStatus(base.state, base.message + f" (self-test passed, max deviation {diffs[worst]:.1e})")
+
+    # -- prediction --------------------------------------------------------------------------
+
+    def _heatmap_classes(self, heatmaps: bool | Sequence[str] | None) -> list[str]:
+        if heatmaps is True:
+            return list(self.card.findings)
+        if not heatmaps:
+            return []
+        if isinstance(heatmaps, str):
+            heatmaps = [heatmaps]
+        keys = [finding(h).key for h in heatmaps]
+        unknown = [k for k in keys if k not in self._class_index]
+        if unknown:
+            raise KeyError(f"{self.name} does not score {unknown}")
+        return [k for k in self.card.findings if k in keys]  # registry order, no duplicates
+
+    def _meter_or_none(self):
+        if not self._meter_ready:
+            self._meter = _select_meter()
+            self._meter_ready = True
+        return self._meter
+
+    def predict(self, image: LoadedImage, *, heatmaps: bool | Sequence[str] = True,
+                cam_method: str = DEFAULT_CAM_METHOD, request_id: int | None = None,
+                measure_energy: bool = True) -> Prediction:
+        """Scores for every finding and heat maps (in ``image``'s geometry) for those asked.
+
+        ``heatmaps``: True (all findings), False (none) or finding keys/names. ``cam_method`` is one
+        of :data:`CAM_METHODS`; "gradcam" comes from the forward pass itself, the others run the
+        eager model with gradients. Raises :class:`EngineUnavailableError` if the engine is not
+        usable (failed self-test).
+        """
+        return self._predict(image=image, x=None, shape=image.shape, heatmaps=heatmaps, cam_method=cam_method,
+                             request_id=request_id, measure_energy=measure_energy)
+
+    def predict_pixels(self, x: np.ndarray, *, image_shape: tuple[int, int] | None = None,
+                       heatmaps: bool | Sequence[str] = True, cam_method: str = DEFAULT_CAM_METHOD,
+                       request_id: int | None = None, measure_energy: bool = False) -> Prediction:
+        """Like :meth:`predict` from an already-built model input ``(C, S, S)`` or ``(1, C, S, S)``;
+        heat maps are sized ``image_shape`` (default ``(S, S)``). The preprocess time is 0."""
+        x = np.asarray(x, dtype=np.float32)
+        if x.ndim == 3:
+            x = x[None]
+        shape = tuple(image_shape) if image_shape is not None else tuple(x.shape[-2:])
+        return self._predict(image=None, x=x, shape=shape, heatmaps=heatmaps, cam_method=cam_method,
+                             request_id=request_id, measure_energy=measure_energy)
+
+    def _predict(self, *, image, x, shape, heatmaps, cam_method, request_id, measure_energy) -> Prediction:
+        from contextlib import nullcontext
+
+        from kdviewer.core.explain import class_activation_maps, library_cams, upsample_normalized
+
+        if not self.status.usable:
+            raise EngineUnavailableError(self.status.message)
+        check_method(cam_method)
+        wanted = self._heatmap_classes(heatmaps)
+        meter = self._meter_or_none() if measure_energy else None
+        with self._lock:
+            with (meter.measure() if meter is not None else nullcontext(None)) as energy:
+                t0 = time.perf_counter()
+                if x is None:
+                    x = image_to_model_input(image, self.card.input)[None]
+                t1 = time.perf_counter()
+                logits, feats = self._runtime.run(x)
+                t2 = time.perf_counter()
+                maps: dict[str, np.ndarray] = {}
+                if wanted:
+                    idx = [self._class_index[k] for k in wanted]
+                    if cam_method == DEFAULT_CAM_METHOD:
+                        low = class_activation_maps(feats, self._weights, idx)
+                    else:
+                        low = library_cams(self.model, x, cam_method, idx)
+                    stack = _readonly(upsample_normalized(low, shape))
+                    maps = {k: stack[i] for i, k in enumerate(wanted)}
+                t3 = time.perf_counter()
+        probs = _sigmoid(logits)
+        scores = {k: float(p) for k, p in zip(self.card.findings, probs)}
+        thresholds = {k: float(self.card.thresholds.get(k, 0.5)) for k in self.card.findings}
+        timings = {"preprocess": (t1 - t0) * 1e3, "forward": (t2 - t1) * 1e3, "heatmap": (t3 - t2) * 1e3,
+                   "total": (t3 - t0) * 1e3}
+        pred = Prediction(
+            request_id=request_id, model_name=self.name, architecture=self.card.architecture,
+            weights_sha256=self.card.weights_sha256, trained=bool(self.card.trained),
+            findings=tuple(self.card.findings), scores=MappingProxyType(scores),
+            thresholds=MappingProxyType(thresholds),
+            positive=MappingProxyType({k: scores[k] >= thresholds[k] for k in scores}),
+            heatmaps=MappingProxyType(maps), cam_method=cam_method if wanted else None,
+            timings_ms=MappingProxyType(timings), energy=energy,
+        )
+        self._record(pred)
+        return pred
+
+    def _record(self, pred: Prediction) -> None:
+        e = pred.energy
+        energy_mj = power_w = None
+        if e is not None and getattr(e, "complete", True):
+            ej = getattr(e, "marginal_energy_j", math.nan)
+            energy_mj = None if ej is None or math.isnan(ej) else ej * 1e3
+            pw = getattr(e, "avg_power_w", math.nan)
+            power_w = None if pw is None or math.isnan(pw) else pw
+        self.telemetry.append(InferenceSample(
+            t=time.monotonic(), model_name=pred.model_name, timings_ms=pred.timings_ms, energy_mj=energy_mj,
+            power_w=power_w, energy_method=getattr(e, "method", None), is_estimate=bool(getattr(e, "is_estimate", False)),
+            request_id=pred.request_id,
+        ))
+
+    def describe(self) -> dict[str, Any]:
+        """What ``kdviewer info`` prints: model, runtime, threads, status."""
+        d = {
+            "name": self.name, "architecture": self.card.architecture, "trained": self.card.trained,
+            "weights_sha256": self.card.weights_sha256, "runtime": self.runtime_name, "threads": self.threads,
+            "status": self.status.state, "message": self.status.message,
+        }
+        path = getattr(self._runtime, "path", None)
+        if path is not None:
+            d["onnx"] = str(path)
+        return d
+
+    def __repr__(self) -> str:
+        return f"InferenceEngine({self.name!r}, {self.card.architecture}, {self.runtime_name}, {self.status.state})"
+
+
+def load_engine(name: str, *, runtime: str = "auto", allow_untrained: bool = True) -> InferenceEngine:
+    """Engine for the model card named ``name`` (see :func:`~kdviewer.core.modelcard.find_cards`).
+
+    Without a card, returns an untrained engine (MobileNetV2 for "student", DenseNet-121 for
+    "teacher") when ``allow_untrained``, else raises :class:`ModelLoadError`.
+    """
+    from kdviewer.core.modelcard import find_cards
+
+    cards = find_cards()
+    if name in cards:
+        return InferenceEngine.from_card(cards[name], runtime=runtime)
+    if not allow_untrained:
+        raise ModelLoadError(name, f"no model card named {name!r} (found: {', '.join(sorted(cards)) or 'none'})")
+    return InferenceEngine.untrained(name, DEFAULT_ARCH.get(name, "mobilenet_v2"), runtime=runtime)
+

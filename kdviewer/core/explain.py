@@ -1,0 +1,183 @@
+"""Heat maps: class activation maps from one forward pass, and the ``grad-cam`` library's methods.
+
+Both networks end in global average pooling + one linear layer, so the gradient of logit ``c``
+with respect to the post-activation feature map ``A`` is ``w_c / (h*w)`` at every position and
+Grad-CAM at that layer reduces to ``ReLU(sum_k w_ck A_k) / (h*w)``: the class activation map. The
+fast path (:func:`class_activation_maps`) therefore needs only the feature map that the forward
+runtime already returns, for all findings at once. Other methods (Grad-CAM++, XGrad-CAM,
+EigenCAM, LayerCAM, or the library's own Grad-CAM) run the eager PyTorch model with gradients
+(:func:`library_cams`); their hooks are removed after every call.
+
+Normalisation follows the library (min-max per map, after ReLU) with two deliberate choices: a
+constant map becomes all zeros (never NaN, never inverted), and maps are min-max normalised
+*after* upsampling to the original image geometry, computed exactly without a second pass over
+the full-size map (see :func:`upsample_normalized`).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+CAM_METHODS: tuple[str, ...] = ("gradcam", "gradcam++", "xgradcam", "eigencam", "layercam")
+DEFAULT_CAM_METHOD = "gradcam"
+_EPS = 1e-12
+_MARGIN = 2.0**-21
+
+
+def _library_classes() -> dict[str, type]:
+    from pytorch_grad_cam import EigenCAM, GradCAM, GradCAMPlusPlus, LayerCAM, XGradCAM
+
+    return {
+        "gradcam": GradCAM,
+        "gradcam++": GradCAMPlusPlus,
+        "xgradcam": XGradCAM,
+        "eigencam": EigenCAM,
+        "layercam": LayerCAM,
+    }
+
+
+def check_method(method: str) -> str:
+    """Return ``method`` if it is one of :data:`CAM_METHODS`, else raise ValueError."""
+    if method not in CAM_METHODS:
+        raise ValueError(f"unknown heat map method {method!r}; known: {', '.join(CAM_METHODS)}")
+    return method
+
+
+def cam_weights(model) -> np.ndarray:
+    """The head's weight matrix ``(findings, channels)`` as float32 (fast-path CAM weights)."""
+    return model.head_linear.weight.detach().cpu().numpy().astype(np.float32, copy=True)
+
+
+def class_activation_maps(features: np.ndarray, weights: np.ndarray, classes=None) -> np.ndarray:
+    """Grad-CAM at the post-activation feature layer of a GAP + linear head, for many classes.
+
+    ``features`` is one image's feature map ``(K, h, w)``; ``weights`` the head's ``(F, K)``;
+    ``classes`` the row indices wanted (default all). Returns ``ReLU(sum_k w_ck A_k) / (h*w)`` with
+    shape ``(len(classes), h, w)``, not normalised: exactly the library's Grad-CAM map before its
+    normalisation and upsampling.
+    """
+    k, h, w = features.shape
+    wsel = weights if classes is None else weights[np.asarray(classes, dtype=np.intp)]
+    cams = (wsel @ features.reshape(k, h * w)).reshape(-1, h, w)
+    cams *= 1.0 / (h * w)
+    return np.maximum(cams, 0.0, out=cams)
+
+
+def bilinear_matrix(n_out: int, n_in: int) -> np.ndarray:
+    """Linear-interpolation matrix ``(n_out, n_in)`` with half-pixel centres and clamped borders.
+
+    The same sampling as OpenCV's ``INTER_LINEAR`` resize (which the ``grad-cam`` library uses)
+    and PIL's bilinear upsampling. Every row is a convex combination of two neighbours.
+    """
+    m = np.zeros((n_out, n_in), dtype=np.float64)
+    if n_in == 1:
+        m[:, 0] = 1.0
+        return m.astype(np.float32)
+    src = (np.arange(n_out, dtype=np.float64) + 0.5) * (n_in / n_out) - 0.5
+    i0 = np.clip(np.floor(src).astype(np.intp), 0, n_in - 2)
+    frac = np.clip(src - i0, 0.0, 1.0)
+    rows = np.arange(n_out)
+    m[rows, i0] = 1.0 - frac
+    m[rows, i0 + 1] += frac
+    return m.astype(np.float32)
+
+
+def _extreme_rows(m: np.ndarray) -> np.ndarray:
+    """Output rows where a bilinear upsample can reach its extremes: the first and last row of
+    each run sharing the same pair of source rows (values are linear in the weight inside a run)."""
+    lead = np.argmax(m > 0, axis=1)  # first source index with weight: constant within a run
+    change = np.flatnonzero(np.diff(lead)) + 1
+    starts = np.concatenate(([0], change))
+    ends = np.concatenate((change - 1, [m.shape[0] - 1]))
+    return np.unique(np.concatenate((starts, ends)))
+
+
+def upsample_normalized(cams: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    """Bilinearly upsample maps ``(n, h, w)`` to ``shape`` and min-max normalise each to [0, 1].
+
+    Because interpolation weights sum to one, normalising commutes with upsampling; the extremes of
+    the upsampled map are found exactly on a handful of candidate rows and columns (a bilinear
+    function takes its extremes over a rectangle of samples at the corners), so the full-size
+    output is written in a single pass (OpenCV's ``INTER_LINEAR``, which samples identically). A constant map becomes zeros. Returns float32 ``(n, H, W)``.
+    """
+    cams = np.asarray(cams, dtype=np.float32)
+    n, h, w = cams.shape
+    big_h, big_w = int(shape[0]), int(shape[1])
+    mh, mw = bilinear_matrix(big_h, h), bilinear_matrix(big_w, w)
+    rh, rw = _extreme_rows(mh), _extreme_rows(mw)
+    probe = mh[rh] @ cams @ mw[rw].T  # (n, |rh|, |rw|): values at every candidate extreme
+    lo = probe.min(axis=(1, 2))
+    span = probe.max(axis=(1, 2)) - lo
+    scale = np.where(span > _EPS * np.maximum(1.0, np.abs(lo)), 1.0 / np.where(span > 0, span, 1.0), 0.0)
+    # Map to [2^-21, 1 - 2^-21] rather than [0, 1] so that float rounding inside the interpolation
+    # never leaves [0, 1] and no clipping pass over the full-size maps is needed (error < 1e-6).
+    offset = np.where(scale > 0, _MARGIN, 0.0)
+    scale *= 1.0 - 2 * _MARGIN
+    normed = ((cams - lo[:, None, None]) * scale[:, None, None] + offset[:, None, None]).astype(np.float32)
+    out = np.empty((n, big_h, big_w), dtype=np.float32)
+    try:
+        import cv2  # comes with grad-cam; its resize is the fastest single pass here
+    except ImportError:
+        cv2 = None
+    if cv2 is not None and h > 1 and w > 1:
+        for i in range(n):
+            cv2.resize(normed[i], (big_w, big_h), dst=out[i], interpolation=cv2.INTER_LINEAR)
+    else:
+        tmp = normed @ mw.T
+        for i in range(n):
+            np.matmul(mh, tmp[i], out=out[i])
+    return out
+    return out
+
+
+def library_cams(model, x: np.ndarray, method: str = "gradcam", classes=None) -> np.ndarray:
+    """Heat maps from the ``grad-cam`` library at ``model.cam_layer`` for each class in ``classes``.
+
+    ``x`` is one model input ``(1, C, S, S)`` (or ``(C, S, S)``); returns ``(n, S, S)`` float32 maps
+    normalised by the library (min-max, no inversion). All classes are computed in one
+    forward/backward pass over a batch of identical inputs, one ``ClassifierOutputTarget`` each
+    (the model is in eval mode, so batch items are independent). Hooks are released afterwards,
+    also on error, and parameter gradients are cleared.
+    """
+    import torch
+    from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
+
+    check_method(method)
+    cls = _library_classes()[method]
+    x = np.asarray(x, dtype=np.float32)
+    if x.ndim == 3:
+        x = x[None]
+    n_classes = model.head_linear.out_features
+    classes = list(range(n_classes)) if classes is None else [int(c) for c in classes]
+    class_free = method == "eigencam"  # the first principal component does not depend on a class
+    batch = 1 if class_free else len(classes)
+    inp = torch.from_numpy(np.repeat(x, batch, axis=0)).requires_grad_(True)
+    targets = [ClassifierOutputTarget(c) for c in (classes[:1] if class_free else classes)]
+    was_training = model.training
+    cam = cls(model=model, target_layers=[model.cam_layer])
+    try:
+        with torch.enable_grad():
+            maps = cam(input_tensor=inp, targets=targets)
+    finally:
+        # Not the library's context manager: its __exit__ swallows IndexError and prints.
+        cam.activations_and_grads.release()
+        model.zero_grad(set_to_none=True)
+        model.train(was_training)
+    maps = np.asarray(maps, dtype=np.float32)
+    if class_free:
+        maps = np.repeat(maps, len(classes), axis=0)
+    return maps
+
+
+def heatmaps_for(features_or_model, method: str, shape: tuple[int, int], classes, *,
+                 weights: np.ndarray | None = None, x: np.ndarray | None = None) -> np.ndarray:
+    """Heat maps ``(len(classes), *shape)`` in [0, 1] for ``method``.
+
+    ``"gradcam"`` uses the fast path from ``features_or_model`` = a feature map ``(K, h, w)`` and the
+    head ``weights``; the other methods call :func:`library_cams` with ``features_or_model`` = the
+    eager model and ``x`` = the model input.
+    """
+    check_method(method)
+    if method == DEFAULT_CAM_METHOD and weights is not None:
+        return upsample_normalized(class_activation_maps(features_or_model, weights, classes), shape)
+    return upsample_normalized(library_cams(features_or_model, x, method, classes), shape)

@@ -1,0 +1,275 @@
+"""Forward-pass runtimes: a cached ONNX Runtime session (fast path) and eager PyTorch (reference).
+
+Both return, from one forward pass, the logits *and* the post-activation feature map
+(``model.forward_features``), so class activation maps for every finding come at almost no
+extra cost (see :mod:`kdviewer.core.explain`).
+
+The ONNX file is exported on first use and cached in :func:`cache_dir` with the weights' SHA-256
+in its name; a sidecar file holds the ONNX file's own SHA-256 so that a truncated or corrupted
+cache is detected and rebuilt. The intra-op thread count is resolved once per process
+(:func:`thread_count`: ``KDVIEWER_THREADS`` or the number of physical cores) and used by every
+ONNX Runtime session and by PyTorch.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import sys
+import tempfile
+import threading
+import warnings
+from pathlib import Path
+from typing import Protocol
+
+import numpy as np
+
+log = logging.getLogger(__name__)
+
+RUNTIMES = ("onnxruntime", "torch-eager")
+ONNX_OPSET = 17
+# Bump when the exported graph changes (inputs/outputs/opset), so old cache files are not reused.
+EXPORT_FORMAT = 1
+
+_threads_lock = threading.Lock()
+_threads: int | None = None
+
+
+def _physical_cores() -> int:
+    try:
+        import psutil
+
+        n = psutil.cpu_count(logical=False)
+    except Exception:  # psutil missing or unable to tell
+        n = None
+    return int(n or os.cpu_count() or 1)
+
+
+def thread_count() -> int:
+    """The intra-op thread count of this process, resolved and applied once.
+
+    ``KDVIEWER_THREADS`` (a positive integer) wins; otherwise the number of physical cores. The
+    first call also sets PyTorch's intra-op threads (when torch is imported) so the eager
+    reference path uses the same count.
+    """
+    global _threads
+    with _threads_lock:
+        if _threads is None:
+            env = os.environ.get("KDVIEWER_THREADS", "").strip()
+            n = 0
+            if env:
+                try:
+                    n = int(env)
+                except ValueError:
+                    log.warning("ignoring KDVIEWER_THREADS=%r (not an integer)", env)
+            if n <= 0:
+                n = _physical_cores()
+            _threads = n
+            if "torch" in sys.modules:
+                import torch
+
+                if torch.get_num_threads() != n:
+                    torch.set_num_threads(n)
+            log.info("inference threads: %d", n)
+        return _threads
+
+
+def cache_dir() -> Path:
+    """Folder for derived files (exported ONNX graphs); created on demand.
+
+    ``KDVIEWER_CACHE`` wins; otherwise the platform's user cache folder
+    (``$XDG_CACHE_HOME/kdviewer`` or ``~/.cache/kdviewer`` on Linux, ``~/Library/Caches/kdviewer`` on
+    macOS, ``%LOCALAPPDATA%\\kdviewer\\cache`` on Windows).
+    """
+    env = os.environ.get("KDVIEWER_CACHE")
+    if env:
+        d = Path(env)
+    elif sys.platform == "win32":
+        d = Path(os.environ.get("LOCALAPPDATA", Path.home() / "AppData" / "Local")) / "kdviewer" / "cache"
+    elif sys.platform == "darwin":
+        d = Path.home() / "Library" / "Caches" / "kdviewer"
+    else:
+        d = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "kdviewer"
+    d.mkdir(parents=True, exist_ok=True)
+    return d
+
+
+def state_sha256(model) -> str:
+    """SHA-256 of a model's state dict (names, dtypes, shapes and bytes, in order).
+
+    Identifies weights that do not come from a file (untrained engines) for the ONNX cache.
+    """
+    h = hashlib.sha256()
+    for k, v in model.state_dict().items():
+        t = v.detach().contiguous().cpu()
+        h.update(f"{k}:{t.dtype}:{tuple(t.shape)};".encode())
+        h.update(t.numpy().tobytes())
+    return h.hexdigest()
+
+
+class ForwardRuntime(Protocol):
+    """One forward pass: a (1, C, S, S) float32 input → (logits (F,), features (K, h, w))."""
+
+    name: str
+
+    def run(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]: ...
+
+
+def _two_output_module(model):
+    """Wrap a FindingsNet so that one call returns ``(logits, features)`` (eval mode: the wrapper's
+    own ``training`` flag matters to the exporter)."""
+    import torch
+
+    class LogitsAndFeatures(torch.nn.Module):
+        def __init__(self, m):
+            super().__init__()
+            self.m = m
+
+        def forward(self, x):
+            feats = self.m.forward_features(x)
+            return self.m.forward_head(feats), feats
+
+    return LogitsAndFeatures(model).eval()
+
+
+class TorchEagerRuntime:
+    """The reference path: the PyTorch model itself, no gradients."""
+
+    name = "torch-eager"
+
+    def __init__(self, model):
+        self.model = model.eval()
+        thread_count()
+
+    def run(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        import torch
+
+        with torch.inference_mode():
+            feats = self.model.forward_features(torch.from_numpy(np.ascontiguousarray(x)))
+            logits = self.model.forward_head(feats)
+        return logits.numpy()[0], feats.numpy()[0]
+
+
+def onnx_path(architecture: str, weights_sha256: str, size: int) -> Path:
+    """Cache location of the ONNX export of given weights at a given input size."""
+    return cache_dir() / f"{architecture}-{weights_sha256[:16]}-{size}px-v{EXPORT_FORMAT}.onnx"
+
+
+def _file_sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def export_onnx(model, path: str | Path, size: int = 224, channels: int = 3) -> Path:
+    """Export ``model`` to ONNX with two outputs, ``logits`` and ``features``; write atomically.
+
+    Uses the TorchScript-based exporter (fast, no extra dependencies at run time) and falls back
+    to the dynamo exporter when it is unavailable. A sidecar ``.sha256`` file records the
+    graph's own hash so a corrupted cache file is detected later.
+    """
+    import torch
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    wrapper = _two_output_module(model.eval())
+    dummy = torch.zeros(1, channels, size, size)
+    fd, tmp = tempfile.mkstemp(suffix=".onnx.tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            kwargs = dict(input_names=["input"], output_names=["logits", "features"], opset_version=ONNX_OPSET)
+            try:
+                torch.onnx.export(wrapper, (dummy,), tmp, dynamo=False, **kwargs)
+            except Exception as exc:  # legacy exporter removed or failing: use the dynamo one
+                log.info("TorchScript ONNX export failed (%s); trying the dynamo exporter", exc)
+                torch.onnx.export(wrapper, (dummy,), tmp, dynamo=True, external_data=False, **kwargs)
+        digest = _file_sha256(Path(tmp))
+        os.replace(tmp, path)
+        Path(str(path) + ".sha256").write_text(digest + "\n", encoding="ascii")
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    log.info("exported %s to %s", getattr(model, "arch", "model"), path)
+    return path
+
+
+def _cache_intact(path: Path) -> bool:
+    side = Path(str(path) + ".sha256")
+    if not (path.is_file() and side.is_file()):
+        return False
+    try:
+        return side.read_text(encoding="ascii").strip() == _file_sha256(path)
+    except OSError:
+        return False
+
+
+def session_options(threads: int | None = None, *, spinning: bool = True):
+    """ONNX Runtime options used by the engine: all graph optimisations, sequential execution,
+    ``threads`` intra-op threads (default :func:`thread_count`)."""
+    import onnxruntime as ort
+
+    so = ort.SessionOptions()
+    so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    so.intra_op_num_threads = threads or thread_count()
+    so.inter_op_num_threads = 1
+    so.add_session_config_entry("session.intra_op.allow_spinning", "1" if spinning else "0")
+    so.log_severity_level = 3
+    return so
+
+
+class OnnxRuntime:
+    """ONNX Runtime (CPU) session over the cached export of a FindingsNet."""
+
+    name = "onnxruntime"
+
+    def __init__(self, model, weights_sha256: str, size: int = 224, channels: int = 3, *,
+                 threads: int | None = None, spinning: bool = True):
+        import onnxruntime as ort
+
+        self.threads = threads or thread_count()
+        self.path = onnx_path(model.arch, weights_sha256, size)
+        self.rebuilt = False
+        for attempt in (0, 1):
+            if attempt or not _cache_intact(self.path):
+                export_onnx(model, self.path, size, channels)
+                self.rebuilt = True
+            try:
+                self.session = ort.InferenceSession(
+                    str(self.path), session_options(self.threads, spinning=spinning),
+                    providers=["CPUExecutionProvider"],
+                )
+                break
+            except Exception as exc:  # corrupt despite the hash (or a different ORT): rebuild once
+                if attempt:
+                    raise
+                log.warning("cached ONNX graph %s does not load (%s); rebuilding", self.path, exc)
+        self._input = self.session.get_inputs()[0].name
+
+    def run(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        logits, feats = self.session.run(None, {self._input: np.ascontiguousarray(x, dtype=np.float32)})
+        return logits[0], feats[0]
+
+
+def make_runtime(kind: str, model, weights_sha256: str, size: int = 224, channels: int = 3) -> ForwardRuntime:
+    """Build the forward runtime ``kind``: "onnxruntime", "torch-eager" or "auto".
+
+    "auto" is ONNX Runtime, falling back (with a warning) to eager PyTorch if the export or the
+    session fails.
+    """
+    if kind not in ("auto", *RUNTIMES):
+        raise ValueError(f"unknown runtime {kind!r}; known: auto, {', '.join(RUNTIMES)}")
+    if kind == "torch-eager":
+        return TorchEagerRuntime(model)
+    try:
+        return OnnxRuntime(model, weights_sha256, size, channels)
+    except Exception as exc:
+        if kind == "onnxruntime":
+            raise
+        log.warning("ONNX Runtime unavailable for %s (%s); using eager PyTorch", getattr(model, "arch", "model"), exc)
+        return TorchEagerRuntime(model)
