@@ -1,0 +1,119 @@
+"""One preprocessing path: the same picture gives the same model input whatever file it came in.
+
+PNG vs DICOM (8-bit NIH PNG -> 16-bit scaled DICOM; synthetic 16-bit PNG -> rescaled 12-bit
+MONOCHROME1 JPEG 2000), MONOCHROME1 vs MONOCHROME2, window presets ignored, output
+shape/dtype/normalisation.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from kdviewer.core.imageio import read_image
+from kdviewer.core.preprocess import IMAGENET_MEAN, IMAGENET_STD, InputSpec, image_to_model_input
+from tests.core import dicom_factory as fac
+
+SPEC = InputSpec()
+TOL = 1e-4  # in normalised units (1/std ~ 4.4 per unit of [0, 1] grey)
+
+
+@pytest.fixture(scope="module")
+def nih_png(nih_dir):
+    path = sorted((nih_dir / "images").glob("*.png"))[0]
+    return path, np.asarray(Image.open(path))
+
+
+def _tensor(path):
+    return image_to_model_input(read_image(path), SPEC)
+
+
+@pytest.mark.parametrize(
+    ("photometric", "ts"),
+    [("MONOCHROME2", "explicit_le"), ("MONOCHROME1", "explicit_le"), ("MONOCHROME2", "j2k_lossless")],
+)
+def test_nih_png_and_its_16bit_dicom_give_the_same_tensor(tmp_path, nih_png, photometric, ts):
+    png_path, grey = nih_png
+    assert grey.dtype == np.uint8 and grey.ndim == 2
+    stored = grey.astype(np.uint16) * 257  # 0..255 -> 0..65535
+    if photometric == "MONOCHROME1":
+        stored = 65535 - stored
+    ds = fac.make_dataset(stored, photometric=photometric, bits_stored=16, modality="DX")
+    dcm = fac.write(ds, tmp_path / "nih.dcm", ts)
+    a, b = _tensor(png_path), _tensor(dcm)
+    assert a.shape == b.shape == (3, SPEC.size, SPEC.size)
+    np.testing.assert_allclose(a, b, atol=TOL)
+
+
+def _synthetic_picture() -> np.ndarray:
+    """A chest-like 16-bit test picture: a bright frame (bone) around two dark ovals (lungs)."""
+    y, x = np.mgrid[0:300, 0:260].astype(np.float64)
+    picture = 40000 - 60 * np.abs(x - 130)
+    for cx in (80, 180):
+        lung = ((x - cx) / 45) ** 2 + ((y - 150) / 100) ** 2 < 1
+        picture[lung] -= 25000
+    picture += 2000 * np.sin(y / 17.0)
+    return np.round(picture).astype(np.uint16)
+
+
+def test_synthetic_png_and_rescaled_monochrome1_j2k_give_the_same_tensor(tmp_path):
+    picture = _synthetic_picture()
+    Image.fromarray(picture).save(tmp_path / "s.png")
+    # The DICOM stores the same picture as 12-bit MONOCHROME1 with slope 16, intercept -3000,
+    # so its values are an affine image of the PNG's (bone bright after inversion).
+    lo = int(picture.min())
+    stored12 = np.round((picture.astype(np.float64) - lo) / 16).astype(np.uint16)
+    assert stored12.max() <= 4095
+    ds = fac.make_dataset(4095 - stored12, photometric="MONOCHROME1", bits_stored=12, rescale=(16.0, -3000.0))
+    dcm = fac.write(ds, tmp_path / "s.dcm", "j2k_lossless")
+    quantised = (stored12.astype(np.float64) * 16 + lo).astype(np.float32)  # what 12 bits can hold
+    Image.fromarray(quantised.astype(np.uint16)).save(tmp_path / "q.png")
+    np.testing.assert_allclose(_tensor(tmp_path / "q.png"), _tensor(dcm), atol=TOL)
+    # and against the unquantised PNG: within 12-bit quantisation (16/span of the range)
+    span = float(picture.max() - picture.min())
+    step = 16 / span / min(IMAGENET_STD)
+    np.testing.assert_allclose(_tensor(tmp_path / "s.png"), _tensor(dcm), atol=step)
+
+
+@pytest.mark.parametrize("bits", [8, 12, 16])
+def test_monochrome1_and_monochrome2_of_the_same_picture_give_the_same_tensor(tmp_path, bits):
+    top = 2**bits - 1
+    picture = np.round(_synthetic_picture() / 65535.0 * top).astype(np.uint8 if bits == 8 else np.uint16)
+    mono2 = fac.write(fac.make_dataset(picture, bits_stored=bits), tmp_path / "m2.dcm")
+    mono1 = fac.write(
+        fac.make_dataset((top - picture.astype(np.int64)).astype(picture.dtype), photometric="MONOCHROME1", bits_stored=bits),
+        tmp_path / "m1.dcm",
+    )
+    np.testing.assert_allclose(_tensor(mono1), _tensor(mono2), atol=TOL)
+
+
+def test_window_presets_do_not_change_the_model_input(tmp_path):
+    picture = _synthetic_picture() // 16
+    plain = fac.write(fac.make_dataset(picture, bits_stored=12), tmp_path / "plain.dcm")
+    windowed = fac.write(fac.make_dataset(picture, bits_stored=12, windows=[(300, 50)]), tmp_path / "win.dcm")
+    np.testing.assert_array_equal(_tensor(plain), _tensor(windowed))
+
+
+def test_output_shape_dtype_and_normalisation(tmp_path):
+    picture = _synthetic_picture()
+    Image.fromarray(picture).save(tmp_path / "s.png")
+    t = _tensor(tmp_path / "s.png")
+    assert t.shape == (3, 224, 224) and t.dtype == np.float32
+    mean = np.asarray(IMAGENET_MEAN, np.float32).reshape(3, 1, 1)
+    std = np.asarray(IMAGENET_STD, np.float32).reshape(3, 1, 1)
+    grey01 = t * std + mean
+    # grey replicated to 3 channels, scaled from the full range into [0, 1]
+    np.testing.assert_allclose(grey01[0], grey01[1], atol=1e-5)
+    np.testing.assert_allclose(grey01[0], grey01[2], atol=1e-5)
+    assert grey01.min() >= -1e-5 and grey01.max() <= 1 + 1e-5
+    assert grey01.min() < 0.02 and grey01.max() > 0.98
+    # brighter in the file is brighter in the tensor: the lungs are darker than the frame
+    assert grey01[0, 112, 62] < grey01[0, 112, 112]
+
+
+def test_constant_image_gives_zero_grey(tmp_path):
+    Image.fromarray(np.full((50, 40), 77, np.uint8)).save(tmp_path / "c.png")
+    t = _tensor(tmp_path / "c.png")
+    expected = (-np.asarray(IMAGENET_MEAN) / np.asarray(IMAGENET_STD)).reshape(3, 1, 1)
+    np.testing.assert_allclose(t, np.broadcast_to(expected, t.shape), atol=1e-5)
