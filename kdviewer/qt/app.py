@@ -1,0 +1,174 @@
+"""Entry points of the desktop viewer: run it, screenshot it, time its start-up.
+
+Qt is imported inside the functions, so ``import kdviewer.qt.app`` stays cheap and the CLI can
+dispatch to it lazily; torch and the models load later, on worker threads.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+log = logging.getLogger(__name__)
+
+SCREENSHOT_SIZE = (1680, 1020)
+
+
+def make_application(argv: Sequence[str] | None = None):
+    """The QApplication (created once, dark theme applied)."""
+    from PySide6.QtWidgets import QApplication
+
+    from kdviewer import __version__
+    from kdviewer.qt.settings import APPLICATION, ORGANIZATION
+    from kdviewer.qt.theme import apply_dark_theme
+
+    app = QApplication.instance()
+    if app is None:
+        app = QApplication(list(argv) if argv is not None else [sys.argv[0]])
+        app.setOrganizationName(ORGANIZATION)
+        app.setApplicationName(APPLICATION)
+        app.setApplicationVersion(__version__)
+        apply_dark_theme(app)
+    return app
+
+
+def create_window(settings=None, *, t_start: float | None = None, **kwargs):
+    """A ViewerWindow (not yet shown or started)."""
+    from kdviewer.qt.main_window import ViewerWindow
+
+    return ViewerWindow(settings, t_start=t_start, **kwargs)
+
+
+def run_viewer(paths: list[str]) -> int:
+    """Start the viewer on ``paths`` (files or folders; none: the built-in example). Returns the exit code."""
+    t_start = time.perf_counter()
+    from PySide6.QtCore import QTimer
+
+    app = make_application()
+    window = create_window(t_start=t_start)
+    window.show()
+    QTimer.singleShot(0, lambda: window.start(list(paths)))
+    rc = app.exec()
+    window.shutdown()
+    log.debug("viewer timings: %s", window.timings_ms)
+    return int(rc)
+
+
+def _temporary_settings(folder: str, teacher: bool = True):
+    from kdviewer.qt.settings import ViewerSettings, make_qsettings
+
+    settings = ViewerSettings(make_qsettings(Path(folder) / "kdviewer.ini"))
+    settings.teacher_enabled = teacher
+    return settings
+
+
+def wait_for(predicate: Callable[[], bool], signals: Sequence, timeout_s: float) -> bool:
+    """Run the event loop until ``predicate()`` holds, re-checking whenever one of ``signals`` fires.
+
+    Returns False when ``timeout_s`` passes first. A slow timer re-checks too, in case the
+    condition changed through something that emits none of the signals.
+    """
+    from PySide6.QtCore import QEventLoop, QTimer
+
+    if predicate():
+        return True
+    loop = QEventLoop()
+
+    def check(*_):
+        if predicate():
+            loop.quit()
+
+    for sig in signals:
+        sig.connect(check)
+    poll = QTimer()
+    poll.timeout.connect(check)
+    poll.start(250)
+    timeout = QTimer()
+    timeout.setSingleShot(True)
+    timeout.timeout.connect(loop.quit)
+    timeout.start(int(timeout_s * 1000))
+    loop.exec()
+    poll.stop()
+    timeout.stop()
+    for sig in signals:
+        try:
+            sig.disconnect(check)
+        except (RuntimeError, TypeError):
+            pass
+    return predicate()
+
+
+def _scoring_done(window) -> bool:
+    return (
+        window.is_view_complete()
+        and window.study_list.scored_count >= len(window.study_list.paths())
+        and window.study_list.thumbnail_count >= len(window.study_list.paths())
+    )
+
+
+def screenshot(out: str, path: str | None, *, timeout_s: float = 300.0) -> int:
+    """Render the main window offscreen once scoring is done and save it as PNG; returns 0 on success.
+
+    Uses fresh default settings (teacher on) in a temporary folder, so the picture does not
+    depend on, or change, the user's settings.
+    """
+    from PySide6.QtWidgets import QApplication
+
+    if QApplication.instance() is None:
+        os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+    app = make_application()
+    with tempfile.TemporaryDirectory(prefix="kdviewer-shot-") as tmp:
+        window = create_window(_temporary_settings(tmp))
+        window.resize(*SCREENSHOT_SIZE)
+        window.show()
+        window.start([path] if path else [])
+        signals = [window.view_ready, window.study_list_scored, window.engine_unavailable,
+                   window.prediction_shown, window.image_load_failed]
+        done = wait_for(lambda: _scoring_done(window), signals, timeout_s)
+        if window.current_image is None:
+            log.error("screenshot: no image could be shown (%s)", path or "built-in example")
+            window.close()
+            return 1
+        if not done:
+            log.error("screenshot: scoring did not finish within %.0f s", timeout_s)
+            window.close()
+            return 1
+        window.telemetry_panel.poll()
+        app.processEvents()
+        ok = window.grab().save(str(out), "PNG")
+        window.close()
+        app.processEvents()
+    if not ok:
+        log.error("screenshot: could not write %s", out)
+        return 1
+    log.info("screenshot written to %s", out)
+    return 0
+
+
+def measure_startup(path: str | None = None, *, timeout_s: float = 300.0) -> dict[str, float]:
+    """Start the viewer offscreen-capable and time it; returns milliseconds since this call.
+
+    Keys: ``time_to_window_ms`` (window shown and painted once), ``time_to_image_ms`` (image on
+    screen), ``time_to_first_scores_ms`` (the student's scores shown). Call it in a fresh process:
+    imports already done by the caller (Qt, torch) would make the numbers look better than a real
+    start.
+    """
+    t_start = time.perf_counter()
+    app = make_application()
+    with tempfile.TemporaryDirectory(prefix="kdviewer-start-") as tmp:
+        window = create_window(_temporary_settings(tmp, teacher=False), t_start=t_start)
+        window.show()
+        window.start([path] if path else [])
+        wait_for(lambda: "time_to_window" in window.timings_ms, [], timeout_s)
+        wait_for(lambda: "time_to_first_scores" in window.timings_ms,
+                 [window.prediction_shown, window.engine_unavailable], timeout_s)
+        timings = {f"{k}_ms": round(v, 1) for k, v in window.timings_ms.items()}
+        window.close()
+        app.processEvents()
+    log.debug("start-up timings: %s", timings)
+    return timings

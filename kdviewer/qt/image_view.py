@@ -1,0 +1,232 @@
+"""The image view: a pyqtgraph view box holding the radiograph and its heat map overlay.
+
+The heat map is a second ``ImageItem`` in the same view box with the image's geometry (the
+engine returns heat maps in the original pixel grid), so the two stay aligned at every zoom and
+pan. Window/level lives in the histogram item: dragging with the left button, picking a DICOM
+preset and dragging the histogram region all end up as ``HistogramLUTItem.setLevels``.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+
+import numpy as np
+import pyqtgraph as pg
+from PySide6.QtCore import QPointF, Qt, Signal
+from PySide6.QtWidgets import QVBoxLayout, QWidget
+
+log = logging.getLogger(__name__)
+
+_GREY = {"mode": "rgb", "ticks": [(0.0, (0, 0, 0, 255)), (1.0, (255, 255, 255, 255))]}
+_GREY_INVERTED = {"mode": "rgb", "ticks": [(0.0, (255, 255, 255, 255)), (1.0, (0, 0, 0, 255))]}
+
+
+def overlay_lookup_table(name: str, n: int = 256) -> np.ndarray:
+    """RGBA lookup table for heat maps: the colour map with opacity rising from low values.
+
+    Weak activations stay see-through so the anatomy under them remains readable; the
+    overlay's global opacity (the slider) multiplies this.
+    """
+    cmap = pg.colormap.get(name)
+    lut = cmap.getLookupTable(0.0, 1.0, n, alpha=True).astype(np.ubyte)
+    ramp = np.clip(np.linspace(0.0, 1.0, n) / 0.35, 0.0, 1.0)
+    lut[:, 3] = (255 * ramp).astype(np.ubyte)
+    return lut
+
+
+class _WindowingViewBox(pg.ViewBox):
+    """Left drag adjusts window/level; middle (or Shift+left) drag pans; right drag and wheel zoom."""
+
+    window_dragged = Signal(float, float)  # horizontal and vertical drag since the last event, pixels
+    window_drag_started = Signal()
+
+    def mouseDragEvent(self, ev, axis=None):  # noqa: N802 (Qt naming)
+        plain_left = ev.button() == Qt.MouseButton.LeftButton and not (
+            ev.modifiers() & Qt.KeyboardModifier.ShiftModifier
+        )
+        if not plain_left:
+            super().mouseDragEvent(ev, axis)
+            return
+        ev.accept()
+        if ev.isStart():
+            self.window_drag_started.emit()
+        delta = ev.screenPos() - ev.lastScreenPos()
+        self.window_dragged.emit(float(delta.x()), float(delta.y()))
+
+
+class ImageView(QWidget):
+    """Shows one ``LoadedImage`` with window/level, invert, histogram and a heat map overlay."""
+
+    cursor_moved = Signal(object)  # (col, row, value) under the cursor, or None outside the image
+    window_changed = Signal(float, float)  # centre, width (in the image's value space)
+
+    def __init__(self, parent=None):
+        super().__init__(parent)
+        self._image = None
+        self._display_pixels: np.ndarray | None = None
+        self._inverted = False
+        self._overlay_on = True
+        self._colormap = "inferno"
+
+        self.graphics = pg.GraphicsLayoutWidget()
+        self.graphics.setObjectName("imageGraphics")
+        self.graphics.ci.setContentsMargins(0, 0, 0, 0)
+        self.view_box = _WindowingViewBox(lockAspect=True, invertY=True, enableMenu=False)
+        self.view_box.setBackgroundColor((0, 0, 0))
+        self.graphics.addItem(self.view_box, row=0, col=0)
+
+        self.image_item = pg.ImageItem(axisOrder="row-major")
+        self.overlay_item = pg.ImageItem(axisOrder="row-major")
+        self.overlay_item.setZValue(10)
+        self.overlay_item.setVisible(False)
+        self.view_box.addItem(self.image_item)
+        self.view_box.addItem(self.overlay_item)
+
+        self.histogram = pg.HistogramLUTItem(image=self.image_item, fillHistogram=True)
+        self.histogram.gradient.restoreState(_GREY)
+        self.histogram.setFixedWidth(110)
+        self.graphics.addItem(self.histogram, row=0, col=1)
+        self.histogram.sigLevelsChanged.connect(self._on_levels_changed)
+
+        self.view_box.window_dragged.connect(self._on_window_dragged)
+        self.graphics.scene().sigMouseMoved.connect(self._on_mouse_moved)
+
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(0, 0, 0, 0)
+        layout.addWidget(self.graphics)
+        self.set_colormap(self._colormap)
+
+    # -- image ---------------------------------------------------------------------------------
+    @property
+    def image(self):
+        return self._image
+
+    def set_image(self, image, window=None) -> None:
+        """Show ``image`` (a LoadedImage) in ``window``.
+
+        Without ``window`` it starts as :func:`kdviewer.core.display.to_display_uint8` does: the
+        file's VOI LUT if it has one, else its first window preset, else the full value range.
+        """
+        self._image = image
+        self._display_pixels = image.pixels
+        self.clear_heatmap()
+        self.image_item.setImage(image.pixels, autoLevels=False)
+        lo, hi = (float(v) for v in image.value_range)
+        if hi <= lo:
+            hi = lo + 1.0
+        self.histogram.setHistogramRange(lo, hi)
+        if window is None and image.voi_lut is not None:
+            self.apply_voi_lut()
+        else:
+            if window is None:
+                from kdviewer.core.display import default_window
+
+                window = default_window(image)
+            self.set_window(window.center, window.width)
+        self.reset_view()
+
+    def set_window(self, center: float, width: float) -> None:
+        """Show values in ``center ± width/2`` over the full grey scale (linear VOI)."""
+        self._use_pixels(self._image.pixels if self._image is not None else None)
+        width = max(float(width), 1e-6)
+        self.set_levels(center - width / 2.0, center + width / 2.0)
+
+    def apply_voi_lut(self) -> bool:
+        """Display through the file's VOI LUT Sequence; False when the file has none."""
+        if self._image is None or self._image.voi_lut is None:
+            return False
+        from kdviewer.core.display import apply_voi_lut
+
+        self._use_pixels(apply_voi_lut(self._image.pixels, self._image.voi_lut))
+        self.set_levels(0.0, 255.0)
+        return True
+
+    def _use_pixels(self, pixels: np.ndarray | None) -> None:
+        if pixels is None or pixels is self._display_pixels:
+            return
+        self._display_pixels = pixels
+        self.image_item.setImage(pixels, autoLevels=False)
+        self.histogram.setHistogramRange(float(pixels.min()), float(pixels.max()))
+
+    def set_levels(self, lo: float, hi: float) -> None:
+        self.histogram.setLevels(float(lo), float(hi))
+
+    def window(self) -> tuple[float, float]:
+        """Current (centre, width)."""
+        lo, hi = self.histogram.getLevels()
+        return (lo + hi) / 2.0, hi - lo
+
+    def set_inverted(self, on: bool) -> None:
+        self._inverted = bool(on)
+        self.histogram.gradient.restoreState(_GREY_INVERTED if on else _GREY)
+
+    @property
+    def inverted(self) -> bool:
+        return self._inverted
+
+    def reset_view(self) -> None:
+        if self._image is not None:
+            h, w = self._image.shape
+            self.view_box.setRange(xRange=(0, w), yRange=(0, h), padding=0.01)
+
+    def zoom(self, factor: float) -> None:
+        """Zoom about the view centre; ``factor`` > 1 magnifies."""
+        self.view_box.scaleBy((1.0 / factor, 1.0 / factor))
+
+    # -- heat map ------------------------------------------------------------------------------
+    def set_heatmap(self, heatmap: np.ndarray | None) -> None:
+        """Show a [0, 1] heat map with the image's shape; None hides it."""
+        if heatmap is None:
+            self.clear_heatmap()
+            return
+        if self._image is not None and tuple(heatmap.shape) != self._image.shape:
+            raise ValueError(f"heat map shape {heatmap.shape} differs from the image's {self._image.shape}")
+        self.overlay_item.setImage(np.asarray(heatmap, dtype=np.float32), levels=(0.0, 1.0), autoLevels=False)
+        self.overlay_item.setVisible(self._overlay_on)
+
+    def clear_heatmap(self) -> None:
+        self.overlay_item.clear()
+        self.overlay_item.setVisible(False)
+
+    @property
+    def has_heatmap(self) -> bool:
+        return self.overlay_item.image is not None
+
+    def set_overlay_visible(self, on: bool) -> None:
+        self._overlay_on = bool(on)
+        self.overlay_item.setVisible(self._overlay_on and self.has_heatmap)
+
+    def set_overlay_opacity(self, opacity: float) -> None:
+        self.overlay_item.setOpacity(min(1.0, max(0.0, float(opacity))))
+
+    def set_colormap(self, name: str) -> None:
+        self._colormap = name
+        self.overlay_item.setLookupTable(overlay_lookup_table(name))
+
+    # -- events --------------------------------------------------------------------------------
+    def _on_levels_changed(self, *_):
+        c, w = self.window()
+        self.window_changed.emit(c, w)
+
+    def _on_window_dragged(self, dx: float, dy: float) -> None:
+        if self._image is None:
+            return
+        lo, hi = (float(v) for v in self._image.value_range)
+        step = max(hi - lo, 1.0) / 600.0  # about the full range across a 600-pixel drag
+        center, width = self.window()
+        width = max(width + dx * step * 2.0, step)
+        center = center + dy * step
+        self.set_levels(center - width / 2.0, center + width / 2.0)
+
+    def _on_mouse_moved(self, scene_pos: QPointF) -> None:
+        if self._image is None or not self.view_box.sceneBoundingRect().contains(scene_pos):
+            self.cursor_moved.emit(None)
+            return
+        p = self.view_box.mapSceneToView(scene_pos)
+        col, row = int(math.floor(p.x())), int(math.floor(p.y()))
+        h, w = self._image.shape
+        if 0 <= row < h and 0 <= col < w:
+            self.cursor_moved.emit((col, row, float(self._image.pixels[row, col])))
+        else:
+            self.cursor_moved.emit(None)
