@@ -5,13 +5,16 @@ properties (``ioreg -rn AppleSmartBattery``): ``Voltage`` (mV), ``InstantAmperag
 ``Amperage`` (mA, negative while discharging, printed as an unsigned 64-bit number),
 ``ExternalConnected`` and ``IsCharging`` (Yes/No). Power = |amperage| × voltage. The parsing and
 the discharge rule are unit-tested on captured text; the ``ioreg`` call itself is not.
-Each reading runs one ``ioreg`` process (tens of milliseconds).
+Each reading runs one ``ioreg`` process (tens of milliseconds), so a reading is reused for up to
+``reading_max_age_s`` (the gauge itself refreshes far less often).
 """
 
 from __future__ import annotations
 
 import math
 import re
+import threading
+import time
 import subprocess
 import sys
 from collections.abc import Callable
@@ -62,9 +65,12 @@ class MacBatteryMeter(SampledMeter):
 
     kind = "macos-battery"
     sample_interval_s = 1.0
+    reading_max_age_s = 1.0
 
     def __init__(self, runner: Callable[[], str] = run_ioreg):
         self._runner = runner
+        self._cache_lock = threading.Lock()
+        self._cached: tuple[float, float] | None = None  # (monotonic time, watts)
         super().__init__("battery:AppleSmartBattery", "battery discharge power (ioreg amperage × voltage)")
         self._notes = [
             "Whole-laptop power from the battery gauge via ioreg, sampled every "
@@ -90,7 +96,13 @@ class MacBatteryMeter(SampledMeter):
         return cls(runner)
 
     def _read_power_w(self) -> float:
-        try:
-            return battery_power_w(parse_ioreg(self._runner()))[0]
-        except (OSError, subprocess.SubprocessError):
-            return math.nan
+        with self._cache_lock:
+            now = time.monotonic()
+            if self._cached is not None and now - self._cached[0] < self.reading_max_age_s:
+                return self._cached[1]
+            try:
+                power = battery_power_w(parse_ioreg(self._runner()))[0]
+            except (OSError, subprocess.SubprocessError):
+                power = math.nan
+            self._cached = (now, power)
+            return power

@@ -72,21 +72,21 @@ def _powercap_domains(root: Path) -> tuple[list[RaplDomain], list[str]]:
     if not base.is_dir():
         raise MeterUnavailable("rapl", f"{base} not present (no RAPL driver: virtual machine, "
                                        "non-x86 CPU, or intel_rapl_msr not loaded)")
-    zones: dict[tuple[int, int | None], Path] = {}
-    for entry in sorted(base.iterdir()):
+    zones: dict[tuple[int, int], Path] = {}  # (package, subzone or -1 for the package itself)
+    for entry in base.iterdir():
         m = _ZONE.match(entry.name)
         if m:
-            zones[(int(m.group(1)), None if m.group(2) is None else int(m.group(2)))] = entry
+            zones[(int(m.group(1)), -1 if m.group(2) is None else int(m.group(2)))] = entry
     if not zones:
         raise MeterUnavailable("rapl", f"{base} has no intel-rapl zones")
     names = {k: _sysfs.read_optional(p / "name") or p.name for k, p in zones.items()}
     domains, problems = [], []
-    for (top, sub), path in sorted(zones.items(), key=lambda kv: (kv[0][0], -1 if kv[0][1] is None else kv[0][1])):
+    for (top, sub), path in sorted(zones.items()):
         name = names[(top, sub)]
-        if sub is None:
+        if sub == -1:
             key, primary = name, name.startswith("package")
         else:
-            key, primary = f"{names.get((top, None), f'zone-{top}')}/{name}", False
+            key, primary = f"{names.get((top, -1), f'zone-{top}')}/{name}", False
         energy = path / "energy_uj"
         problem = _check_readable(energy)
         if problem:

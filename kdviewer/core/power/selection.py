@@ -115,6 +115,10 @@ def _choose(root: str | Path, prefer: str | None, tdp_w: float | None, gpu: bool
         except MeterUnavailable as exc:
             statuses[kind] = MeterStatus(kind, label, False, exc.reason)
             continue
+        except Exception as exc:  # a broken optional sensor must not stop the app: report it
+            log.warning("power meter %s: probe failed", label, exc_info=True)
+            statuses[kind] = MeterStatus(kind, label, False, f"probe failed: {exc!r}")
+            continue
         if chosen is None and usable:
             chosen = meter
             reason = meter.method
