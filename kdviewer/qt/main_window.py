@@ -533,6 +533,7 @@ class ViewerWindow(QMainWindow):
         self._unavailable[role] = reason
         if role == "teacher":
             self._teacher_on = False
+            self.scores_panel.set_teacher_enabled(False)
             self.scores_panel.set_teacher_available(False, f"Teacher unavailable: {reason}")
             self.teacher_action.setEnabled(False)
             self.teacher_action.setChecked(False)

@@ -1,0 +1,206 @@
+"""The viewer end to end on the offscreen platform, with the real (untrained) engines."""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PySide6.QtGui import QKeySequence
+
+from kdviewer import RESEARCH_NOTICE
+from kdviewer.core.findings import FINDING_KEYS
+from kdviewer.core.resources import example_image
+from tests.qt.conftest import write_png, write_truncated_png
+
+LONG = 120_000  # ms; generous for 2 shared cores, never reached when things work
+
+
+def _overlay(window) -> np.ndarray:
+    return window.image_view.overlay_item.image
+
+
+def test_example_shows_both_models_heat_maps_switching_and_teacher_toggle(make_window, settings, tmp_path):
+    settings.teacher_enabled = True
+    w = make_window()
+    with qtbot_wait(w.view_ready):
+        w.start()
+    # the built-in example, scored by both models, heat map of the selected finding on the image
+    assert Path(w.current_path).name == example_image().name
+    for role in ("student", "teacher"):
+        scores = w.scores_panel.displayed_scores(role)
+        assert all(scores[k] is not None and 0.0 <= scores[k] <= 1.0 for k in FINDING_KEYS), (role, scores)
+        assert "sha256" in w.scores_panel.model_labels[role].text()
+        assert w.scores_panel.state_labels[role].isVisibleTo(w)  # untrained is marked
+    assert "UNTRAINED" in w.untrained_banner.text()
+    assert w.scores_panel.notice.text() == RESEARCH_NOTICE and w.scores_panel.notice.isVisibleTo(w)
+    assert w.image_view.has_heatmap and w.image_view.overlay_item.isVisible()
+    assert _overlay(w).shape == w.current_image.shape
+    # same geometry as the image, so aligned at every zoom
+    assert w.image_view.overlay_item.mapRectToView(w.image_view.overlay_item.boundingRect()) == \
+        w.image_view.image_item.mapRectToView(w.image_view.image_item.boundingRect())
+    np.testing.assert_array_equal(_overlay(w), w.prediction("student").heatmaps[FINDING_KEYS[0]])
+    marked = w.scores_panel.disagreements()
+    s, t = w.prediction("student"), w.prediction("teacher")
+    assert marked == [k for k in FINDING_KEYS if s.positive[k] != t.positive[k]]
+
+    # switch finding (shortcut "4" → edema) and model
+    assert QKeySequence("4") in w.finding_actions[3].shortcuts()
+    with qtbot_wait(w.view_ready):
+        w.finding_actions[3].trigger()
+    assert w.current_heatmap_key == ("student", "gradcam", "edema")
+    np.testing.assert_array_equal(_overlay(w), w.prediction("student").heatmaps["edema"])
+    w.select_overlay_model("teacher")
+    np.testing.assert_array_equal(_overlay(w), w.prediction("teacher").heatmaps["edema"])
+
+    # telemetry polled from both engines, with the power method named; exportable
+    w.telemetry_panel.poll()
+    assert w.telemetry_panel.sample_count("student") > 0 and w.telemetry_panel.sample_count("teacher") > 0
+    assert "estimate" in w.telemetry_panel.method_label.text() or "measured" in w.telemetry_panel.method_label.text()
+    n = w.telemetry_panel.export_csv(tmp_path / "t.csv")
+    rows = list(csv.DictReader(open(tmp_path / "t.csv")))
+    assert len(rows) == n > 0 and {r["model_name"] for r in rows} >= {"student", "teacher"}
+
+    # teacher off: column blanked, overlay falls back to the student, setting persisted
+    w.scores_panel.teacher_checkbox.click()
+    assert not w.teacher_enabled and not settings.teacher_enabled
+    assert w.current_heatmap_key[0] == "student"
+    assert all(v is None for v in w.scores_panel.displayed_scores("teacher").values())
+    assert w.scores_panel.disagreements() == []
+    # and on again: the loaded teacher answers without reloading
+    with qtbot_wait(w.view_ready):
+        w.scores_panel.teacher_checkbox.click()
+    assert w.teacher_enabled and settings.teacher_enabled
+    assert all(v is not None for v in w.scores_panel.displayed_scores("teacher").values())
+
+
+def test_bad_file_shows_message_and_keeps_previous_image(make_window, tmp_path, recorded_warnings):
+    good = write_png(tmp_path / "good.png")
+    bad = write_truncated_png(tmp_path / "bad.png")
+    w = make_window(loaders={"student": lambda: (_ for _ in ()).throw(RuntimeError("not needed"))})
+    with qtbot_wait(w.image_shown):
+        w.open_paths([good])
+    shown = w.current_image
+    with qtbot_wait(w.image_load_failed):
+        w.open_paths([bad])
+    assert w.current_path == good and w.current_image is shown and w.image_view.image is shown
+    assert len(recorded_warnings) == 1 and "bad.png" in recorded_warnings[0][1]
+    assert w.study_list.paths() == [good]
+    # a missing file too
+    with qtbot_wait(w.image_load_failed):
+        w.open_paths([str(tmp_path / "missing.dcm")])
+    assert "missing.dcm" in recorded_warnings[-1][1] and w.current_path == good
+
+
+def test_folder_of_mixed_files_is_scored_in_background(make_window, tmp_path, recorded_warnings):
+    folder = tmp_path / "study"
+    (folder / "sub").mkdir(parents=True)
+    paths = [write_png(folder / "a.png", (40, 32), 1), write_png(folder / "sub" / "c.png", (24, 48), 3),
+             write_png(folder / "b.png", (30, 30), 2)]
+    bad = write_truncated_png(folder / "broken.png")
+    (folder / "notes.txt").write_text("not an image")
+    w = make_window()
+    with qtbot_wait(w.study_list_scored):
+        w.start([str(folder)])
+    listed = w.study_list.paths()
+    assert sorted(listed) == sorted(paths + [bad])  # the text file is not listed
+    assert w.study_list.progress.value() == len(listed)
+    for p in paths:
+        assert "(untrained)" in w.study_list.item_text(p)  # top finding shown, marked untrained
+    assert "unreadable" in w.study_list.item_text(bad)
+    # next / previous by keyboard shortcut actions
+    first = w.current_path
+    assert first == listed[0]
+    with qtbot_wait(w.image_shown):
+        w.next_action.trigger()
+    assert w.current_path == listed[1]
+    with qtbot_wait(w.image_shown):
+        w.prev_action.trigger()
+    assert w.current_path == first
+
+
+def test_stale_prediction_is_dropped(make_window, tmp_path):
+    from dataclasses import replace
+
+    w = make_window()
+    with qtbot_wait(w.view_ready):
+        w.start([write_png(tmp_path / "a.png")])
+    pred = w.prediction("student")
+    stale = replace(pred, request_id=-5, scores={k: 0.0 for k in pred.scores})
+    w._on_prediction_ready("student", stale)
+    assert w.prediction("student") is pred
+    assert w.scores_panel.displayed_scores("student") == {k: pytest.approx(pred.scores[k]) for k in FINDING_KEYS}
+
+
+def test_unavailable_teacher_disables_toggle_with_reason(make_window, settings, tmp_path):
+    from kdviewer.core.errors import ModelLoadError
+
+    def fail():
+        raise ModelLoadError("teacher.safetensors", "SHA-256 does not match the model card")
+
+    settings.teacher_enabled = True
+    w = make_window(loaders={"teacher": fail})
+    with qtbot_wait(w.engine_unavailable):
+        w.start([write_png(tmp_path / "a.png")])
+    box = w.scores_panel.teacher_checkbox
+    assert not box.isEnabled() and not box.isChecked() and "SHA-256" in box.toolTip()
+    assert not w.teacher_enabled and not w.teacher_action.isEnabled()
+
+
+def test_tags_and_identifiers_hidden_by_default(make_window):
+    w = make_window(loaders={"student": lambda: (_ for _ in ()).throw(RuntimeError("not needed"))})
+    with qtbot_wait(w.image_shown):
+        w.open_paths([str(example_image())])
+    assert "identifiers hidden" in w.metadata_strip.text
+    assert "CR" in w.metadata_strip.text and "lossless" in w.metadata_strip.text
+    dialog = w.show_tags()
+    dialog.filter_edit.setText("patientname")
+    rows = dialog.visible_rows()
+    assert rows and all(value == "‹hidden›" for _, _, value in rows)
+    dialog.filter_edit.setText("Modality")
+    assert any(kw == "Modality" and value == "CR" for _, kw, value in dialog.visible_rows())
+    w.set_show_identifiers(True)
+    assert "identifiers hidden" not in w.metadata_strip.text
+    dialog.filter_edit.setText("patientname")
+    assert all(value != "‹hidden›" for _, _, value in dialog.visible_rows())
+
+
+def test_view_controls_and_settings_persist(make_window, settings, tmp_path):
+    w = make_window(loaders={"student": lambda: (_ for _ in ()).throw(RuntimeError("not needed"))})
+    with qtbot_wait(w.image_shown):
+        w.open_paths([write_png(tmp_path / "a.png", (64, 48))])
+    view = w.image_view
+    view.set_window(100.0, 50.0)
+    assert view.window() == pytest.approx((100.0, 50.0))
+    view._on_window_dragged(30.0, -10.0)  # a left drag widens the window and moves the level
+    c, width = view.window()
+    assert width > 50.0 and c < 100.0
+    w.invert_action.trigger()
+    assert view.inverted
+    w.opacity_slider.setValue(70)
+    w.colormap_combo.setCurrentText("viridis")
+    w.overlay_checkbox.setChecked(False)
+    w.close()
+
+    w2 = make_window()
+    assert w2.opacity_slider.value() == 70
+    assert w2.colormap_combo.currentText() == "viridis"
+    assert not w2.overlay_checkbox.isChecked()
+    assert str(Path(tmp_path / "a.png").resolve()) in settings.recent_files
+
+
+# -- helpers -----------------------------------------------------------------------------------------
+_QTBOT = None
+
+
+@pytest.fixture(autouse=True)
+def _remember_qtbot(qtbot):
+    global _QTBOT
+    _QTBOT = qtbot
+    yield
+    _QTBOT = None
+
+
+def qtbot_wait(signal, timeout=LONG):
+    return _QTBOT.waitSignal(signal, timeout=timeout)
