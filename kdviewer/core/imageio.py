@@ -214,10 +214,14 @@ def read_dicom_dataset(path: str | os.PathLike, *, max_pixels: int = MAX_PIXELS)
         ds = pydicom.dcmread(path, force=True)
     except ImageReadError:
         raise
-    except (InvalidDicomError, EOFError, OSError, ValueError, KeyError, struct.error) as exc:
-        raise ImageReadError(path, f"corrupt or truncated DICOM ({exc})") from exc
+    except MemoryError:
+        raise ImageReadError(path, "not enough memory to read the file") from None
+    except InvalidDicomError as exc:
+        raise ImageReadError(path, f"not a valid DICOM file ({exc})") from exc
+    except Exception as exc:  # pydicom raises many types on damaged files
+        raise ImageReadError(path, f"corrupt or truncated DICOM ({type(exc).__name__}: {exc})") from exc
     if "PixelData" not in ds:
-        raise ImageReadError(path, "DICOM pixel data missing (file truncated?)")
+        raise ImageReadError(path, "DICOM pixel data missing or cut off (file truncated?)")
     _ensure_transfer_syntax(path, ds)
     return ds
 
@@ -557,7 +561,8 @@ def _png_size(path: Path) -> tuple[int, int] | None:
 def _too_large(path: Path, width: int, height: int, max_pixels: int) -> ImageReadError:
     return ImageReadError(
         path,
-        f"image too large: {width} x {height} = {width * height} pixels exceeds the limit of {max_pixels} pixels",
+        f"image too large: {width} x {height} = {width * height} pixels "
+        f"exceeds the limit of {max_pixels} pixels",
     )
 
 

@@ -72,7 +72,10 @@ def corpus(dicom_dir):
 
 def _rescale(row: dict) -> tuple[float, float]:
     slope, intercept = row["rescale"].split("/")
-    return (float(slope) if slope not in ("", "None") else 1.0, float(intercept) if intercept not in ("", "None") else 0.0)
+    def num(text: str, default: float) -> float:
+        return float(text) if text not in ("", "None") else default
+
+    return num(slope, 1.0), num(intercept, 0.0)
 
 
 # --------------------------------------------------------------------------- corpus
@@ -103,7 +106,10 @@ def test_corpus_value_space(corpus, name):
         expected = first.astype(np.float64) * slope + intercept
         if row["photometric"] == "MONOCHROME1":
             bits = int(row["bits_stored"])
-            lo, hi = (0, 2**bits - 1) if row["pixel_rep"] == "0" else (-(2 ** (bits - 1)), 2 ** (bits - 1) - 1)
+            if row["pixel_rep"] == "0":
+                lo, hi = 0, 2**bits - 1
+            else:
+                lo, hi = -(2 ** (bits - 1)), 2 ** (bits - 1) - 1
             expected = (lo + hi) * slope + 2 * intercept - expected
         np.testing.assert_allclose(img.pixels, expected, rtol=1e-6, atol=1e-3)
     else:
@@ -288,7 +294,8 @@ def test_text_file_renamed_dcm(tmp_path):
 def test_binary_garbage_that_starts_like_dicom_is_rejected(tmp_path):
     rng = np.random.default_rng(0)
     p = tmp_path / "garbage.dcm"
-    p.write_bytes(b"\x08\x00\x05\x00CS\x0a\x00ISO_IR 100" + rng.integers(0, 256, 4000, dtype=np.uint8).tobytes())
+    noise = rng.integers(0, 256, 4000, dtype=np.uint8).tobytes()
+    p.write_bytes(b"\x08\x00\x05\x00CS\x0a\x00ISO_IR 100" + noise)
     _assert_read_error(p)
 
 

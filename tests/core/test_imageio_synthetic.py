@@ -54,7 +54,8 @@ def test_bone_is_bright_whatever_the_photometric(tmp_path, photometric):
     """The same anatomy stored either way reads to the same pixels."""
     picture = fac.ramp(lo=0, hi=4095)
     stored = picture if photometric == "MONOCHROME2" else 4095 - picture
-    img = read_image(fac.write(fac.make_dataset(stored, photometric=photometric, bits_stored=12), tmp_path / "x.dcm"))
+    ds = fac.make_dataset(stored, photometric=photometric, bits_stored=12)
+    img = read_image(fac.write(ds, tmp_path / "x.dcm"))
     np.testing.assert_array_equal(img.pixels, picture.astype(np.float32))
 
 
@@ -65,7 +66,8 @@ def test_bone_is_bright_whatever_the_photometric(tmp_path, photometric):
 def test_without_preamble_or_file_meta(tmp_path, preamble, file_meta, name):
     stored = fac.ramp(lo=0, hi=1023)
     ds = fac.make_dataset(stored, bits_stored=10, photometric="MONOCHROME1")
-    path = fac.write(ds, tmp_path / name, "implicit_le" if not file_meta else "explicit_le", preamble=preamble, file_meta=file_meta)
+    ts = "implicit_le" if not file_meta else "explicit_le"
+    path = fac.write(ds, tmp_path / name, ts, preamble=preamble, file_meta=file_meta)
     assert is_image_file(path)
     img = read_image(path)
     np.testing.assert_array_equal(img.pixels, 1023.0 - stored)
@@ -105,7 +107,8 @@ def test_window_presets_multi_valued_with_explanations(tmp_path):
         window_explanations=["FULL", "LUNG"],
     )
     img = read_image(fac.write(ds, tmp_path / "w.dcm"))
-    assert [(w.center, w.width, w.explanation) for w in img.windows] == [(2048, 4096, "FULL"), (1000, 500, "LUNG")]
+    got = [(w.center, w.width, w.explanation) for w in img.windows]
+    assert got == [(2048, 4096, "FULL"), (1000, 500, "LUNG")]
 
 
 @pytest.mark.parametrize("function", ["LINEAR", "LINEAR_EXACT", "SIGMOID"])
@@ -113,7 +116,9 @@ def test_monochrome1_windows_display_like_the_dicom_presentation(tmp_path, funct
     """Window the inverted pixels with the mapped preset == window stored values, invert output."""
     stored = fac.ramp(lo=0, hi=4095)
     windows = [(1500, 1000), (3000.5, 37)]
-    ds = fac.make_dataset(stored, bits_stored=12, photometric="MONOCHROME1", windows=windows, VOILUTFunction=function)
+    ds = fac.make_dataset(
+        stored, bits_stored=12, photometric="MONOCHROME1", windows=windows, VOILUTFunction=function
+    )
     img = read_image(fac.write(ds, tmp_path / "w1.dcm"))
     assert len(img.windows) == 2
     for (c, w), mapped in zip(windows, img.windows):

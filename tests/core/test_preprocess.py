@@ -81,10 +81,9 @@ def test_monochrome1_and_monochrome2_of_the_same_picture_give_the_same_tensor(tm
     top = 2**bits - 1
     picture = np.round(_synthetic_picture() / 65535.0 * top).astype(np.uint8 if bits == 8 else np.uint16)
     mono2 = fac.write(fac.make_dataset(picture, bits_stored=bits), tmp_path / "m2.dcm")
-    mono1 = fac.write(
-        fac.make_dataset((top - picture.astype(np.int64)).astype(picture.dtype), photometric="MONOCHROME1", bits_stored=bits),
-        tmp_path / "m1.dcm",
-    )
+    inverted = (top - picture.astype(np.int64)).astype(picture.dtype)
+    ds = fac.make_dataset(inverted, photometric="MONOCHROME1", bits_stored=bits)
+    mono1 = fac.write(ds, tmp_path / "m1.dcm")
     np.testing.assert_allclose(_tensor(mono1), _tensor(mono2), atol=TOL)
 
 
