@@ -137,12 +137,17 @@ def is_image_file(path: str | os.PathLike) -> bool:
         return False
 
 
+IMAGE_SUFFIXES = frozenset({".dcm", ".dicom", ".dic", ".ima", ".png", ".jpg", ".jpeg"})
+
+
 def iter_image_files(paths: Iterable[str | os.PathLike]) -> Iterator[Path]:
     """The files named by ``paths``: files as given, folders recursed.
 
     A file argument is always yielded (even if missing or not an image) so that the caller
     reports it. Folders are walked recursively in sorted order, skipping hidden files and
-    folders (names starting with "."), and yield only files that sniff as images.
+    folders (names starting with "."), and yield files that sniff as images or carry an image
+    extension (:data:`IMAGE_SUFFIXES`): a corrupt ``.dcm`` in a folder is reported, not skipped,
+    while unrelated files (reports, spreadsheets) are left alone.
     """
     for p in paths:
         path = Path(p)
@@ -154,7 +159,7 @@ def iter_image_files(paths: Iterable[str | os.PathLike]) -> Iterator[Path]:
             dirs[:] = [d for d in dirs if not d.startswith(".")]
             found.extend(Path(root, f) for f in files if not f.startswith("."))
         for f in sorted(found):
-            if f.is_file() and is_image_file(f):
+            if f.is_file() and (f.suffix.lower() in IMAGE_SUFFIXES or is_image_file(f)):
                 yield f
 
 

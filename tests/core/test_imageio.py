@@ -438,6 +438,7 @@ def test_iter_image_files(tmp_path):
     bad = tmp_path / "bad.dcm"
     bad.write_text("text")
     found = list(iter_image_files([tmp_path]))
-    assert found == sorted([dcm, png])
+    # a corrupt .dcm is yielded so it gets reported; readme.txt and hidden entries are not
+    assert found == sorted([dcm, png, bad])
     # explicit file arguments are always yielded (so a bad one gets reported), in the given order
     assert list(iter_image_files([bad, str(png), tmp_path / "a" / "b"])) == [bad, png, dcm]
