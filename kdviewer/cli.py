@@ -165,8 +165,6 @@ def predict_command(
         if not engine.status.usable:
             print(f"kdviewer: error: model {name!r} disabled: {engine.status.message}", file=sys.stderr)
             return 2
-        if engine.status.state == "untrained":
-            print(f"kdviewer: warning: {engine.status.message}", file=sys.stderr)
         engines.append(engine)
 
     records: list[dict[str, Any]] = []
@@ -290,7 +288,7 @@ def info_command(as_json: bool = False) -> int:
     print("power meters:")
     for m in info["power_meters"]:
         mark = "*" if m["chosen"] else " "
-        print(f" {mark}{m['name']:14s} {'available' if m['available'] else 'unavailable'}: {m['reason']}")
+        print(f" {mark}{m['name']:16s} {'available' if m['available'] else 'unavailable'}: {m['reason']}")
     return 0
 
 

@@ -20,18 +20,35 @@ import numpy as np
 
 CAM_METHODS: tuple[str, ...] = ("gradcam", "gradcam++", "xgradcam", "eigencam", "layercam")
 DEFAULT_CAM_METHOD = "gradcam"
-_EPS = 1e-12
+_FLAT = 1e-5  # relative span below which a map counts as constant
 _MARGIN = 2.0**-21
 
 
 def _library_classes() -> dict[str, type]:
     from pytorch_grad_cam import EigenCAM, GradCAM, GradCAMPlusPlus, LayerCAM, XGradCAM
+    from pytorch_grad_cam.utils.svd_on_activations import get_2d_projection
+
+    class OrientedEigenCAM(EigenCAM):
+        """EigenCAM whose principal component is oriented to agree with the summed activations.
+
+        The sign of an SVD component is arbitrary; unoriented, the map can come out inverted
+        (and then mostly zeroed by the ReLU).
+        """
+
+        def get_cam_image(self, input_tensor, target_layer, target_category, activations, grads, eigen_smooth):
+            proj = get_2d_projection(activations)
+            total = activations.sum(axis=1)
+            for i in range(proj.shape[0]):
+                p, t = proj[i].ravel(), total[i].ravel()
+                if np.dot(p - p.mean(), t - t.mean()) < 0:
+                    proj[i] = -proj[i]
+            return proj
 
     return {
         "gradcam": GradCAM,
         "gradcam++": GradCAMPlusPlus,
         "xgradcam": XGradCAM,
-        "eigencam": EigenCAM,
+        "eigencam": OrientedEigenCAM,
         "layercam": LayerCAM,
     }
 
@@ -105,10 +122,13 @@ def upsample_normalized(cams: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
     big_h, big_w = int(shape[0]), int(shape[1])
     mh, mw = bilinear_matrix(big_h, h), bilinear_matrix(big_w, w)
     rh, rw = _extreme_rows(mh), _extreme_rows(mw)
-    probe = mh[rh] @ cams @ mw[rw].T  # (n, |rh|, |rw|): values at every candidate extreme
-    lo = probe.min(axis=(1, 2))
-    span = probe.max(axis=(1, 2)) - lo
-    scale = np.where(span > _EPS * np.maximum(1.0, np.abs(lo)), 1.0 / np.where(span > 0, span, 1.0), 0.0)
+    # values at every candidate extreme, (n, |rh|, |rw|), in float64 so a constant map stays constant
+    probe = mh[rh].astype(np.float64) @ cams.astype(np.float64) @ mw[rw].T.astype(np.float64)
+    lo, hi = probe.min(axis=(1, 2)), probe.max(axis=(1, 2))
+    span = hi - lo
+    # a span at float32 rounding level is a constant map: zeros, not amplified noise
+    flat = span <= _FLAT * np.maximum(np.abs(lo), np.abs(hi))
+    scale = np.where(flat | (span <= 0), 0.0, 1.0 / np.where(span > 0, span, 1.0))
     # Map to [2^-21, 1 - 2^-21] rather than [0, 1] so that float rounding inside the interpolation
     # never leaves [0, 1] and no clipping pass over the full-size maps is needed (error < 1e-6).
     offset = np.where(scale > 0, _MARGIN, 0.0)

@@ -46,25 +46,31 @@ def _physical_cores() -> int:
     return int(n or os.cpu_count() or 1)
 
 
+def resolve_thread_count(env_value: str | None = None) -> int:
+    """Thread count from a ``KDVIEWER_THREADS`` value (a positive integer) or the physical cores."""
+    if env_value and env_value.strip():
+        try:
+            n = int(env_value)
+        except ValueError:
+            log.warning("ignoring KDVIEWER_THREADS=%r (not an integer)", env_value)
+        else:
+            if n > 0:
+                return n
+            log.warning("ignoring KDVIEWER_THREADS=%r (not positive)", env_value)
+    return _physical_cores()
+
+
 def thread_count() -> int:
     """The intra-op thread count of this process, resolved and applied once.
 
     ``KDVIEWER_THREADS`` (a positive integer) wins; otherwise the number of physical cores. The
     first call also sets PyTorch's intra-op threads (when torch is imported) so the eager
-    reference path uses the same count.
+    reference path uses the same count. Later changes to the variable have no effect.
     """
     global _threads
     with _threads_lock:
         if _threads is None:
-            env = os.environ.get("KDVIEWER_THREADS", "").strip()
-            n = 0
-            if env:
-                try:
-                    n = int(env)
-                except ValueError:
-                    log.warning("ignoring KDVIEWER_THREADS=%r (not an integer)", env)
-            if n <= 0:
-                n = _physical_cores()
+            n = resolve_thread_count(os.environ.get("KDVIEWER_THREADS"))
             _threads = n
             if "torch" in sys.modules:
                 import torch

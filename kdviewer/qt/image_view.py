@@ -30,7 +30,7 @@ def overlay_lookup_table(name: str, n: int = 256) -> np.ndarray:
     """
     cmap = pg.colormap.get(name)
     lut = cmap.getLookupTable(0.0, 1.0, n, alpha=True).astype(np.ubyte)
-    ramp = np.clip(np.linspace(0.0, 1.0, n) / 0.35, 0.0, 1.0)
+    ramp = np.clip((np.linspace(0.0, 1.0, n) - 0.15) / 0.45, 0.0, 1.0)
     lut[:, 3] = (255 * ramp).astype(np.ubyte)
     return lut
 
@@ -86,6 +86,9 @@ class ImageView(QWidget):
         self.histogram = pg.HistogramLUTItem(image=self.image_item, fillHistogram=True)
         self.histogram.gradient.restoreState(_GREY)
         self.histogram.setFixedWidth(110)
+        self.histogram.plot.setBrush((150, 160, 175, 90))
+        self.histogram.plot.setPen((170, 180, 195, 160))
+        self.histogram.region.setBrush(pg.mkBrush(120, 170, 220, 35))
         self.graphics.addItem(self.histogram, row=0, col=1)
         self.histogram.sigLevelsChanged.connect(self._on_levels_changed)
 

@@ -46,6 +46,7 @@ from kdviewer.qt.workers import EngineWorker, LoaderWorker, PredictRequest
 log = logging.getLogger(__name__)
 
 DEFAULT_CAM_METHOD = "gradcam"
+STUDENT_START_GRACE_MS = 1500
 
 
 class ViewerWindow(QMainWindow):
@@ -132,6 +133,7 @@ class ViewerWindow(QMainWindow):
         self.study_list = StudyListPanel()
         self.study_list.study_selected.connect(self._on_study_selected)
         self.scores_panel = ScoresPanel()
+        self.scores_panel.setMinimumWidth(430)
         self.scores_panel.finding_selected.connect(self.select_finding)
         self.scores_panel.teacher_toggled.connect(self.set_teacher_enabled)
         self.telemetry_panel = TelemetryPanel()
@@ -168,7 +170,7 @@ class ViewerWindow(QMainWindow):
         # overlay / display controls live in the toolbar
         self.preset_combo = QComboBox()
         self.preset_combo.setToolTip("Window/level: the file's presets, its VOI LUT, or the full range")
-        self.preset_combo.setMinimumContentsLength(14)
+        self.preset_combo.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToContents)
         self.preset_combo.activated.connect(self._on_preset_activated)
         self.overlay_checkbox = QCheckBox("Heat map")
         self.overlay_checkbox.setChecked(self.settings.overlay_visible)
@@ -315,12 +317,20 @@ class ViewerWindow(QMainWindow):
             self.open_paths(paths)
         else:
             self.open_example()
-        self._ensure_worker("student")
+        # torch is imported on the student's thread; started once the first image is on screen
+        # (or after a short grace period) so the import does not slow the first read down
+        QTimer.singleShot(STUDENT_START_GRACE_MS, self._start_student)
         if self._teacher_on:
             # the teacher starts once the student has its first result, so first scores come sooner
             self.scores_panel.set_pending("teacher", "waiting…")
 
-    def _ensure_worker(self, role: str) -> EngineWorker:
+    def _start_student(self) -> None:
+        if self._started and not self._closed:
+            self._ensure_worker("student")
+
+    def _ensure_worker(self, role: str) -> EngineWorker | None:
+        if self._closed:
+            return None
         worker = self._workers.get(role)
         if worker is None:
             worker = EngineWorker(role, loader=self._engine_loaders.get(role), reader=self._reader, parent=self)
@@ -436,6 +446,7 @@ class ViewerWindow(QMainWindow):
 
     def _on_load_failed(self, request_id: int, path: str, message: str) -> None:
         if request_id == self._expand_id:
+            self._start_student()
             self._show_error("Cannot open", message)
             return
         job = self._load_jobs.pop(request_id, None)
@@ -447,6 +458,7 @@ class ViewerWindow(QMainWindow):
             self.study_list.select_path(self._path)  # the image on screen stays the current one
         self.models_label.setText(f"Could not read {Path(path).name}")
         self.image_load_failed.emit(path, message)
+        self._start_student()
         self._show_error("Cannot open image", message)
 
     def _show_error(self, title: str, message: str) -> None:
@@ -472,6 +484,7 @@ class ViewerWindow(QMainWindow):
         self._update_models_label()
         self.timings_ms.setdefault("time_to_image", 1000 * (time.perf_counter() - self.t_start))
         self.image_shown.emit(path)
+        self._start_student()
         self._request_predictions()
 
     def _on_study_selected(self, path: str) -> None:
@@ -773,8 +786,8 @@ class ViewerWindow(QMainWindow):
         if image.voi_lut is not None:
             combo.addItem("VOI LUT (file)", ("voi", None))
         for i, w in enumerate(image.windows, start=1):
-            label = w.explanation or f"preset {i}"
-            combo.addItem(f"{label}  (C {w.center:g} / W {w.width:g})", ("window", w))
+            label = w.explanation if w.explanation and len(w.explanation) < 24 else f"Preset {i}"
+            combo.addItem(f"{label}: C {w.center:g} W {w.width:g}", ("window", w))
         combo.addItem("Full range", ("window", full_range_window(image.value_range)))
         combo.setCurrentIndex(0)  # the view starts from the same rule (see ImageView.set_image)
 

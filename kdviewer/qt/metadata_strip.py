@@ -77,4 +77,4 @@ class MetadataStrip(QWidget):
             ids = describe_identifiers(self._meta)
             self.identifiers.setText("  ·  ".join(ids) if ids else "no identifiers in file")
         else:
-            self.identifiers.setText("patient identifiers hidden")
+            self.identifiers.setText("identifiers hidden")

@@ -25,8 +25,8 @@ POSITIVE_COLOR = QColor("#ef5350")
 NEGATIVE_COLOR = QColor("#66bb6a")
 STATE_LABELS = {
     "ok": ("", ""),
-    "untrained": ("UNTRAINED — random weights, scores are meaningless", "#ffb300"),
-    "selftest_failed": ("FAILED SELF-TEST — not used", "#ef5350"),
+    "untrained": ("⚠ UNTRAINED — random weights, scores are meaningless", "#ffb300"),
+    "selftest_failed": ("✖ FAILED SELF-TEST — not used", "#ef5350"),
     "error": ("ERROR — not used", "#ef5350"),
 }
 
@@ -216,23 +216,20 @@ class ScoresPanel(QWidget):
         self.set_state(role, engine.status.state, engine.status.message)
 
     def set_state(self, role: str, state: str, message: str = "") -> None:
-        text, color = STATE_LABELS.get(state, (state.upper(), "#ef5350"))
+        """Mark a model untrained / failed; the engine's own message goes in the tooltip."""
         label = self.state_labels[role]
-        if state in ("ok",) and not message:
+        if state == "ok":
             label.setVisible(False)
             return
-        shown = text or ""
-        if message and state != "ok":
-            shown = f"{shown}<br><span style='color:#9aa0a6'>{message}</span>" if shown else message
-        elif state == "ok":
-            label.setVisible(False)
-            return
-        label.setText(f"<span style='color:{color}; font-weight:600'>{shown}</span>")
+        text, color = STATE_LABELS.get(state, (state.upper(), "#ef5350"))
+        label.setText(f"<span style='color:{color}; font-weight:600'>{text}</span>")
+        label.setToolTip(message)
         label.setVisible(True)
 
     def set_model_unavailable(self, role: str, reason: str) -> None:
         self.model_labels[role].setText(
-            f"<b style='color:{ROLE_COLORS[role]}'>{ROLE_TITLES[role]}</b> · unavailable"
+            f"<b style='color:{ROLE_COLORS[role]}'>{ROLE_TITLES[role]}</b> · unavailable: "
+            f"<span style='color:#9aa0a6'>{reason}</span>"
         )
         self.set_state(role, "error", reason)
         for f in FINDINGS:

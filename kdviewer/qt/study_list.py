@@ -34,6 +34,7 @@ class StudyListPanel(QWidget):
     def __init__(self, parent=None):
         super().__init__(parent)
         self.setObjectName("studyListPanel")
+        self.setMinimumWidth(210)
         self._rows: dict[str, int] = {}
         self._info: dict[str, dict] = {}
         self._scored: set[str] = set()
@@ -50,6 +51,7 @@ class StudyListPanel(QWidget):
         self.list.setUniformItemSizes(True)
         self.list.setSpacing(1)
         self.list.setWordWrap(True)
+        self.list.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
         self.list.currentRowChanged.connect(self._on_current_row_changed)
         layout.addWidget(self.list, 1)
         self.progress = QProgressBar()

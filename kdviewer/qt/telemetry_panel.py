@@ -100,7 +100,7 @@ class TelemetryPanel(QWidget):
 
         self.latency_plot = self._make_plot("Latency per inference", "ms")
         self.power_plot = self._make_plot("Power", "W")
-        self.energy_plot = self._make_plot("Energy per inference", "mJ")
+        self.energy_plot = self._make_plot("Energy per inference", "mJ", time_axis=True)
         self.curves: dict[tuple[str, str], pg.PlotDataItem] = {}
         for role in ROLES:
             color = ROLE_COLORS[role]
@@ -147,13 +147,15 @@ class TelemetryPanel(QWidget):
         self.method_label.setWordWrap(True)
         layout.addWidget(self.method_label)
 
-    def _make_plot(self, title: str, unit: str) -> pg.PlotWidget:
+    def _make_plot(self, title: str, unit: str, time_axis: bool = False) -> pg.PlotWidget:
         plot = pg.PlotWidget()
         plot.setObjectName(f"plot_{unit}")
         plot.setTitle(f"<span style='color:#bdc1c6; font-size:9pt'>{title} ({unit})</span>")
         plot.showGrid(x=True, y=True, alpha=0.15)
-        plot.setLabel("bottom", "time", units="s")
-        plot.setMinimumHeight(110)
+        if time_axis:
+            plot.setLabel("bottom", "time since start", units="s")
+        plot.setMinimumHeight(100)
+        plot.getPlotItem().getAxis("left").setWidth(40)
         plot.setMouseEnabled(x=False, y=False)
         plot.hideButtons()
         plot.getPlotItem().setMenuEnabled(False)
@@ -235,7 +237,7 @@ class TelemetryPanel(QWidget):
             if samples:
                 last = samples[-1]
                 label = method_label(last.energy_method, bool(last.is_estimate))
-                methods.append(f"{ROLE_TITLES[role]}: {label}")
+                methods.append((ROLE_TITLES[role], label))
                 self.summary[(role, "latency")].setText(_fmt(st["latency"], "ms"))
                 self.summary[(role, "stages")].setText(
                     " / ".join("—" if st[s] is None else f"{st[s]:.0f}" for s in STAGES) + " ms"
@@ -247,7 +249,13 @@ class TelemetryPanel(QWidget):
         for key in ("latency", "energy", "power"):
             a, b = t.get(key), s.get(key)
             self.summary[("ratio", key)].setText(f"× {a / b:.1f}" if a and b else "—")
-        self.method_label.setText("Power and energy: " + ("; ".join(methods) if methods else "not measured yet"))
+        if not methods:
+            text = "not measured yet"
+        elif len({label for _, label in methods}) == 1:
+            text = methods[0][1] + (" (both models)" if len(methods) > 1 else "")
+        else:
+            text = "; ".join(f"{who}: {label}" for who, label in methods)
+        self.method_label.setText("Power and energy: " + text)
 
     # -- export -----------------------------------------------------------------------------------
     def all_samples(self) -> list:
