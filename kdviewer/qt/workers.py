@@ -232,6 +232,7 @@ class LoaderWorker(_InboxThread):
     def __init__(self, reader: Callable[[str], Any] | None = None, parent=None):
         super().__init__("LoaderWorker", parent)
         self._reader = reader or _default_reader
+        self._thumbnails: dict[str, Thumbnail] = {}  # made from images read for display
 
     def load(self, path: str, request_id: int) -> None:
         """Read one image for display, replacing a read that has not started yet."""
@@ -268,8 +269,16 @@ class LoaderWorker(_InboxThread):
             self.load_failed.emit(request_id, arg, message)
             return
         self.image_loaded.emit(request_id, image)
+        try:  # the list's thumbnail comes from this read rather than decoding the file again
+            self._thumbnails[arg] = Thumbnail(arg, make_thumbnail(image), image.metadata)
+        except Exception:
+            log.debug("no thumbnail for %s", arg, exc_info=True)
 
     def _handle_batch(self, path: str) -> None:
+        done = self._thumbnails.pop(path, None)
+        if done is not None:
+            self.thumbnail_ready.emit(done)
+            return
         try:
             image = self._reader(path)
             thumb = make_thumbnail(image)
