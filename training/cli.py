@@ -1,0 +1,208 @@
+"""``kdviewer-train`` / ``python -m training``: the stages of the training package.
+
+    kdviewer-train teacher  --data-root DIR [--config FILE] [--set section.key=value ...]
+    kdviewer-train student  ...   (plain MobileNetV2)
+    kdviewer-train distill  ...   (MobileNetV2 distilled from the teacher run)
+    kdviewer-train evaluate ...
+    kdviewer-train export   ... [--out DIR]
+    kdviewer-train all      ...   (teacher, student, distill, evaluate, export)
+    kdviewer-train speed    ...   (seconds per training image on this machine)
+
+Under ``torchrun --nproc_per_node=N -m training …`` the trainings run with DDP.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+from typing import Sequence
+
+from training.config import Config, load_config, read_config
+
+log = logging.getLogger("training")
+
+TRAIN_STAGES = ("teacher", "student", "distill")
+STAGES = (*TRAIN_STAGES, "evaluate", "export", "all", "speed")
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="kdviewer-train", description=__doc__.split("\n\n")[0],
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("stage", choices=STAGES, help="what to run")
+    p.add_argument("--config", type=Path, help="TOML config (default: the paper's settings)")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a config value, e.g. --set train.lr=3e-4 --set data.uncertain=\"zeros\"")
+    p.add_argument("--data-root", help="folder of the data set (data.root)")
+    p.add_argument("--workdir", type=Path, default=Path("runs"),
+                   help="work folder: one subfolder per stage, splits.csv, image cache (default: ./runs)")
+    p.add_argument("--splits", type=Path, help="reuse this splits.csv (default: <workdir>/splits.csv if present)")
+    p.add_argument("--init", action="append", default=[], metavar="PATH",
+                   help="torchvision-format state dict to start from (head skipped); in 'all' give one per "
+                        "architecture, each is matched by its keys")
+    p.add_argument("--teacher", type=Path, help="distill: teacher run folder, checkpoint or model card "
+                                                "(default: <workdir>/teacher)")
+    p.add_argument("--resume", type=Path, nargs="?", const=Path(""), metavar="RUN_DIR",
+                   help="continue an interrupted run from its last checkpoint (a stage's run folder; "
+                        "for 'all' the work folder; default: the one --workdir implies)")
+    p.add_argument("--stop-after-epochs", type=int, metavar="N",
+                   help="stop after N epochs of this invocation, leaving a resumable checkpoint")
+    p.add_argument("--out", type=Path, help="export: folder for weights + cards (default: resources/models)")
+    p.add_argument("--epochs", type=int, help="train.epochs")
+    p.add_argument("--batch-size", type=int, help="train.batch_size (global, across ranks)")
+    p.add_argument("--device", help="train.device: auto, cpu, cuda, cuda:N")
+    p.add_argument("--precision", choices=("auto", "fp32", "bf16", "fp16"), help="train.precision")
+    p.add_argument("--seed", type=int, help="seed of everything random in the run")
+    p.add_argument("--input-size", type=int, help="input.size (the model card records it)")
+    p.add_argument("--workers", type=int, help="data.num_workers (decoding processes)")
+    p.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None, help="progress bars")
+    p.add_argument("--channels-last", action=argparse.BooleanOptionalAction, default=None)
+    p.add_argument("--compile", action=argparse.BooleanOptionalAction, default=None, help="torch.compile")
+    p.add_argument("--arch", nargs="+", default=["densenet121", "mobilenet_v2"], help="speed: architectures")
+    p.add_argument("--batch-sizes", type=int, nargs="+", default=[16, 32], help="speed: batch sizes")
+    p.add_argument("--steps", type=int, default=3, help="speed: timed steps per setting")
+    p.add_argument("-v", "--verbose", action="count", default=0)
+    return p
+
+
+def _flag_overrides(a: argparse.Namespace) -> list[str]:
+    pairs = [("data.root", a.data_root), ("train.epochs", a.epochs), ("train.batch_size", a.batch_size),
+             ("train.device", a.device), ("train.precision", a.precision), ("seed", a.seed),
+             ("input.size", a.input_size), ("data.num_workers", a.workers), ("train.progress", a.progress),
+             ("train.channels_last", a.channels_last), ("train.compile", a.compile)]
+    out = []
+    for key, value in pairs:
+        if value is None:
+            continue
+        if isinstance(value, bool):
+            out.append(f"{key}={'true' if value else 'false'}")
+        elif isinstance(value, str):
+            out.append(f"{key}={_toml_str(value)}")
+        else:
+            out.append(f"{key}={value}")
+    return out
+
+
+def _toml_str(s: str) -> str:
+    return '"' + s.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def _arch_of_state_dict(path: str) -> str:
+    import torch
+
+    keys = torch.load(path, map_location="cpu", weights_only=True).keys()
+    if any(k.startswith("features.denseblock") for k in keys):
+        return "densenet121"
+    return "mobilenet_v2"
+
+
+def _init_overrides(a: argparse.Namespace, cfg: Config) -> list[str]:
+    out = []
+    for path in a.init:
+        if a.stage in TRAIN_STAGES:
+            role = "teacher" if a.stage == "teacher" else "student"
+        else:
+            arch = _arch_of_state_dict(path)
+            role = "teacher" if arch == cfg.teacher.arch else "student"
+        out.append(f"{role}.init={_toml_str(str(Path(path).resolve()))}")
+    return out
+
+
+def build_config(a: argparse.Namespace) -> Config:
+    overrides = [*a.overrides, *_flag_overrides(a)]
+    cfg = load_config(a.config, overrides)
+    return load_config(a.config, [*overrides, *_init_overrides(a, cfg)])
+
+
+def _setup_logging(verbosity: int) -> None:
+    level = logging.DEBUG if verbosity > 1 else logging.INFO
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+
+
+def _run_all(a: argparse.Namespace, cfg: Config, ws) -> None:
+    from training import checkpoint
+    from training.distributed import barrier
+    from training.evaluate import evaluate
+    from training.export import export_models
+    from training.trainer import train_stage
+
+    for stage in TRAIN_STAGES:
+        run = ws.run_dir(stage)
+        if a.resume is not None and (run / "result.json").is_file():
+            log.info("%s already finished in %s", stage, run)
+            continue
+        resume = a.resume is not None and (run / checkpoint.LAST).is_file()
+        train_stage(stage, cfg, ws, resume=resume, teacher=a.teacher, splits=a.splits,
+                    stop_after_epochs=a.stop_after_epochs)
+        if not (run / "result.json").is_file():
+            log.info("%s stopped before its end; continue with: kdviewer-train all --resume %s", stage, ws.root)
+            return
+    info = _current_dist()
+    if info.is_main:
+        evaluate(cfg, ws, a.splits)
+        export_models(cfg, ws, a.out, a.splits)
+    barrier(info)
+
+
+def _current_dist():
+    import torch.distributed as dist
+
+    from training.distributed import DistInfo
+
+    if dist.is_available() and dist.is_initialized():
+        return DistInfo(dist.get_rank(), dist.get_world_size())
+    return DistInfo()
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of ``kdviewer-train``; returns the exit status."""
+    a = _parser().parse_args(argv)
+    _setup_logging(a.verbose)
+    from kdviewer.core.errors import KdviewerError
+
+    from training.distributed import shutdown
+    from training.workspace import STAGES as STAGE_DEFS
+    from training.workspace import Workspace
+
+    try:
+        if a.stage == "speed":
+            from training.speed import run_speed
+
+            run_speed(a.arch, a.batch_sizes, build_config(a), a.steps)
+            return 0
+        workdir = a.workdir
+        if a.resume is not None and str(a.resume) not in ("", "."):
+            workdir = a.resume if a.stage == "all" else a.resume.parent
+            if a.stage in TRAIN_STAGES and a.resume.name != STAGE_DEFS[a.stage].model_name:
+                raise ValueError(f"{a.resume} is not a {a.stage} run folder "
+                                 f"(expected …/{STAGE_DEFS[a.stage].model_name})")
+        ws = Workspace(workdir)
+        if a.resume is not None and a.stage in ("all", "evaluate", "export"):
+            saved = next((ws.model_dir(n) / "config.json" for n in ("teacher", "student_plain", "student")
+                          if (ws.model_dir(n) / "config.json").is_file()), None)
+            cfg = read_config(saved) if saved else build_config(a)
+        else:
+            cfg = build_config(a)
+        if a.stage in TRAIN_STAGES:
+            from training.trainer import train_stage
+
+            train_stage(a.stage, cfg, ws, resume=a.resume is not None, teacher=a.teacher, splits=a.splits,
+                        stop_after_epochs=a.stop_after_epochs)
+        elif a.stage == "evaluate":
+            from training.evaluate import evaluate
+
+            evaluate(cfg, ws, a.splits)
+        elif a.stage == "export":
+            from training.export import export_models
+
+            for name, path in export_models(cfg, ws, a.out, a.splits).items():
+                print(f"{name}: {path}")
+        else:
+            _run_all(a, cfg, ws)
+    except (KdviewerError, ValueError, KeyError, FileNotFoundError) as exc:
+        log.error("%s", exc)
+        return 2
+    finally:
+        shutdown()
+    return 0

@@ -1,0 +1,176 @@
+"""The evaluation stage: AUCs with bootstrap CIs, thresholds, ROC curves and paired comparisons.
+
+For every trained model in the work folder (its ``best.pt``):
+
+* operating thresholds per finding are chosen on the **validation** split by Youden's J
+  (sensitivity + specificity − 1, maximised over the observed probabilities; positive means
+  probability ≥ threshold);
+* ROC-AUC per finding and the mean over findings are measured on the evaluation split (``test``
+  when the splits have one, else ``val``, which model selection also used: then they are
+  optimistic), with percentile bootstrap CIs (``eval.bootstrap`` resamples, seeded from the run's
+  seed, by patient by default so that images of one patient move together);
+* paired bootstrap comparisons resample the same patients for two models: teacher vs distilled
+  student, and distilled vs plain student.
+
+Writes ``metrics.json``, ``summary.md``, ``roc.png`` and ``predictions.npz`` to ``<workdir>/evaluation``.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader
+
+from kdviewer.core.findings import FINDING_KEYS, FINDING_NAMES
+from kdviewer.core.models import build_model
+from kdviewer.core.preprocess import normalize
+
+from training import checkpoint
+from training.config import Config, read_config
+from training.data import PreparedData, prepare_data
+from training.distributed import DistInfo
+from training.images import collate_batch
+from training.metrics import auc_report, paired_bootstrap, youden_threshold
+from training.plots import plot_roc
+from training.reproducibility import derived_seed
+from training.runlog import write_json
+from training.workspace import MODEL_NAMES, Workspace
+
+log = logging.getLogger(__name__)
+
+THRESHOLD_RULE = ("Youden's J on the validation split: the observed probability t maximising "
+                  "sensitivity + specificity - 1 for 'positive if probability >= t'")
+COMPARISONS = (("teacher", "student"), ("student", "student_plain"))
+
+
+def trained_models(ws: Workspace) -> list[str]:
+    """Model names whose run folder has a ``best.pt``, in the order teacher, student_plain, student."""
+    return [m for m in MODEL_NAMES if (ws.model_dir(m) / checkpoint.BEST).is_file()]
+
+
+def load_trained(ws: Workspace, name: str) -> tuple[torch.nn.Module, Config]:
+    """The best weights of a run and that run's resolved config."""
+    run = ws.model_dir(name)
+    run_cfg = read_config(run / "config.json")
+    ckpt = checkpoint.load(run / checkpoint.BEST)
+    model = build_model(ckpt.get("arch") or run_cfg.teacher.arch)
+    model.load_state_dict(ckpt["model"], strict=True)
+    return model.eval(), run_cfg
+
+
+@torch.no_grad()
+def predict_probs(model: torch.nn.Module, data: PreparedData, split: str, cfg: Config,
+                  device: torch.device | None = None) -> np.ndarray:
+    """Sigmoid probabilities (N, findings) for every image of ``split`` (fp32, no augmentation)."""
+    device = device or torch.device("cpu")
+    model = model.to(device).eval()
+    ds = data.dataset(split, cfg)
+    loader = DataLoader(ds, batch_size=max(cfg.train.batch_size, 32), shuffle=False, collate_fn=collate_batch)
+    out = []
+    for x, _y, _i in loader:
+        x = normalize(x.to(device), cfg.input).contiguous(memory_format=torch.channels_last)
+        out.append(torch.sigmoid(model(x).float()).cpu())
+    return torch.cat(out).numpy()
+
+
+def operating_point(y: np.ndarray, p: np.ndarray, t: float) -> dict:
+    keep = ~np.isnan(y)
+    y, p = y[keep], p[keep]
+    pos, neg = y == 1, y == 0
+    sens = float((p[pos] >= t).mean()) if pos.any() else float("nan")
+    spec = float((p[neg] < t).mean()) if neg.any() else float("nan")
+    return {"threshold": t, "sensitivity": sens, "specificity": spec}
+
+
+def evaluate(cfg: Config, ws: Workspace, splits: str | Path | None = None,
+             data: PreparedData | None = None) -> dict:
+    """Evaluate every trained model of ``ws``; return (and write) the metrics."""
+    names = trained_models(ws)
+    if not names:
+        raise FileNotFoundError(f"no trained model (best.pt) under {ws.root}")
+    data = data or prepare_data(cfg, ws, DistInfo(), splits)
+    split = cfg.eval.split if cfg.eval.split != "auto" else ("test" if (data.splits == "test").any() else "val")
+    out_dir = ws.evaluation
+    out_dir.mkdir(parents=True, exist_ok=True)
+    device = torch.device("cuda" if torch.cuda.is_available() and cfg.train.device != "cpu" else "cpu")
+    rows = data.rows(split)
+    labels = data.table.labels[rows]
+    patients = np.asarray(data.table.patients)[rows]
+    val_labels = data.table.labels[data.rows("val")]
+    seed = derived_seed(cfg.seed, 5)
+    boot = dict(resamples=cfg.eval.bootstrap, seed=seed, unit=cfg.eval.bootstrap_unit,
+                confidence=cfg.eval.confidence)
+    metrics: dict = {"split": split, "images": int(len(rows)), "patients": int(len(set(patients))),
+                     "threshold_rule": THRESHOLD_RULE, "bootstrap": boot,
+                     "optimistic": split == "val", "models": {}, "comparisons": {}}
+    probs: dict[str, np.ndarray] = {}
+    for name in names:
+        model, run_cfg = load_trained(ws, name)
+        if run_cfg.input != cfg.input:
+            raise ValueError(f"{name} was trained with input {run_cfg.input}, evaluation config has {cfg.input}")
+        p_val = predict_probs(model, data, "val", cfg, device)
+        p_eval = p_val if split == "val" else predict_probs(model, data, split, cfg, device)
+        probs[name] = p_eval
+        thresholds = {k: youden_threshold(val_labels[:, j], p_val[:, j]) for j, k in enumerate(FINDING_KEYS)}
+        report = auc_report(labels, p_eval, patients, **boot)
+        report["thresholds"] = thresholds
+        report["operating_points"] = {k: operating_point(labels[:, j], p_eval[:, j], thresholds[k])
+                                      for j, k in enumerate(FINDING_KEYS)}
+        report["arch"] = model.arch
+        metrics["models"][name] = report
+        log.info("%s on %s: mean AUC %.4f [%.4f, %.4f]", name, split, report["mean_auc"],
+                 *report.get("mean_auc_ci", [float("nan")] * 2))
+    for a, b in COMPARISONS:
+        if a in probs and b in probs:
+            metrics["comparisons"][f"{a}_vs_{b}"] = {"a": a, "b": b,
+                                                     **paired_bootstrap(labels, probs[a], probs[b], patients, **boot)}
+    write_json(out_dir / "metrics.json", metrics)
+    (out_dir / "summary.md").write_text(summary_markdown(metrics), encoding="utf-8")
+    np.savez_compressed(out_dir / "predictions.npz", labels=labels, patients=patients.astype(str),
+                        keys=np.asarray(data.table.keys)[rows].astype(str), **probs)
+    plot_roc(labels, probs, metrics["models"], out_dir / "roc.png", f"ROC on the {split} split")
+    return metrics
+
+
+def _fmt_ci(v: float, ci: list | None) -> str:
+    if ci is None:
+        return f"{v:.3f}"
+    return f"{v:.3f} [{ci[0]:.3f}, {ci[1]:.3f}]"
+
+
+def summary_markdown(m: dict) -> str:
+    """A markdown report of ``metrics.json``."""
+    lines = [f"# Evaluation on the {m['split']} split ({m['images']} images, {m['patients']} patients)", ""]
+    if m["optimistic"]:
+        lines += ["> No test split: these are validation-split figures, which also chose the best epoch and "
+                  "the thresholds, so they are optimistic.", ""]
+    b = m["bootstrap"]
+    lines += [f"ROC-AUC with {int(b['confidence'] * 100)}% percentile bootstrap CIs ({b['resamples']} resamples "
+              f"by {b['unit']}, seed {b['seed']}).", ""]
+    names = list(m["models"])
+    lines.append("| finding | " + " | ".join(names) + " |")
+    lines.append("|---|" + "---|" * len(names))
+    for k, label in zip(FINDING_KEYS, FINDING_NAMES):
+        cells = [_fmt_ci(m["models"][n]["findings"][k]["auc"], m["models"][n]["findings"][k].get("ci")) for n in names]
+        lines.append(f"| {label} | " + " | ".join(cells) + " |")
+    lines.append("| **mean** | " + " | ".join(_fmt_ci(m["models"][n]["mean_auc"], m["models"][n].get("mean_auc_ci"))
+                                            for n in names) + " |")
+    lines += ["", f"Thresholds: {m['threshold_rule']}.", ""]
+    lines.append("| finding | " + " | ".join(f"{n} threshold (sens/spec)" for n in names) + " |")
+    lines.append("|---|" + "---|" * len(names))
+    for k, label in zip(FINDING_KEYS, FINDING_NAMES):
+        cells = []
+        for n in names:
+            op = m["models"][n]["operating_points"][k]
+            cells.append(f"{op['threshold']:.3f} ({op['sensitivity']:.2f}/{op['specificity']:.2f})")
+        lines.append(f"| {label} | " + " | ".join(cells) + " |")
+    if m["comparisons"]:
+        lines += ["", "Paired bootstrap, difference of mean AUC (A − B):", "",
+                  "| A vs B | difference | CI | fraction of resamples ≤ 0 |", "|---|---|---|---|"]
+        for c in m["comparisons"].values():
+            lines.append(f"| {c['a']} vs {c['b']} | {c['difference']:+.4f} | [{c['ci'][0]:+.4f}, {c['ci'][1]:+.4f}] "
+                         f"| {c['p_le_0']:.3f} |")
+    return "\n".join(lines) + "\n"
