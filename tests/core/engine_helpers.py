@@ -1,0 +1,46 @@
+"""Shared, process-cached objects for the engine/explain/runtime tests.
+
+Exports go to a private temporary cache (never the user's), and each expensive object (the
+DenseNet-121 teacher's ONNX export in particular) is built at most once per test session.
+"""
+
+from __future__ import annotations
+
+import atexit
+import functools
+import os
+import shutil
+import tempfile
+
+import numpy as np
+
+_CACHE = tempfile.mkdtemp(prefix="kdviewer-test-cache-")
+atexit.register(shutil.rmtree, _CACHE, True)
+os.environ["KDVIEWER_CACHE"] = _CACHE
+
+
+def cache_path() -> str:
+    return _CACHE
+
+
+@functools.lru_cache(maxsize=None)
+def engine(name: str, runtime: str = "onnxruntime"):
+    from kdviewer.core.engine import DEFAULT_ARCH, InferenceEngine
+
+    return InferenceEngine.untrained(name, DEFAULT_ARCH[name], runtime=runtime)
+
+
+def grey_image(shape=(300, 200), blob=None, path="<synthetic>"):
+    """A LoadedImage with a dark smooth background and optionally a bright Gaussian blob at (row, col)."""
+    from kdviewer.core.image import ImageMetadata, LoadedImage
+
+    rows, cols = shape
+    yy, xx = np.mgrid[0:rows, 0:cols].astype(np.float32)
+    pixels = 200.0 + 100.0 * np.sin(xx / 37.0) * np.cos(yy / 53.0)
+    if blob is not None:
+        r, c = blob
+        sigma = 0.06 * min(rows, cols)
+        pixels += 3000.0 * np.exp(-((yy - r) ** 2 + (xx - c) ** 2) / (2 * sigma**2))
+    pixels = pixels.astype(np.float32)
+    meta = ImageMetadata(source_format="synthetic", rows=rows, cols=cols)
+    return LoadedImage(path=path, pixels=pixels, value_range=(float(pixels.min()), float(pixels.max())), metadata=meta)

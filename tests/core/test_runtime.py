@@ -1,0 +1,103 @@
+"""Forward runtimes: ONNX export equals PyTorch, cache location, reuse and repair, threads."""
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from tests.core import engine_helpers as H  # noqa: F401  (sets a private KDVIEWER_CACHE first)
+from kdviewer.core import runtime as rt
+from kdviewer.core.engine import untrained_model
+
+
+def _input(seed=0):
+    return np.random.default_rng(seed).standard_normal((1, 3, 224, 224)).astype(np.float32)
+
+
+def _torch_outputs(model, x):
+    with torch.inference_mode():
+        feats = model.forward_features(torch.from_numpy(x))
+        return model.forward_head(feats).numpy()[0], feats.numpy()[0]
+
+
+def _assert_close(got, want, atol=1e-4):
+    logits, feats = got
+    ref_logits, ref_feats = want
+    np.testing.assert_allclose(logits, ref_logits, rtol=0, atol=atol)
+    # the feature map's scale is O(1-10): compare relative to its largest value
+    scale = max(1.0, float(np.abs(ref_feats).max()))
+    np.testing.assert_allclose(feats, ref_feats, rtol=0, atol=atol * scale)
+
+
+def test_student_onnx_matches_pytorch(tmp_path, monkeypatch):
+    monkeypatch.setenv("KDVIEWER_CACHE", str(tmp_path))
+    model = untrained_model("mobilenet_v2")
+    sha = rt.state_sha256(model)
+    run = rt.OnnxRuntime(model, sha)
+    assert run.name == "onnxruntime" and run.rebuilt
+    assert run.path.parent == tmp_path and sha[:16] in run.path.name
+    for seed in (0, 1):
+        x = _input(seed)
+        _assert_close(run.run(x), _torch_outputs(model, x))
+    eager = rt.TorchEagerRuntime(model)
+    x = _input(2)
+    _assert_close(eager.run(x), _torch_outputs(model, x), atol=1e-6)
+    assert run.run(x)[1].shape == (1280, 7, 7)
+
+
+def test_teacher_onnx_matches_pytorch():
+    eng = H.engine("teacher")  # exported once per session into the private cache
+    x = _input(3)
+    _assert_close(eng._runtime.run(x), _torch_outputs(eng.model, x))
+
+
+def test_cache_is_reused_and_a_corrupt_file_rebuilt(tmp_path, monkeypatch):
+    monkeypatch.setenv("KDVIEWER_CACHE", str(tmp_path))
+    model = untrained_model("mobilenet_v2")
+    sha = rt.state_sha256(model)
+    first = rt.OnnxRuntime(model, sha)
+    assert first.rebuilt
+    second = rt.OnnxRuntime(model, sha)
+    assert not second.rebuilt
+    data = first.path.read_bytes()
+    first.path.write_bytes(data[: len(data) // 2])  # truncated file: hash no longer matches
+    third = rt.OnnxRuntime(model, sha)
+    assert third.rebuilt
+    x = _input()
+    _assert_close(third.run(x), _torch_outputs(model, x))
+    Path(str(first.path) + ".sha256").unlink()  # missing sidecar: rebuilt too
+    assert rt.OnnxRuntime(model, sha).rebuilt
+
+
+def test_different_weights_get_different_cache_files():
+    a = rt.state_sha256(untrained_model("mobilenet_v2", seed=0))
+    b = rt.state_sha256(untrained_model("mobilenet_v2", seed=1))
+    assert a != b
+    assert rt.onnx_path("mobilenet_v2", a, 224) != rt.onnx_path("mobilenet_v2", b, 224)
+
+
+def test_cache_dir_env_and_xdg(tmp_path, monkeypatch):
+    monkeypatch.setenv("KDVIEWER_CACHE", str(tmp_path / "c"))
+    assert rt.cache_dir() == tmp_path / "c" and (tmp_path / "c").is_dir()
+    monkeypatch.delenv("KDVIEWER_CACHE")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    if rt.sys.platform.startswith("linux"):
+        assert rt.cache_dir() == tmp_path / "xdg" / "kdviewer"
+
+
+def test_thread_count_resolution():
+    assert rt.resolve_thread_count("3") == 3
+    cores = rt.resolve_thread_count(None)
+    assert cores >= 1
+    assert rt.resolve_thread_count("zero") == cores
+    assert rt.resolve_thread_count("-2") == cores
+    n = rt.thread_count()
+    assert n >= 1 and rt.thread_count() == n  # resolved once
+
+
+def test_make_runtime_kinds():
+    model = untrained_model("mobilenet_v2")
+    assert rt.make_runtime("torch-eager", model, "x" * 64).name == "torch-eager"
+    with pytest.raises(ValueError):
+        rt.make_runtime("tensorrt", model, "x" * 64)
