@@ -1,4 +1,4 @@
-"""``python -m kdviewer [PATH...]`` starts the desktop viewer."""
+"""``python -m kdviewer [PATH...]`` starts the desktop viewer (same dispatch as the ``kdviewer`` command)."""
 
 from __future__ import annotations
 
@@ -6,9 +6,9 @@ import sys
 
 
 def main() -> int:
-    from kdviewer.qt.app import run_viewer
+    from kdviewer.cli import main as cli_main
 
-    return run_viewer(sys.argv[1:])
+    return cli_main(sys.argv[1:])
 
 
 if __name__ == "__main__":

@@ -234,7 +234,8 @@ class ViewerWindow(QMainWindow):
         self.export_action = action("Export telemetry &CSV…", self.telemetry_panel._on_export_clicked, [])
         self.finding_actions = []
         for i, f in enumerate(FINDINGS, start=1):
-            self.finding_actions.append(action(f.name, lambda _=False, k=f.key: self.select_finding(k), [str(i)]))
+            choose = action(f.name, lambda _=False, k=f.key: self.select_finding(k), [str(i)])
+            self.finding_actions.append(choose)
 
         mb = self.menuBar()
         m = mb.addMenu("&File")
@@ -333,7 +334,8 @@ class ViewerWindow(QMainWindow):
             return None
         worker = self._workers.get(role)
         if worker is None:
-            worker = EngineWorker(role, loader=self._engine_loaders.get(role), reader=self._reader, parent=self)
+            loader = self._engine_loaders.get(role)
+            worker = EngineWorker(role, loader=loader, reader=self._reader, parent=self)
             worker.engine_loaded.connect(self._on_engine_loaded)
             worker.engine_failed.connect(self._on_engine_failed)
             worker.prediction_ready.connect(self._on_prediction_ready)
@@ -659,7 +661,8 @@ class ViewerWindow(QMainWindow):
                   if r in self._engines and not self._engines[r].status.usable]
         banner = []
         if untrained:
-            banner.append(f"{' and '.join(untrained)}: UNTRAINED (random weights) — scores and heat maps are meaningless")
+            who = " and ".join(untrained)
+            banner.append(f"{who}: UNTRAINED (random weights) — scores and heat maps are meaningless")
         if failed:
             banner.append(f"{' and '.join(failed)}: failed self-test — not used")
         self.untrained_banner.setText("   ·   ".join(banner))

@@ -266,7 +266,8 @@ class ScoresPanel(QWidget):
         for f in FINDINGS:
             bar = self.bars[(role, f.key)]
             if f.key in pred.scores:
-                bar.set_value(float(pred.scores[f.key]), float(pred.thresholds[f.key]), bool(pred.positive[f.key]))
+                k = f.key
+                bar.set_value(float(pred.scores[k]), float(pred.thresholds[k]), bool(pred.positive[k]))
             else:
                 bar.set_placeholder("n/a")
         self._update_disagreement()

@@ -114,10 +114,12 @@ class TelemetryPanel(QWidget):
                     pen=pg.mkPen(color, width=1, style=STAGE_STYLES[stage]), name=f"{title_} {stage}"
                 )
             self.curves[(role, "power")] = self.power_plot.plot(
-                pen=pg.mkPen(color, width=2), name=title_, symbol="o", symbolSize=4, symbolBrush=color, symbolPen=None
+                pen=pg.mkPen(color, width=2), name=title_, symbol="o", symbolSize=4,
+                symbolBrush=color, symbolPen=None,
             )
             self.curves[(role, "energy")] = self.energy_plot.plot(
-                pen=pg.mkPen(color, width=2), name=title_, symbol="o", symbolSize=4, symbolBrush=color, symbolPen=None
+                pen=pg.mkPen(color, width=2), name=title_, symbol="o", symbolSize=4,
+                symbolBrush=color, symbolPen=None,
             )
         for plot in (self.latency_plot, self.power_plot, self.energy_plot):
             layout.addWidget(plot, 1)
@@ -282,6 +284,8 @@ class TelemetryPanel(QWidget):
         return len(samples)
 
     def _on_export_clicked(self) -> None:
-        path, _ = QFileDialog.getSaveFileName(self, "Export telemetry", "kdviewer-telemetry.csv", "CSV (*.csv)")
+        path, _ = QFileDialog.getSaveFileName(
+            self, "Export telemetry", "kdviewer-telemetry.csv", "CSV (*.csv)"
+        )
         if path:
             self.export_csv(path)

@@ -15,7 +15,8 @@ ACCENT = "#4fc3f7"
 STYLESHEET = f"""
 QWidget {{ font-size: 9pt; }}
 QMainWindow, QDialog {{ background: {BACKGROUND}; }}
-QToolBar {{ background: {PANEL}; border: none; border-bottom: 1px solid {BORDER}; spacing: 4px; padding: 3px; }}
+QToolBar {{ background: {PANEL}; border: none; border-bottom: 1px solid {BORDER};
+    spacing: 4px; padding: 3px; }}
 QToolBar QToolButton {{ color: {TEXT}; padding: 3px 7px; border-radius: 3px; }}
 QToolBar QToolButton:hover {{ background: #2a2f36; }}
 QToolBar QToolButton:checked {{ background: #2d3e4d; color: {ACCENT}; }}
@@ -44,13 +45,15 @@ QListWidget::item {{ padding: 2px; border-bottom: 1px solid #202328; }}
 QListWidget::item:selected {{ background: #23384a; color: {TEXT}; }}
 QComboBox, QLineEdit {{ background: #23272d; color: {TEXT}; border: 1px solid {BORDER}; border-radius: 3px;
     padding: 2px 6px; }}
-QPushButton {{ background: #23272d; color: {TEXT}; border: 1px solid {BORDER}; border-radius: 3px; padding: 3px 10px; }}
+QPushButton {{ background: #23272d; color: {TEXT}; border: 1px solid {BORDER}; border-radius: 3px;
+    padding: 3px 10px; }}
 QPushButton:hover {{ background: #2a2f36; }}
 QPushButton:checked {{ background: #2d3e4d; color: {ACCENT}; }}
 QProgressBar {{ background: #23272d; border: 1px solid {BORDER}; border-radius: 3px; color: {TEXT};
     text-align: center; font-size: 8pt; }}
 QProgressBar::chunk {{ background: #2f5673; border-radius: 3px; }}
-QTreeWidget {{ background: {BACKGROUND}; alternate-background-color: #1a1d21; color: {TEXT}; border: 1px solid {BORDER}; }}
+QTreeWidget {{ background: {BACKGROUND}; alternate-background-color: #1a1d21; color: {TEXT};
+    border: 1px solid {BORDER}; }}
 QHeaderView::section {{ background: {PANEL}; color: {MUTED}; border: none; padding: 3px; }}
 QMenuBar {{ background: {PANEL}; color: {TEXT}; }}
 QMenuBar::item:selected, QMenu::item:selected {{ background: #2d3e4d; }}

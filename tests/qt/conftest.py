@@ -1,4 +1,4 @@
-"""Qt test fixtures: offscreen, temporary settings, shared engines, no blocking dialogs, no leftover threads."""
+"""Qt test fixtures: offscreen, temporary settings, shared engines, no blocking dialogs or threads left."""
 
 from __future__ import annotations
 
@@ -64,7 +64,7 @@ def make_window(qtbot, settings):
     windows = []
 
     def make(loaders=None, **kwargs):
-        engine_loaders = {"student": shared_engine_loader("student"), "teacher": shared_engine_loader("teacher")}
+        engine_loaders = {role: shared_engine_loader(role) for role in ("student", "teacher")}
         engine_loaders.update(loaders or {})
         w = ViewerWindow(kwargs.pop("settings", settings), engine_loaders=engine_loaders, **kwargs)
         qtbot.addWidget(w)

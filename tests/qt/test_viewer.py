@@ -57,7 +57,8 @@ def test_example_shows_both_models_heat_maps_switching_and_teacher_toggle(make_w
     # telemetry polled from both engines, with the power method named; exportable
     w.telemetry_panel.poll()
     assert w.telemetry_panel.sample_count("student") > 0 and w.telemetry_panel.sample_count("teacher") > 0
-    assert "estimate" in w.telemetry_panel.method_label.text() or "measured" in w.telemetry_panel.method_label.text()
+    method = w.telemetry_panel.method_label.text()
+    assert "estimate" in method or "measured" in method
     n = w.telemetry_panel.export_csv(tmp_path / "t.csv")
     rows = list(csv.DictReader(open(tmp_path / "t.csv")))
     assert len(rows) == n > 0 and {r["model_name"] for r in rows} >= {"student", "teacher"}
@@ -130,7 +131,8 @@ def test_stale_prediction_is_dropped(make_window, tmp_path):
     stale = replace(pred, request_id=-5, scores={k: 0.0 for k in pred.scores})
     w._on_prediction_ready("student", stale)
     assert w.prediction("student") is pred
-    assert w.scores_panel.displayed_scores("student") == {k: pytest.approx(pred.scores[k]) for k in FINDING_KEYS}
+    expected = {k: pytest.approx(pred.scores[k]) for k in FINDING_KEYS}
+    assert w.scores_panel.displayed_scores("student") == expected
 
 
 def test_unavailable_teacher_disables_toggle_with_reason(make_window, settings, tmp_path):

@@ -39,7 +39,8 @@ def test_newer_request_replaces_pending_one(qtbot):
         assert engine.started.wait(5)
         worker.request(PredictRequest(2, None, (), "gradcam"))  # pending, then replaced
         worker.request(PredictRequest(3, None, (), "gradcam"))
-        with qtbot.waitSignal(worker.prediction_ready, timeout=5000, check_params_cb=lambda r, p: p.request_id == 3):
+        last = lambda role, pred: pred.request_id == 3  # noqa: E731
+        with qtbot.waitSignal(worker.prediction_ready, timeout=5000, check_params_cb=last):
             engine.release.set()
         assert engine.seen == [1, 3]
         assert got == [1, 3]
