@@ -1,0 +1,215 @@
+"""The inference engine: immutable predictions, geometry, runtimes agree, self-test, loading."""
+
+import json
+import threading
+from types import MappingProxyType
+
+import numpy as np
+import pytest
+
+from tests.core import engine_helpers as H
+from kdviewer.core import engine as engine_mod
+from kdviewer.core.engine import (
+    CAM_METHODS, EngineStatus, EngineUnavailableError, InferenceEngine, Prediction, load_engine,
+    reference_image, reference_scores, untrained_model, with_reference,
+)
+from kdviewer.core.errors import ModelLoadError
+from kdviewer.core.findings import FINDING_KEYS
+from kdviewer.core.modelcard import ModelCard, save_model
+
+
+@pytest.fixture(scope="module")
+def student():
+    return H.engine("student")
+
+
+def test_contract_constants():
+    assert CAM_METHODS == ("gradcam", "gradcam++", "xgradcam", "eigencam", "layercam")
+    assert EngineStatus("ok", "").usable and EngineStatus("untrained", "").usable
+    assert not EngineStatus("selftest_failed", "").usable and not EngineStatus("error", "").usable
+
+
+def test_untrained_engine_is_loudly_labelled(student):
+    assert student.status.state == "untrained" and "UNTRAINED" in student.status.message
+    assert student.card.trained is False and student.runtime_name == "onnxruntime"
+    assert student.threads >= 1 and student.describe()["threads"] == student.threads
+
+
+def test_prediction_is_complete_and_immutable(student):
+    img = H.grey_image((300, 200), blob=(100, 50))
+    n0 = len(student.telemetry)
+    pred = student.predict(img, request_id=7, measure_energy=False)
+    assert isinstance(pred, Prediction) and pred.request_id == 7 and pred.model_name == "student"
+    assert pred.findings == FINDING_KEYS and tuple(pred.scores) == FINDING_KEYS
+    assert all(0.0 < s < 1.0 for s in pred.scores.values())
+    assert all(pred.positive[k] == (pred.scores[k] >= pred.thresholds[k]) for k in FINDING_KEYS)
+    assert pred.cam_method == "gradcam" and set(pred.heatmaps) == set(FINDING_KEYS)
+    for hm in pred.heatmaps.values():
+        assert hm.shape == img.shape and hm.dtype == np.float32
+        assert hm.min() >= 0.0 and hm.max() <= 1.0
+        with pytest.raises(ValueError):
+            hm[0, 0] = 1.0
+    for mapping in (pred.scores, pred.thresholds, pred.positive, pred.heatmaps, pred.timings_ms):
+        assert isinstance(mapping, MappingProxyType)
+    with pytest.raises(TypeError):
+        pred.scores["edema"] = 1.0  # type: ignore[index]
+    assert set(pred.timings_ms) == {"preprocess", "forward", "heatmap", "total"}
+    assert pred.timings_ms["total"] >= pred.timings_ms["forward"] > 0
+    assert pred.energy is None
+    samples = student.telemetry.snapshot()
+    assert len(samples) == n0 + 1 and samples[-1].model_name == "student" and samples[-1].request_id == 7
+
+
+def test_heatmap_selection_and_methods(student):
+    img = H.grey_image((120, 160))
+    none = student.predict(img, heatmaps=False, measure_energy=False)
+    assert dict(none.heatmaps) == {} and none.cam_method is None
+    one = student.predict(img, heatmaps=["Cardiomegaly", "edema"], cam_method="eigencam", measure_energy=False)
+    assert list(one.heatmaps) == ["cardiomegaly", "edema"] and one.cam_method == "eigencam"
+    assert one.heatmaps["edema"].shape == (120, 160)
+    with pytest.raises(ValueError):
+        student.predict(img, cam_method="scorecam")
+    with pytest.raises(KeyError):
+        student.predict(img, heatmaps=["pneumothorax"])
+
+
+def test_onnx_and_eager_engines_agree(student):
+    eager = H.engine("student", "torch-eager")
+    assert eager.runtime_name == "torch-eager"
+    img = H.grey_image((256, 320), blob=(60, 200))
+    a, b = student.predict(img, measure_energy=False), eager.predict(img, measure_energy=False)
+    for k in FINDING_KEYS:
+        assert abs(a.scores[k] - b.scores[k]) < 1e-4
+        assert np.abs(a.heatmaps[k] - b.heatmaps[k]).max() < 1e-3
+
+
+def test_predict_pixels_matches_predict(student):
+    from kdviewer.core.preprocess import image_to_model_input
+
+    img = H.grey_image((200, 300))
+    x = image_to_model_input(img, student.card.input)
+    a = student.predict(img, measure_energy=False)
+    b = student.predict_pixels(x, image_shape=img.shape)
+    assert dict(a.scores) == pytest.approx(dict(b.scores), abs=1e-6)
+    assert b.heatmaps["edema"].shape == img.shape and b.timings_ms["preprocess"] < 1.0
+
+
+def test_one_worker_thread_at_a_time_is_safe(student):
+    img = H.grey_image((128, 128), blob=(40, 90))
+    want = dict(student.predict(img, heatmaps=False, measure_energy=False).scores)
+    got = []
+
+    def work():
+        for _ in range(3):
+            got.append(dict(student.predict(img, heatmaps=False, measure_energy=False).scores))
+
+    threads = [threading.Thread(target=work) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(got) == 6 and all(g == pytest.approx(want, abs=1e-6) for g in got)
+
+
+class _FakeMeter:
+    method, is_estimate = "fake counter", True
+
+    def measure(self):
+        from contextlib import contextmanager
+        from types import SimpleNamespace
+
+        @contextmanager
+        def cm():
+            rec = SimpleNamespace(method=self.method, is_estimate=True, complete=False)
+            yield rec
+            rec.marginal_energy_j, rec.avg_power_w, rec.complete = 0.002, 4.0, True
+
+        return cm()
+
+
+def test_energy_is_attached_and_recorded(student, monkeypatch):
+    monkeypatch.setattr(student, "_meter", _FakeMeter())
+    monkeypatch.setattr(student, "_meter_ready", True)
+    pred = student.predict(H.grey_image((64, 64)), heatmaps=False, measure_energy=True)
+    assert pred.energy.method == "fake counter" and pred.energy.complete
+    s = student.telemetry.snapshot()[-1]
+    assert s.energy_mj == pytest.approx(2.0) and s.power_w == 4.0 and s.is_estimate and s.energy_method == "fake counter"
+
+
+def test_reference_image_is_deterministic():
+    a, b = reference_image(), reference_image()
+    assert np.array_equal(a.pixels, b.pixels) and a.shape == (320, 256)
+    assert a.pixels.min() >= 0 and a.pixels.max() <= 4095 and a.pixels.std() > 100
+
+
+# ---------------------------------------------------------------- model cards and the self-test
+
+
+@pytest.fixture()
+def saved_student(tmp_path):
+    model = untrained_model("mobilenet_v2", seed=0)
+    card = ModelCard(name="student", architecture="mobilenet_v2", weights_file="student.safetensors",
+                     weights_sha256="", trained=True)
+    card = with_reference(model, card)
+    path, card = save_model(model, card, tmp_path)
+    return path, card, model
+
+
+def test_self_test_passes_for_a_matching_card(saved_student):
+    path, card, model = saved_student
+    assert card.reference["scores"] == pytest.approx(reference_scores(model, card), abs=1e-7)
+    eng = InferenceEngine.from_card(path)
+    assert eng.status.state == "ok" and "self-test passed" in eng.status.message
+    pred = eng.predict(H.grey_image((90, 70)), measure_energy=False)
+    assert pred.trained and pred.weights_sha256 == card.weights_sha256
+
+
+def test_tampered_reference_disables_the_model(saved_student):
+    path, card, _ = saved_student
+    d = json.loads(path.read_text())
+    d["reference"]["scores"]["edema"] += 0.01
+    path.write_text(json.dumps(d))
+    eng = InferenceEngine.from_card(path)
+    assert eng.status.state == "selftest_failed" and not eng.status.usable
+    assert "edema" in eng.status.message and "disabled" in eng.status.message
+    with pytest.raises(EngineUnavailableError, match="self-test failed"):
+        eng.predict(H.grey_image((90, 70)))
+    assert InferenceEngine.from_card(path, selftest=False).status.state == "ok"
+
+
+def test_unknown_reference_generator_fails_the_self_test(saved_student):
+    path, _, _ = saved_student
+    d = json.loads(path.read_text())
+    d["reference"]["input"] = {"generator": "someone.else", "version": 9}
+    path.write_text(json.dumps(d))
+    assert InferenceEngine.from_card(path).status.state == "selftest_failed"
+
+
+def test_card_without_reference_skips_the_self_test(tmp_path):
+    model = untrained_model("mobilenet_v2", seed=0)
+    card = ModelCard(name="student", architecture="mobilenet_v2", weights_file="s.safetensors", weights_sha256="")
+    path, _ = save_model(model, card, tmp_path)
+    eng = InferenceEngine.from_card(path)
+    assert eng.status.state == "untrained" and "skipped" in eng.status.message
+
+
+def test_corrupt_weights_raise(saved_student):
+    path, card, _ = saved_student
+    w = path.parent / card.weights_file
+    w.write_bytes(w.read_bytes()[:-8] + b"\0" * 8)
+    with pytest.raises(ModelLoadError, match="SHA-256"):
+        InferenceEngine.from_card(path)
+
+
+def test_load_engine_finds_cards_or_falls_back(saved_student, monkeypatch):
+    import kdviewer.core.modelcard as mc
+
+    path, _, _ = saved_student
+    monkeypatch.setattr(mc, "find_cards", lambda dirs=None: {"student": path})
+    assert load_engine("student").status.state == "ok"
+    monkeypatch.setattr(mc, "find_cards", lambda dirs=None: {})
+    fallback = load_engine("student", runtime="torch-eager")
+    assert fallback.status.state == "untrained" and fallback.card.architecture == "mobilenet_v2"
+    with pytest.raises(ModelLoadError, match="teacher"):
+        load_engine("teacher", allow_untrained=False)
+    assert engine_mod.DEFAULT_ARCH["teacher"] == "densenet121"
