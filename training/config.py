@@ -170,11 +170,8 @@ def _from_dict(cls: type, d: dict[str, Any], where: str = "") -> Any:
     if unknown:
         raise ValueError(f"unknown config keys {sorted(f'{where}{k}' for k in unknown)}")
     kwargs = {k: _coerce(v, hints[k], f"{where}{k}") for k, v in d.items()}
-    if cls is InputSpec:
-        base = dataclasses.asdict(InputSpec())
-        return InputSpec.from_dict({**base, **kwargs})
-    if cls is ModelStageConfig:
-        return cls(**kwargs)
+    if cls is InputSpec:  # the core's own validation (mean/std per channel, scaling)
+        return InputSpec.from_dict({**dataclasses.asdict(InputSpec()), **kwargs})
     return cls(**kwargs)
 
 

@@ -27,9 +27,11 @@ def plot_learning_curves(history: list[dict], path: str | Path, title: str = "")
     axes[0].plot(epochs, [h["val_loss"] for h in history], "o-", label="val (BCE)")
     axes[0].set_title("loss")
     axes[0].legend()
-    axes[1].plot(epochs, [h["val_mean_auc"] for h in history], "o-", color="k", label="mean")
+    axes[1].plot(epochs, [np.nan if h["val_mean_auc"] is None else h["val_mean_auc"] for h in history], "o-",
+                 color="k", label="mean")
     for k in FINDING_KEYS:
-        axes[1].plot(epochs, [h["val_auc"].get(k) for h in history], lw=0.8, label=k)
+        vals = [h["val_auc"].get(k) for h in history]
+        axes[1].plot(epochs, [np.nan if v is None else v for v in vals], lw=0.8, label=k)
     axes[1].set_title("validation ROC-AUC")
     axes[1].legend(fontsize=7)
     axes[2].semilogy(epochs, [h["lr"] for h in history], "o-")

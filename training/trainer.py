@@ -90,7 +90,7 @@ def load_teacher(path: str | Path, cfg: Config) -> torch.nn.Module:
         return model
     if path.is_dir():
         path = path / checkpoint.BEST
-    model = build_model(cfg.teacher.arch)
+    model = build_model(checkpoint.load(path).get("arch") or cfg.teacher.arch)
     checkpoint.load_weights(model, path)
     return model.eval()
 
