@@ -205,6 +205,22 @@ def _select_meter():
         return None
 
 
+def _head_weights(wpath: Path, n_findings: int) -> np.ndarray | None:
+    """The final linear layer's weight ``(findings, channels)`` read from a safetensors file."""
+    try:
+        from safetensors import safe_open
+
+        with safe_open(str(wpath), framework="numpy") as f:
+            keys = [k for k in f.keys() if k.startswith("classifier") and k.endswith("weight")]
+            for k in sorted(keys, key=lambda k: (k.count("."), k), reverse=True):
+                w = f.get_tensor(k)
+                if w.ndim == 2 and w.shape[0] == n_findings:
+                    return np.ascontiguousarray(w, dtype=np.float32)
+    except Exception as exc:
+        log.warning("cannot read the head weights from %s (%s)", wpath, exc)
+    return None
+
+
 def _readonly(a: np.ndarray) -> np.ndarray:
     a.setflags(write=False)
     return a
@@ -219,17 +235,20 @@ class InferenceEngine:
     """
 
     def __init__(self, model, card: ModelCard, *, runtime: str = "auto", status: EngineStatus | None = None,
-                 card_path: str | Path | None = None):
+                 card_path: str | Path | None = None, forward=None, head_weights: np.ndarray | None = None):
         from kdviewer.core.runtime import make_runtime, thread_count
 
-        self.model = model.eval()
+        self._model = model.eval() if model is not None else None
+        self._model_lock = threading.Lock()
         self.card = card
         self.name = card.name
         self.card_path = Path(card_path) if card_path else None
         self.threads = thread_count()
-        self._runtime = make_runtime(runtime, self.model, card.weights_sha256, card.input.size, card.input.channels)
+        if forward is None:
+            forward = make_runtime(runtime, self.model, card.weights_sha256, card.input.size, card.input.channels)
+        self._runtime = forward
         self.runtime_name: str = self._runtime.name
-        self._weights = cam_weights(self.model)
+        self._weights = head_weights if head_weights is not None else cam_weights(self.model)
         self._class_index = {k: i for i, k in enumerate(card.findings)}
         self._lock = threading.Lock()
         self._meter = None
@@ -239,6 +258,20 @@ class InferenceEngine:
             status = (EngineStatus("ok", f"{self.name}: ready") if card.trained else EngineStatus(
                 "untrained", f"{self.name}: UNTRAINED weights, scores are meaningless"))
         self.status = status
+
+    @property
+    def model(self):
+        """The eager PyTorch model (loaded on first use when the engine started from a cached
+        ONNX export without PyTorch)."""
+        if self._model is None:
+            with self._model_lock:
+                if self._model is None:
+                    from kdviewer.core.modelcard import load_model
+
+                    if self.card_path is None:
+                        raise ModelLoadError(self.name, "no PyTorch model and no model card to load it from")
+                    self._model, _ = load_model(self.card_path)
+        return self._model
 
     # -- construction ----------------------------------------------------------------------
 
@@ -251,13 +284,42 @@ class InferenceEngine:
         """
         from kdviewer.core.modelcard import load_model
 
-        model, card = load_model(card_path)
-        engine = cls(model, card, runtime=runtime, card_path=card_path)
+        engine = cls._from_cache(card_path) if runtime in ("auto", "onnxruntime") else None
+        if engine is None:
+            model, card = load_model(card_path)
+            engine = cls(model, card, runtime=runtime, card_path=card_path)
         if selftest:
             engine.status = engine.self_test()
         log.info("%s engine: %s (%s, %d threads)", engine.name, engine.status.message, engine.runtime_name,
                  engine.threads)
         return engine
+
+    @classmethod
+    def _from_cache(cls, card_path: str | Path) -> "InferenceEngine | None":
+        """The lean start: verified weights + an intact cached ONNX export, no PyTorch import.
+
+        The head's weights for the heat maps come from the safetensors file itself. Returns
+        ``None`` when there is no cached export yet (the caller loads PyTorch and exports).
+        """
+        from kdviewer.core.modelcard import read_card, sha256_file, weights_path
+        from kdviewer.core.runtime import OnnxRuntime
+
+        card = read_card(card_path)
+        forward = OnnxRuntime.from_cache(card.architecture, card.weights_sha256, card.input.size)
+        if forward is None:
+            return None
+        wpath = weights_path(card, card_path)
+        if not wpath.is_file():
+            raise ModelLoadError(wpath, "weights file is missing")
+        digest = sha256_file(wpath)
+        if digest != card.weights_sha256:
+            raise ModelLoadError(wpath, f"SHA-256 {digest[:12]}… does not match the model card's "
+                                        f"{card.weights_sha256[:12]}…")
+        head = _head_weights(wpath, len(card.findings))
+        if head is None:
+            return None
+        log.info("%s: started from cached ONNX export %s (PyTorch not loaded)", card.name, forward.path)
+        return cls(None, card, card_path=card_path, forward=forward, head_weights=head)
 
     @classmethod
     def untrained(cls, name: str = "student", architecture: str = "mobilenet_v2", *, seed: int = 0,

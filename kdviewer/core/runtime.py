@@ -230,19 +230,26 @@ def session_options(threads: int | None = None, *, spinning: bool = True):
 
 
 class OnnxRuntime:
-    """ONNX Runtime (CPU) session over the cached export of a FindingsNet."""
+    """ONNX Runtime (CPU) session over the cached export of a FindingsNet.
+
+    ``model`` may be ``None`` when the cache already holds an intact export of these weights (then
+    PyTorch is never imported: see :meth:`from_cache`); otherwise it is exported first.
+    """
 
     name = "onnxruntime"
 
     def __init__(self, model, weights_sha256: str, size: int = 224, channels: int = 3, *,
-                 threads: int | None = None, spinning: bool = True):
+                 threads: int | None = None, spinning: bool = True, architecture: str | None = None):
         import onnxruntime as ort
 
+        arch = architecture or model.arch
         self.threads = threads or thread_count()
-        self.path = onnx_path(model.arch, weights_sha256, size)
+        self.path = onnx_path(arch, weights_sha256, size)
         self.rebuilt = False
         for attempt in (0, 1):
             if attempt or not _cache_intact(self.path):
+                if model is None:
+                    raise FileNotFoundError(f"no intact ONNX export at {self.path} and no model to export")
                 export_onnx(model, self.path, size, channels)
                 self.rebuilt = True
             try:
@@ -252,10 +259,21 @@ class OnnxRuntime:
                 )
                 break
             except Exception as exc:  # corrupt despite the hash (or a different ORT): rebuild once
-                if attempt:
+                if attempt or model is None:
                     raise
                 log.warning("cached ONNX graph %s does not load (%s); rebuilding", self.path, exc)
         self._input = self.session.get_inputs()[0].name
+
+    @classmethod
+    def from_cache(cls, architecture: str, weights_sha256: str, size: int = 224) -> "OnnxRuntime | None":
+        """A session over an intact cached export, without PyTorch; ``None`` if there is none."""
+        if not _cache_intact(onnx_path(architecture, weights_sha256, size)):
+            return None
+        try:
+            return cls(None, weights_sha256, size, architecture=architecture)
+        except Exception as exc:
+            log.warning("cached ONNX graph for %s unusable (%s)", architecture, exc)
+            return None
 
     def run(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         logits, feats = self.session.run(None, {self._input: np.ascontiguousarray(x, dtype=np.float32)})

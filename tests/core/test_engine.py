@@ -213,3 +213,33 @@ def test_load_engine_finds_cards_or_falls_back(saved_student, monkeypatch):
     with pytest.raises(ModelLoadError, match="teacher"):
         load_engine("teacher", allow_untrained=False)
     assert engine_mod.DEFAULT_ARCH["teacher"] == "densenet121"
+
+
+def test_second_start_uses_the_cached_export_without_pytorch(saved_student):
+    path, card, _ = saved_student
+    first = InferenceEngine.from_card(path)  # exports (or finds) the ONNX graph
+    lean = InferenceEngine.from_card(path)
+    assert lean._model is None and lean.status.state == "ok" and lean.runtime_name == "onnxruntime"
+    img = H.grey_image((150, 90), blob=(40, 40))
+    a, b = first.predict(img, measure_energy=False), lean.predict(img, measure_energy=False)
+    assert dict(a.scores) == pytest.approx(dict(b.scores), abs=1e-6)
+    assert all(np.array_equal(a.heatmaps[k], b.heatmaps[k]) for k in FINDING_KEYS)
+    lean.predict(img, heatmaps=["edema"], cam_method="layercam", measure_energy=False)  # loads torch lazily
+    assert lean._model is not None
+
+
+def test_lean_start_never_imports_torch(saved_student):
+    import subprocess
+    import sys
+
+    path, _, _ = saved_student
+    InferenceEngine.from_card(path)  # make sure the export is cached
+    code = (
+        "import sys\n"
+        "from kdviewer.core.engine import InferenceEngine, reference_image\n"
+        f"eng = InferenceEngine.from_card({str(path)!r})\n"
+        "p = eng.predict(reference_image((200, 100)), measure_energy=False)\n"
+        "assert eng.status.state == 'ok' and len(p.heatmaps) == 5, eng.status\n"
+        "assert 'torch' not in sys.modules, 'torch was imported'\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, env={**__import__("os").environ})

@@ -1,0 +1,334 @@
+"""``kdviewer bench``: the engine's speed, memory and energy beside eager PyTorch, in one run.
+
+For student and teacher, in one process: the engine (its shipped runtime, ONNX Runtime by
+default) and the eager PyTorch baseline (the paper code's way: the torch model, default threads)
+each run the full path from decoded pixels to five scores and five heat maps, timed per stage
+(preprocess, forward, heat map) and in total; median and p90 over ``runs`` after warm-up. Also:
+opening the built-in 1955×1841 JPEG 2000 chest DICOM to scores + heat maps ready, peak RSS (this
+process, and a separate student-only process), energy per inference from the power meter (with
+how it was obtained), the machine and library versions.
+
+Benchmarks print numbers; tests never assert on them. ``bench_command(runs, as_json)`` is what the
+CLI calls; ``python -m kdviewer.core.bench --runs 30 --json`` works too.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import math
+import os
+import platform
+import subprocess
+import sys
+import time
+from typing import Any
+
+import numpy as np
+
+log = logging.getLogger(__name__)
+
+STAGES = ("preprocess", "forward", "heatmap", "total")
+DEFAULT_RUNS = 30
+DEFAULT_SHAPE = (1024, 1024)  # the geometry of an NIH ChestX-ray14 PNG
+TARGETS = {
+    "student_total_median_ms": 5.0,
+    "teacher_over_student_ratio": 10.0,
+    "open_example_ms": 250.0,
+}
+
+
+def _stats(values: list[float]) -> dict[str, float]:
+    a = np.asarray(values, dtype=np.float64)
+    return {"median_ms": round(float(np.median(a)), 3), "p90_ms": round(float(np.percentile(a, 90)), 3),
+            "min_ms": round(float(a.min()), 3)}
+
+
+def _time_engine(engine, image, runs: int, warmup: int) -> dict[str, Any]:
+    for _ in range(warmup):
+        engine.predict(image, measure_energy=False)
+    per_stage: dict[str, list[float]] = {s: [] for s in STAGES}
+    for _ in range(runs):
+        t = engine.predict(image, measure_energy=False).timings_ms
+        for s in STAGES:
+            per_stage[s].append(t[s])
+    out: dict[str, Any] = {s: _stats(v) for s, v in per_stage.items()}
+    out.update(runtime=engine.runtime_name, architecture=engine.card.architecture, trained=bool(engine.card.trained),
+               status=engine.status.state)
+    return out
+
+
+def _energy(engine, image, runs: int) -> dict[str, Any]:
+    from kdviewer.core.engine import _select_meter
+
+    meter = _select_meter()
+    if meter is None:
+        return {"available": False}
+    engine.predict(image, measure_energy=False)
+    with meter.measure() as rec:
+        for _ in range(runs):
+            engine.predict(image, measure_energy=False)
+    per = rec.marginal_energy_j / runs if rec.marginal_energy_j == rec.marginal_energy_j else math.nan
+    tot = rec.energy_j / runs if rec.energy_j == rec.energy_j else math.nan
+    return {
+        "available": True, "per_inference_mj": round(per * 1e3, 4), "per_inference_total_mj": round(tot * 1e3, 4),
+        "avg_power_w": round(rec.avg_power_w, 3), "idle_power_w": round(rec.idle_power_w, 3), "runs": runs,
+        "meter": rec.meter, "method": rec.method, "is_estimate": bool(rec.is_estimate),
+    }
+
+
+def _open_example(engine, repeats: int = 3) -> dict[str, Any]:
+    from kdviewer.core.imageio import read_image
+    from kdviewer.core.resources import example_image
+
+    path = example_image()
+    reads, preds, totals = [], [], []
+    shape = None
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        img = read_image(path)
+        t1 = time.perf_counter()
+        pred = engine.predict(img, measure_energy=False)
+        t2 = time.perf_counter()
+        assert len(pred.heatmaps) == len(pred.findings)
+        shape = img.shape
+        reads.append((t1 - t0) * 1e3)
+        preds.append((t2 - t1) * 1e3)
+        totals.append((t2 - t0) * 1e3)
+    return {"path": os.path.basename(str(path)), "shape": list(shape), "runs": repeats, "first_ms": round(totals[0], 2),
+            "read": _stats(reads), "predict": _stats(preds), "total": _stats(totals)}
+
+
+_CHILD = r"""
+import json, resource, sys, time
+t0 = time.perf_counter()
+from kdviewer.core.engine import load_engine, reference_image
+eng = load_engine("student")
+img = reference_image(tuple(int(v) for v in sys.argv[1:3]))
+pred = eng.predict(img, measure_energy=False)
+t1 = time.perf_counter()
+assert len(pred.heatmaps) == 5
+def peak_mb():
+    # VmHWM: this process's own high-water mark (ru_maxrss can carry the parent's across fork+exec)
+    try:
+        for line in open("/proc/self/status"):
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+print(json.dumps({"peak_rss_mb": peak_mb(),
+                  "first_scores_ms": (t1 - t0) * 1e3, "runtime": eng.runtime_name}))
+"""
+
+
+def _student_only_process(shape) -> dict[str, Any]:
+    """Peak RSS and time to first scores of a fresh process that loads only the student."""
+    try:
+        out = subprocess.run([sys.executable, "-c", _CHILD, str(shape[0]), str(shape[1])], capture_output=True,
+                             text=True, timeout=600, check=True).stdout
+        d = json.loads(out.strip().splitlines()[-1])
+        return {"peak_rss_mb": round(d["peak_rss_mb"], 1), "first_scores_ms": round(d["first_scores_ms"], 1),
+                "runtime": d["runtime"]}
+    except Exception as exc:  # report, don't fail the whole benchmark
+        log.warning("student-only process failed: %s", exc)
+        return {"error": str(exc)}
+
+
+def _peak_rss_mb() -> float | None:
+    try:
+        import resource
+
+        kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        return round(kb / (1024 * 1024) if sys.platform == "darwin" else kb / 1024, 1)
+    except ImportError:  # Windows
+        try:
+            import psutil
+
+            return round(psutil.Process().memory_info().peak_wset / 2**20, 1)
+        except Exception:
+            return None
+
+
+def machine_info(threads: int) -> dict[str, Any]:
+    """CPU model, cores, threads used and load (the machine may be shared)."""
+    import torch
+
+    cpu = platform.processor() or platform.machine()
+    try:
+        from kdviewer.core.power.estimate import cpu_model
+
+        cpu = cpu_model() or cpu
+    except Exception:
+        pass
+    try:
+        import psutil
+
+        physical, logical = psutil.cpu_count(logical=False), psutil.cpu_count(logical=True)
+    except Exception:
+        physical, logical = None, os.cpu_count()
+    info = {"cpu_model": cpu, "physical_cores": physical, "logical_cpus": logical,
+            "threads": {"engine_intra_op": threads, "torch": torch.get_num_threads()},
+            "platform": platform.platform(), "python": platform.python_version()}
+    if hasattr(os, "getloadavg"):
+        info["load_avg_1_5_15"] = [round(v, 2) for v in os.getloadavg()]
+    return info
+
+
+def versions() -> dict[str, str]:
+    """Versions of the libraries that decide the numbers."""
+    from importlib import metadata
+
+    import kdviewer
+
+    out = {"kdviewer": getattr(kdviewer, "__version__", "?")}
+    for dist in ("numpy", "torch", "torchvision", "onnxruntime", "onnx", "grad-cam", "opencv-python-headless",
+                 "pillow", "pydicom", "pylibjpeg-openjpeg"):
+        try:
+            out[dist] = metadata.version(dist)
+        except metadata.PackageNotFoundError:
+            pass
+    return out
+
+
+def run_bench(runs: int = DEFAULT_RUNS, *, warmup: int = 5, image_shape: tuple[int, int] = DEFAULT_SHAPE,
+              eager: bool = True, example: bool = True, subprocess_rss: bool = True,
+              energy: bool = True) -> dict[str, Any]:
+    """Run the benchmark; return a JSON-ready dict (see the module docstring and :func:`format_text`).
+
+    Keys: ``student``/``teacher`` → stage → ``median_ms``/``p90_ms``; ``eager`` → the same for the
+    eager baseline; ``ratio``, ``open_example_ms``, ``open_example``, ``rss``, ``energy``,
+    ``machine``, ``versions``, ``targets``.
+    """
+    from kdviewer.core.engine import InferenceEngine, load_engine, reference_image
+    from kdviewer.core.runtime import thread_count
+
+    runs = max(1, int(runs))
+    image = reference_image(tuple(image_shape))
+    result: dict[str, Any] = {"schema": 1, "runs": runs, "warmup": warmup,
+                              "input": {"shape": list(image.shape), "description": "synthetic smooth grey image "
+                                        "(kdviewer.core.engine.reference_image) in decoded-pixel form"}}
+    engines = {}
+    for name in ("student", "teacher"):
+        t0 = time.perf_counter()
+        engines[name] = load_engine(name)
+        result.setdefault("load_ms", {})[name] = round((time.perf_counter() - t0) * 1e3, 1)
+    for name, eng in engines.items():
+        result[name] = _time_engine(eng, image, runs, warmup)
+    if eager:
+        result["eager"] = {}
+        for name, eng in engines.items():
+            ref = InferenceEngine(eng.model, eng.card, runtime="torch-eager", status=eng.status)
+            result["eager"][name] = _time_engine(ref, image, runs, warmup)
+    s, t = result["student"], result["teacher"]
+    result["ratio"] = {
+        "teacher_over_student_total": round(t["total"]["median_ms"] / s["total"]["median_ms"], 2),
+        "teacher_over_student_forward": round(t["forward"]["median_ms"] / s["forward"]["median_ms"], 2),
+    }
+    if eager:
+        for name in engines:
+            result["ratio"][f"eager_over_engine_{name}_forward"] = round(
+                result["eager"][name]["forward"]["median_ms"] / result[name]["forward"]["median_ms"], 2)
+    if example:
+        try:
+            ex = _open_example(engines["student"])
+            result["open_example"] = ex
+            result["open_example_ms"] = ex["total"]["median_ms"]
+        except Exception as exc:
+            log.warning("example image benchmark skipped: %s", exc)
+            result["open_example"] = {"error": str(exc)}
+            result["open_example_ms"] = None
+    if energy:
+        n = min(runs, 20)
+        result["energy"] = {name: _energy(eng, image, n) for name, eng in engines.items()}
+    result["rss"] = {"peak_mb_this_process": _peak_rss_mb()}
+    if subprocess_rss:
+        result["rss"]["student_only_process"] = _student_only_process(image.shape)
+    result["machine"] = machine_info(thread_count())
+    result["versions"] = versions()
+    result["targets"] = {
+        "student_total_median_ms": {"target": TARGETS["student_total_median_ms"], "measured": s["total"]["median_ms"]},
+        "teacher_over_student_ratio": {"target": TARGETS["teacher_over_student_ratio"],
+                                       "measured": result["ratio"]["teacher_over_student_total"]},
+        "open_example_ms": {"target": TARGETS["open_example_ms"], "measured": result.get("open_example_ms")},
+    }
+    for k, v in result["targets"].items():
+        m = v["measured"]
+        v["met"] = None if m is None else (m >= v["target"] if k.endswith("ratio") else m <= v["target"])
+    return result
+
+
+def format_text(r: dict[str, Any]) -> str:
+    """A human-readable report of :func:`run_bench`'s result."""
+    m = r["machine"]
+    lines = [
+        f"kdviewer bench: {r['runs']} runs after {r['warmup']} warm-up, input {r['input']['shape'][0]}x"
+        f"{r['input']['shape'][1]} decoded pixels -> 5 scores + 5 heat maps",
+        f"machine: {m['cpu_model']}, {m['physical_cores']} cores / {m['logical_cpus']} CPUs, threads: engine "
+        f"{m['threads']['engine_intra_op']}, torch {m['threads']['torch']}"
+        + (f", load {m['load_avg_1_5_15']}" if "load_avg_1_5_15" in m else ""),
+        "versions: " + ", ".join(f"{k} {v}" for k, v in r["versions"].items()),
+        "",
+        f"{'model':<9}{'runtime':<13}" + "".join(f"{s + ' med/p90 ms':>24}" for s in STAGES),
+    ]
+    rows = [(n, r[n]) for n in ("student", "teacher")] + [(f"{n}", v) for n, v in r.get("eager", {}).items()]
+    for name, d in rows:
+        lines.append(f"{name:<9}{d['runtime']:<13}" + "".join(
+            f"{d[s]['median_ms']:>15.2f} /{d[s]['p90_ms']:>7.2f}" for s in STAGES))
+    rt = r["ratio"]
+    lines += ["", "teacher/student (engine): total %.1fx, forward %.1fx" % (
+        rt["teacher_over_student_total"], rt["teacher_over_student_forward"])]
+    if "eager_over_engine_student_forward" in rt:
+        lines.append("eager/engine forward: student %.1fx, teacher %.1fx" % (
+            rt["eager_over_engine_student_forward"], rt["eager_over_engine_teacher_forward"]))
+    ex = r.get("open_example") or {}
+    if "total" in ex:
+        lines.append(f"open example {ex['path']} {ex['shape'][0]}x{ex['shape'][1]} -> scores + heat maps (student): "
+                     f"median {ex['total']['median_ms']:.1f} ms (read {ex['read']['median_ms']:.1f} + predict "
+                     f"{ex['predict']['median_ms']:.1f}), first {ex['first_ms']:.1f} ms")
+    rss = r.get("rss", {})
+    child = rss.get("student_only_process", {})
+    lines.append(f"peak RSS: this process {rss.get('peak_mb_this_process')} MB; student-only process "
+                 + (f"{child['peak_rss_mb']} MB (first scores {child['first_scores_ms']:.0f} ms after start)"
+                    if "peak_rss_mb" in child else f"n/a ({child.get('error', 'not measured')})"))
+    for name, e in (r.get("energy") or {}).items():
+        if e.get("available"):
+            lines.append(f"energy {name}: {e['per_inference_mj']:.2f} mJ/inference above idle "
+                         f"({'ESTIMATE' if e['is_estimate'] else 'measured'}: {e['method']})")
+        else:
+            lines.append(f"energy {name}: no power meter")
+    lines.append("")
+    for k, v in r["targets"].items():
+        met = {True: "met", False: "NOT met", None: "n/a"}[v["met"]]
+        lines.append(f"target {k}: {v['measured']} vs {v['target']} -> {met}")
+    return "\n".join(lines)
+
+
+def bench_command(runs: int = DEFAULT_RUNS, as_json: bool = False, **kwargs: Any) -> int:
+    """Run the benchmark and print it (text or JSON) to stdout; return the exit code."""
+    try:
+        result = run_bench(runs=runs, **kwargs)
+    except Exception as exc:
+        log.error("benchmark failed: %s", exc, exc_info=True)
+        sys.stderr.write(f"kdviewer bench: failed: {exc}\n")
+        return 1
+    sys.stdout.write((json.dumps(result, indent=2) if as_json else format_text(result)) + "\n")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m kdviewer.core.bench [--runs N] [--json] [--size H W] [--no-eager]``."""
+    p = argparse.ArgumentParser(prog="kdviewer bench", description=__doc__.split("\n\n")[0])
+    p.add_argument("--runs", type=int, default=DEFAULT_RUNS, help="timed runs per model (after warm-up)")
+    p.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    p.add_argument("--size", type=int, nargs=2, metavar=("H", "W"), default=DEFAULT_SHAPE,
+                   help="decoded image size (default 1024 1024)")
+    p.add_argument("--no-eager", action="store_true", help="skip the eager PyTorch baseline")
+    a = p.parse_args(argv)
+    logging.basicConfig(level=logging.WARNING)
+    return bench_command(a.runs, a.json, image_shape=tuple(a.size), eager=not a.no_eager)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
