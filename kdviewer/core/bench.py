@@ -118,22 +118,43 @@ def peak_mb():
     except OSError:
         pass
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-print(json.dumps({"peak_rss_mb": peak_mb(),
-                  "first_scores_ms": (t1 - t0) * 1e3, "runtime": eng.runtime_name}))
+print(json.dumps({"peak_rss_mb": peak_mb(), "first_scores_ms": (t1 - t0) * 1e3, "runtime": eng.runtime_name,
+                  "torch_imported": "torch" in sys.modules, "status": eng.status.state}))
 """
 
 
-def _student_only_process(shape) -> dict[str, Any]:
-    """Peak RSS and time to first scores of a fresh process that loads only the student."""
-    try:
-        out = subprocess.run([sys.executable, "-c", _CHILD, str(shape[0]), str(shape[1])], capture_output=True,
-                             text=True, timeout=600, check=True).stdout
-        d = json.loads(out.strip().splitlines()[-1])
-        return {"peak_rss_mb": round(d["peak_rss_mb"], 1), "first_scores_ms": round(d["first_scores_ms"], 1),
-                "runtime": d["runtime"]}
-    except Exception as exc:  # report, don't fail the whole benchmark
-        log.warning("student-only process failed: %s", exc)
-        return {"error": str(exc)}
+def _student_only_process(student, shape) -> dict[str, Any]:
+    """Peak RSS and time to first scores of a fresh process that loads only the student.
+
+    That process starts as the shipped app does: from a model card whose ONNX export is already
+    cached (the first start exports it once). Without a bundled student card, the untrained
+    student is written to a temporary card for the measurement.
+    """
+    import tempfile
+
+    from kdviewer.core.engine import InferenceEngine, with_reference
+    from kdviewer.core.modelcard import ModelCard, find_cards, save_model
+
+    env = dict(os.environ)
+    with tempfile.TemporaryDirectory(prefix="kdviewer-bench-") as tmp:
+        cards = find_cards()
+        if "student" in cards:
+            card_path = cards["student"]
+        else:
+            card = ModelCard(name="student", architecture=student.card.architecture,
+                             weights_file="student.safetensors", weights_sha256="", trained=False)
+            card_path, _ = save_model(student.model, with_reference(student.model, card), tmp)
+            env["KDVIEWER_MODELS"] = tmp
+        InferenceEngine.from_card(card_path)  # the one-off export, as on a first start
+        try:
+            out = subprocess.run([sys.executable, "-c", _CHILD, str(shape[0]), str(shape[1])], capture_output=True,
+                                 text=True, timeout=600, check=True, env=env).stdout
+            d = json.loads(out.strip().splitlines()[-1])
+        except Exception as exc:  # report, don't fail the whole benchmark
+            log.warning("student-only process failed: %s", exc)
+            return {"error": str(exc)}
+    return {"peak_rss_mb": round(d["peak_rss_mb"], 1), "first_scores_ms": round(d["first_scores_ms"], 1),
+            "runtime": d["runtime"], "torch_imported": d["torch_imported"], "status": d["status"]}
 
 
 def _peak_rss_mb() -> float | None:
@@ -194,7 +215,7 @@ def versions() -> dict[str, str]:
 
 def run_bench(runs: int = DEFAULT_RUNS, *, warmup: int = 5, image_shape: tuple[int, int] = DEFAULT_SHAPE,
               eager: bool = True, example: bool = True, subprocess_rss: bool = True,
-              energy: bool = True) -> dict[str, Any]:
+              energy: bool = True, student_sizes: tuple[tuple[int, int], ...] | None = None) -> dict[str, Any]:
     """Run the benchmark; return a JSON-ready dict (see the module docstring and :func:`format_text`).
 
     Keys: ``student``/``teacher`` → stage → ``median_ms``/``p90_ms``; ``eager`` → the same for the
@@ -216,6 +237,15 @@ def run_bench(runs: int = DEFAULT_RUNS, *, warmup: int = 5, image_shape: tuple[i
         result.setdefault("load_ms", {})[name] = round((time.perf_counter() - t0) * 1e3, 1)
     for name, eng in engines.items():
         result[name] = _time_engine(eng, image, runs, warmup)
+    # the student's whole path at other decoded sizes (model size up to the example's geometry)
+    result["student_sizes"] = {}
+    if student_sizes is None:
+        student_sizes = ((224, 224), (512, 512), tuple(image_shape), (1955, 1841))
+    for shape in student_sizes:
+        key = f"{shape[0]}x{shape[1]}"
+        if key not in result["student_sizes"]:
+            d = _time_engine(engines["student"], reference_image(shape), runs, warmup)
+            result["student_sizes"][key] = {s: d[s]["median_ms"] for s in STAGES}
     if eager:
         result["eager"] = {}
         for name, eng in engines.items():
@@ -244,7 +274,7 @@ def run_bench(runs: int = DEFAULT_RUNS, *, warmup: int = 5, image_shape: tuple[i
         result["energy"] = {name: _energy(eng, image, n) for name, eng in engines.items()}
     result["rss"] = {"peak_mb_this_process": _peak_rss_mb()}
     if subprocess_rss:
-        result["rss"]["student_only_process"] = _student_only_process(image.shape)
+        result["rss"]["student_only_process"] = _student_only_process(engines["student"], image.shape)
     result["machine"] = machine_info(thread_count())
     result["versions"] = versions()
     result["targets"] = {
@@ -276,6 +306,10 @@ def format_text(r: dict[str, Any]) -> str:
     for name, d in rows:
         lines.append(f"{name:<9}{d['runtime']:<13}" + "".join(
             f"{d[s]['median_ms']:>15.2f} /{d[s]['p90_ms']:>7.2f}" for s in STAGES))
+    if r.get("student_sizes"):
+        lines += ["", "student median ms by decoded size: " + "; ".join(
+            f"{k}: total {v['total']:.2f} (pre {v['preprocess']:.2f}, fwd {v['forward']:.2f}, maps {v['heatmap']:.2f})"
+            for k, v in r["student_sizes"].items())]
     rt = r["ratio"]
     lines += ["", "teacher/student (engine): total %.1fx, forward %.1fx" % (
         rt["teacher_over_student_total"], rt["teacher_over_student_forward"])]
@@ -290,7 +324,8 @@ def format_text(r: dict[str, Any]) -> str:
     rss = r.get("rss", {})
     child = rss.get("student_only_process", {})
     lines.append(f"peak RSS: this process {rss.get('peak_mb_this_process')} MB; student-only process "
-                 + (f"{child['peak_rss_mb']} MB (first scores {child['first_scores_ms']:.0f} ms after start)"
+                 + (f"{child['peak_rss_mb']} MB (first scores {child['first_scores_ms']:.0f} ms after start, "
+                    f"PyTorch {'loaded' if child['torch_imported'] else 'not loaded'})"
                     if "peak_rss_mb" in child else f"n/a ({child.get('error', 'not measured')})"))
     for name, e in (r.get("energy") or {}).items():
         if e.get("available"):

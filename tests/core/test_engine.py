@@ -243,3 +243,26 @@ def test_lean_start_never_imports_torch(saved_student):
         "assert 'torch' not in sys.modules, 'torch was imported'\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True, env={**__import__("os").environ})
+
+
+def test_bench_result_has_the_documented_keys(monkeypatch, capsys):
+    import kdviewer.core.modelcard as mc
+    from kdviewer.core import bench
+
+    monkeypatch.setattr(mc, "find_cards", lambda dirs=None: {})
+    H.engine("teacher")  # the teacher's export is cached once per session
+    r = bench.run_bench(runs=1, warmup=0, image_shape=(64, 48), eager=True, example=False,
+                        subprocess_rss=False, energy=False, student_sizes=((32, 40),))
+    for model in ("student", "teacher"):
+        for stage in ("preprocess", "forward", "heatmap", "total"):
+            assert r[model][stage]["median_ms"] > 0 and r[model][stage]["p90_ms"] > 0
+            assert r["eager"][model][stage]["median_ms"] > 0
+        assert r["eager"][model]["runtime"] == "torch-eager"
+    assert r["student"]["runtime"] == "onnxruntime"
+    assert {"machine", "versions", "rss", "ratio", "targets"} <= set(r) and "32x40" in r["student_sizes"]
+    assert r["machine"]["threads"]["engine_intra_op"] >= 1 and "onnxruntime" in r["versions"]
+    text = bench.format_text(r)
+    assert "student" in text and "teacher/student" in text
+    monkeypatch.setattr(bench, "run_bench", lambda runs, **kw: r)
+    assert bench.bench_command(3, True) == 0
+    assert json.loads(capsys.readouterr().out)["student"]["total"]["median_ms"] > 0

@@ -1,0 +1,175 @@
+"""Deeper engine study: what makes the forward pass and the heat maps fastest on this CPU.
+
+    .venv/bin/python benchmarks/engine_study.py [--runs 30] [--json out.json]
+
+Prints median/p90 ms for: ONNX Runtime thread counts, thread spinning and graph optimisation
+levels; heat maps computed in numpy (the engine's way) vs fused into the ONNX graph; eager
+PyTorch default vs channels-last vs bfloat16 autocast; the whole pipeline at several input
+sizes; and time to first scores in a fresh process (cold: export, warm: cached export).
+Untrained (seeded) weights; the machine may be shared, so compare numbers from one run only.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from kdviewer.core import explain, runtime as rt  # noqa: E402
+from kdviewer.core.engine import DEFAULT_ARCH, InferenceEngine, reference_image, untrained_model  # noqa: E402
+
+
+def timeit(fn, runs, warmup=3):
+    for _ in range(warmup):
+        fn()
+    ts = []
+    for _ in range(runs):
+        t0 = time.perf_counter()
+        fn()
+        ts.append((time.perf_counter() - t0) * 1e3)
+    return {"median_ms": round(float(np.median(ts)), 3), "p90_ms": round(float(np.percentile(ts, 90)), 3)}
+
+
+def ort_session(path, threads, spinning=False, level="all"):
+    import onnxruntime as ort
+
+    so = rt.session_options(threads, spinning=spinning)
+    so.graph_optimization_level = {
+        "basic": ort.GraphOptimizationLevel.ORT_ENABLE_BASIC,
+        "extended": ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED,
+        "all": ort.GraphOptimizationLevel.ORT_ENABLE_ALL,
+    }[level]
+    return ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
+
+
+def fused_cam_graph(model, path):
+    """Export a graph whose outputs are logits and the raw class activation maps (F, 7, 7)."""
+    import torch
+
+    class Fused(torch.nn.Module):
+        def __init__(self, m):
+            super().__init__()
+            self.m = m
+
+        def forward(self, x):
+            f = self.m.forward_features(x)
+            w = self.m.head_linear.weight
+            cams = torch.relu(torch.einsum("fk,nkhw->nfhw", w, f)) / (f.shape[2] * f.shape[3])
+            return self.m.forward_head(f), cams
+
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(Fused(model).eval(), (torch.zeros(1, 3, 224, 224),), str(path), dynamo=False,
+                          input_names=["input"], output_names=["logits", "cams"], opset_version=rt.ONNX_OPSET)
+    return path
+
+
+def study(runs):
+    import torch
+
+    out = {"threads_default": rt.thread_count(), "cpu_count": os.cpu_count()}
+    x = reference_image((224, 224))
+    from kdviewer.core.preprocess import InputSpec, image_to_model_input
+
+    inp = image_to_model_input(x, InputSpec())[None]
+    for name in ("student", "teacher"):
+        arch = DEFAULT_ARCH[name]
+        model = untrained_model(arch)
+        sha = rt.state_sha256(model)
+        r = rt.OnnxRuntime(model, sha)
+        res = out.setdefault(name, {})
+        n = runs if name == "student" else max(5, runs // 3)
+        for threads in sorted({1, 2, rt.thread_count()}):
+            for spinning in (True, False):
+                s = ort_session(r.path, threads, spinning)
+                res[f"ort_threads{threads}_spin{int(spinning)}"] = timeit(lambda: s.run(None, {"input": inp}), n)
+        for level in ("basic", "extended"):
+            s = ort_session(r.path, rt.thread_count(), False, level)
+            res[f"ort_opt_{level}"] = timeit(lambda: s.run(None, {"input": inp}), n)
+        # heat maps: numpy from the feature map vs fused in the graph (both then upsampled the same way)
+        w = explain.cam_weights(model)
+        res["ort_forward_plus_numpy_cam"] = timeit(
+            lambda: explain.class_activation_maps(r.run(inp)[1], w), n)
+        with tempfile.TemporaryDirectory() as tmp:
+            fs = ort_session(fused_cam_graph(model, Path(tmp) / "fused.onnx"), rt.thread_count())
+            res["ort_forward_with_fused_cam"] = timeit(lambda: fs.run(None, {"input": inp}), n)
+        # eager PyTorch variants
+        xt = torch.from_numpy(inp)
+        with torch.inference_mode():
+            res["eager_default"] = timeit(lambda: model(xt), n)
+            mcl = untrained_model(arch).to(memory_format=torch.channels_last)
+            xcl = xt.contiguous(memory_format=torch.channels_last)
+            res["eager_channels_last"] = timeit(lambda: mcl(xcl), n)
+            with torch.autocast("cpu", dtype=torch.bfloat16):
+                res["eager_bf16_autocast"] = timeit(lambda: model(xt), n)
+                res["eager_bf16_channels_last"] = timeit(lambda: mcl(xcl), n)
+        # the full engine pipeline at several decoded sizes
+        eng = InferenceEngine.untrained(name, arch)
+        for shape in ((224, 224), (512, 512), (1024, 1024), (1955, 1841)):
+            img = reference_image(shape)
+            stages = {}
+            for _ in range(3):
+                eng.predict(img, measure_energy=False)
+            samples = [eng.predict(img, measure_energy=False).timings_ms for _ in range(n)]
+            for k in samples[0]:
+                stages[k] = round(float(np.median([s[k] for s in samples])), 3)
+            res[f"pipeline_{shape[0]}x{shape[1]}_median_ms"] = stages
+    out["first_scores"] = first_scores()
+    return out
+
+
+_CHILD = r"""
+import sys, time
+t0 = time.perf_counter()
+from kdviewer.core.engine import InferenceEngine, reference_image
+eng = InferenceEngine.from_card(sys.argv[1])
+eng.predict(reference_image((1024, 1024)), measure_energy=False)
+print((time.perf_counter() - t0) * 1e3, 'torch' in sys.modules)
+"""
+
+
+def first_scores():
+    """Fresh process → first scores from a student card: cold (ONNX export) and warm (cached)."""
+    from kdviewer.core.engine import with_reference
+    from kdviewer.core.modelcard import ModelCard, save_model
+
+    res = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        model = untrained_model("mobilenet_v2")
+        card = ModelCard(name="student", architecture="mobilenet_v2", weights_file="s.safetensors",
+                         weights_sha256="", trained=False)
+        path, _ = save_model(model, with_reference(model, card), tmp)
+        env = {**os.environ, "KDVIEWER_CACHE": str(Path(tmp) / "cache")}
+        for label in ("cold_export", "warm_cache", "warm_cache_again"):
+            o = subprocess.run([sys.executable, "-c", _CHILD, str(path)], capture_output=True, text=True,
+                               env=env, check=True).stdout.split()
+            res[label] = {"ms": round(float(o[0]), 1), "torch_imported": o[1] == "True"}
+    return res
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--runs", type=int, default=30)
+    p.add_argument("--json", type=Path, help="also write the results here")
+    a = p.parse_args(argv)
+    res = study(a.runs)
+    text = json.dumps(res, indent=2)
+    print(text)
+    if a.json:
+        a.json.write_text(text + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
