@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 from pathlib import Path
 from typing import Sequence
@@ -158,6 +159,10 @@ def _current_dist():
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``kdviewer-train``; returns the exit status."""
     a = _parser().parse_args(argv)
+    # Idle OpenMP threads sleep instead of spinning: on a machine shared with other processes a
+    # spinning thread pool was measured 10-100x slower (set OMP_WAIT_POLICY=ACTIVE to override).
+    # Takes effect only if torch is not imported yet (it is not when run as a command).
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     _setup_logging(a.verbose)
     from kdviewer.core.errors import KdviewerError
 

@@ -38,26 +38,31 @@ def autocast(precision: str, device: torch.device):
     return torch.autocast(device_type=device.type, dtype=dtype)
 
 
-def step_seconds(model: torch.nn.Module, precision: str, device: torch.device, batch: int, size: int,
-                 steps: int = 2, channels_last: bool = True) -> float:
-    """Median seconds of a forward+backward step on a copy of ``model`` (after one warm-up step)."""
+def _timed_steps(model: torch.nn.Module, precisions: tuple[str, ...], device: torch.device, batch: int, size: int,
+                 steps: int, channels_last: bool) -> dict[str, float]:
+    """Median seconds of a forward+backward step per precision, on a copy of ``model``.
+
+    The precisions are timed in alternation (after one warm-up step each) so that a machine whose
+    load changes during the measurement biases none of them.
+    """
     m = copy.deepcopy(model).to(device).train()
     gen = torch.Generator().manual_seed(1234)
     x = torch.rand(batch, 3, size, size, generator=gen).to(device)
     if channels_last:
         m = m.to(memory_format=torch.channels_last)
         x = x.contiguous(memory_format=torch.channels_last)
-    times = []
+    times: dict[str, list[float]] = {p: [] for p in precisions}
     for i in range(steps + 1):
-        t0 = time.perf_counter()
-        with autocast(precision, device):
-            out = m(x)
-        out.float().mean().backward()
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
-        if i:
-            times.append(time.perf_counter() - t0)
-    return sorted(times)[len(times) // 2]
+        for p in precisions:
+            t0 = time.perf_counter()
+            with autocast(p, device):
+                out = m(x)
+            out.float().mean().backward()
+            if device.type == "cuda":
+                torch.cuda.synchronize(device)
+            if i:
+                times[p].append(time.perf_counter() - t0)
+    return {p: sorted(t)[len(t) // 2] for p, t in times.items()}
 
 
 def resolve_precision(requested: str, device: torch.device, model: torch.nn.Module | None = None,
@@ -71,8 +76,8 @@ def resolve_precision(requested: str, device: torch.device, model: torch.nn.Modu
         return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
     if device.type != "cpu" or model is None or not cpu_has_native_bf16():
         return "fp32"
-    fp32 = step_seconds(model, "fp32", device, batch, size, channels_last=channels_last)
-    bf16 = step_seconds(model, "bf16", device, batch, size, channels_last=channels_last)
+    t = _timed_steps(model, ("fp32", "bf16"), device, batch, size, steps=3, channels_last=channels_last)
+    fp32, bf16 = t["fp32"], t["bf16"]
     choice = "bf16" if bf16 <= AUTO_MARGIN * fp32 else "fp32"
     log.info("precision auto: fp32 %.3f s/step, bf16 %.3f s/step (batch %d, %d px) -> %s",
              fp32, bf16, batch, size, choice)

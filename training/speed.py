@@ -48,6 +48,8 @@ def time_train_steps(arch: str, batch: int, precision: str, channels_last: bool,
 
 def run_speed(archs: list[str], batches: list[int], cfg: Config, steps: int = 3) -> list[dict]:
     """Time every combination and print a table; returns the rows."""
+    if cfg.train.num_threads:
+        torch.set_num_threads(cfg.train.num_threads)
     device = torch.device("cuda" if torch.cuda.is_available() and cfg.train.device != "cpu" else "cpu")
     precisions = ["fp32"] + (["bf16"] if device.type == "cuda" or cpu_has_native_bf16() else [])
     rows = []

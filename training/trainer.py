@@ -164,12 +164,16 @@ class Trainer:
                                         seed=derived_seed(cfg.seed, 3), drop_last=False)
         workers = cfg.data.num_workers if self.data.array is None else 0
         drop_last = len(self.train_set) // info.world > self.local_bs  # never a 1-image BN batch at the end
+        # Own generators: a DataLoader otherwise draws its workers' base seed from the global torch
+        # RNG at every new iterator, which would shift the dropout stream of a run resumed mid-epoch.
         self.train_loader = DataLoader(self.train_set, batch_size=self.local_bs, sampler=self.sampler,
-                                       collate_fn=collate_batch, num_workers=workers, drop_last=drop_last)
+                                       collate_fn=collate_batch, num_workers=workers, drop_last=drop_last,
+                                       generator=torch.Generator().manual_seed(derived_seed(cfg.seed, 6)))
         self.val_loader = DataLoader(
             self.val_set, batch_size=self.local_bs,
             sampler=DistributedSampler(self.val_set, num_replicas=info.world, rank=info.rank, shuffle=False),
-            collate_fn=collate_batch, num_workers=workers)
+            collate_fn=collate_batch, num_workers=workers,
+            generator=torch.Generator().manual_seed(derived_seed(cfg.seed, 7)))
         self.augment = BatchAugmenter(derived_seed(cfg.seed, 4), cfg.train.hflip, cfg.train.rotation_degrees,
                                       info.rank, info.world)
         self.state = LoopState()
