@@ -93,7 +93,8 @@ def study(runs):
         for threads in sorted({1, 2, rt.thread_count()}):
             for spinning in (True, False):
                 s = ort_session(r.path, threads, spinning)
-                res[f"ort_threads{threads}_spin{int(spinning)}"] = timeit(lambda: s.run(None, {"input": inp}), n)
+                key = f"ort_threads{threads}_spin{int(spinning)}"
+                res[key] = timeit(lambda: s.run(None, {"input": inp}), n)
         for level in ("basic", "extended"):
             s = ort_session(r.path, rt.thread_count(), False, level)
             res[f"ort_opt_{level}"] = timeit(lambda: s.run(None, {"input": inp}), n)

@@ -54,8 +54,8 @@ def _time_engine(engine, image, runs: int, warmup: int) -> dict[str, Any]:
         for s in STAGES:
             per_stage[s].append(t[s])
     out: dict[str, Any] = {s: _stats(v) for s, v in per_stage.items()}
-    out.update(runtime=engine.runtime_name, architecture=engine.card.architecture, trained=bool(engine.card.trained),
-               status=engine.status.state)
+    out.update(runtime=engine.runtime_name, architecture=engine.card.architecture,
+               trained=bool(engine.card.trained), status=engine.status.state)
     return out
 
 
@@ -72,7 +72,8 @@ def _energy(engine, image, runs: int) -> dict[str, Any]:
     per = rec.marginal_energy_j / runs if rec.marginal_energy_j == rec.marginal_energy_j else math.nan
     tot = rec.energy_j / runs if rec.energy_j == rec.energy_j else math.nan
     return {
-        "available": True, "per_inference_mj": round(per * 1e3, 4), "per_inference_total_mj": round(tot * 1e3, 4),
+        "available": True, "per_inference_mj": round(per * 1e3, 4),
+        "per_inference_total_mj": round(tot * 1e3, 4),
         "avg_power_w": round(rec.avg_power_w, 3), "idle_power_w": round(rec.idle_power_w, 3), "runs": runs,
         "meter": rec.meter, "method": rec.method, "is_estimate": bool(rec.is_estimate),
     }
@@ -96,7 +97,8 @@ def _open_example(engine, repeats: int = 3) -> dict[str, Any]:
         reads.append((t1 - t0) * 1e3)
         preds.append((t2 - t1) * 1e3)
         totals.append((t2 - t0) * 1e3)
-    return {"path": os.path.basename(str(path)), "shape": list(shape), "runs": repeats, "first_ms": round(totals[0], 2),
+    return {"path": os.path.basename(str(path)), "shape": list(shape), "runs": repeats,
+            "first_ms": round(totals[0], 2),
             "read": _stats(reads), "predict": _stats(preds), "total": _stats(totals)}
 
 
@@ -147,8 +149,8 @@ def _student_only_process(student, shape) -> dict[str, Any]:
             env["KDVIEWER_MODELS"] = tmp
         InferenceEngine.from_card(card_path)  # the one-off export, as on a first start
         try:
-            out = subprocess.run([sys.executable, "-c", _CHILD, str(shape[0]), str(shape[1])], capture_output=True,
-                                 text=True, timeout=600, check=True, env=env).stdout
+            out = subprocess.run([sys.executable, "-c", _CHILD, str(shape[0]), str(shape[1])],
+                                 capture_output=True, text=True, timeout=600, check=True, env=env).stdout
             d = json.loads(out.strip().splitlines()[-1])
         except Exception as exc:  # report, don't fail the whole benchmark
             log.warning("student-only process failed: %s", exc)
@@ -215,7 +217,8 @@ def versions() -> dict[str, str]:
 
 def run_bench(runs: int = DEFAULT_RUNS, *, warmup: int = 5, image_shape: tuple[int, int] = DEFAULT_SHAPE,
               eager: bool = True, example: bool = True, subprocess_rss: bool = True,
-              energy: bool = True, student_sizes: tuple[tuple[int, int], ...] | None = None) -> dict[str, Any]:
+              energy: bool = True,
+              student_sizes: tuple[tuple[int, int], ...] | None = None) -> dict[str, Any]:
     """Run the benchmark; return a JSON-ready dict (see the module docstring and :func:`format_text`).
 
     Keys: ``student``/``teacher`` → stage → ``median_ms``/``p90_ms``; ``eager`` → the same for the
@@ -227,9 +230,9 @@ def run_bench(runs: int = DEFAULT_RUNS, *, warmup: int = 5, image_shape: tuple[i
 
     runs = max(1, int(runs))
     image = reference_image(tuple(image_shape))
+    description = "synthetic smooth grey image (kdviewer.core.engine.reference_image), decoded pixels"
     result: dict[str, Any] = {"schema": 1, "runs": runs, "warmup": warmup,
-                              "input": {"shape": list(image.shape), "description": "synthetic smooth grey image "
-                                        "(kdviewer.core.engine.reference_image) in decoded-pixel form"}}
+                              "input": {"shape": list(image.shape), "description": description}}
     engines = {}
     for name in ("student", "teacher"):
         t0 = time.perf_counter()
@@ -278,7 +281,8 @@ def run_bench(runs: int = DEFAULT_RUNS, *, warmup: int = 5, image_shape: tuple[i
     result["machine"] = machine_info(thread_count())
     result["versions"] = versions()
     result["targets"] = {
-        "student_total_median_ms": {"target": TARGETS["student_total_median_ms"], "measured": s["total"]["median_ms"]},
+        "student_total_median_ms": {"target": TARGETS["student_total_median_ms"],
+                                    "measured": s["total"]["median_ms"]},
         "teacher_over_student_ratio": {"target": TARGETS["teacher_over_student_ratio"],
                                        "measured": result["ratio"]["teacher_over_student_total"]},
         "open_example_ms": {"target": TARGETS["open_example_ms"], "measured": result.get("open_example_ms")},
@@ -308,7 +312,8 @@ def format_text(r: dict[str, Any]) -> str:
             f"{d[s]['median_ms']:>15.2f} /{d[s]['p90_ms']:>7.2f}" for s in STAGES))
     if r.get("student_sizes"):
         lines += ["", "student median ms by decoded size: " + "; ".join(
-            f"{k}: total {v['total']:.2f} (pre {v['preprocess']:.2f}, fwd {v['forward']:.2f}, maps {v['heatmap']:.2f})"
+            f"{k}: total {v['total']:.2f} (pre {v['preprocess']:.2f}, fwd {v['forward']:.2f}, "
+            f"maps {v['heatmap']:.2f})"
             for k, v in r["student_sizes"].items())]
     rt = r["ratio"]
     lines += ["", "teacher/student (engine): total %.1fx, forward %.1fx" % (
@@ -318,8 +323,9 @@ def format_text(r: dict[str, Any]) -> str:
             rt["eager_over_engine_student_forward"], rt["eager_over_engine_teacher_forward"]))
     ex = r.get("open_example") or {}
     if "total" in ex:
-        lines.append(f"open example {ex['path']} {ex['shape'][0]}x{ex['shape'][1]} -> scores + heat maps (student): "
-                     f"median {ex['total']['median_ms']:.1f} ms (read {ex['read']['median_ms']:.1f} + predict "
+        lines.append(f"open example {ex['path']} {ex['shape'][0]}x{ex['shape'][1]} -> scores + heat maps "
+                     f"(student): median {ex['total']['median_ms']:.1f} ms "
+                     f"(read {ex['read']['median_ms']:.1f} + predict "
                      f"{ex['predict']['median_ms']:.1f}), first {ex['first_ms']:.1f} ms")
     rss = r.get("rss", {})
     child = rss.get("student_only_process", {})

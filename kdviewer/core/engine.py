@@ -141,7 +141,8 @@ def reference_scores(model, card: ModelCard) -> dict[str, float]:
 
 def with_reference(model, card: ModelCard) -> ModelCard:
     """``card`` with ``reference`` filled from :func:`reference_scores`."""
-    return card.with_updates(reference={"input": dict(REFERENCE_INPUT), "scores": reference_scores(model, card)})
+    scores = reference_scores(model, card)
+    return card.with_updates(reference={"input": dict(REFERENCE_INPUT), "scores": scores})
 
 
 # --------------------------------------------------------------------------- untrained models
@@ -245,7 +246,8 @@ class InferenceEngine:
         self.card_path = Path(card_path) if card_path else None
         self.threads = thread_count()
         if forward is None:
-            forward = make_runtime(runtime, self.model, card.weights_sha256, card.input.size, card.input.channels)
+            forward = make_runtime(runtime, self.model, card.weights_sha256, card.input.size,
+                                   card.input.channels)
         self._runtime = forward
         self.runtime_name: str = self._runtime.name
         self._weights = head_weights if head_weights is not None else cam_weights(self.model)
@@ -276,7 +278,8 @@ class InferenceEngine:
     # -- construction ----------------------------------------------------------------------
 
     @classmethod
-    def from_card(cls, card_path: str | Path, *, runtime: str = "auto", selftest: bool = True) -> "InferenceEngine":
+    def from_card(cls, card_path: str | Path, *, runtime: str = "auto",
+                  selftest: bool = True) -> "InferenceEngine":
         """Engine for the model card at ``card_path`` (weights verified by SHA-256, strict load).
 
         Raises :class:`ModelLoadError` when the card or weights do not load. With ``selftest``,
@@ -331,7 +334,8 @@ class InferenceEngine:
         model = untrained_model(architecture, seed)
         card = ModelCard(
             name=name, architecture=architecture, weights_file="", weights_sha256=state_sha256(model),
-            trained=False, description=f"UNTRAINED {architecture} (random weights, seed {seed}); for testing only",
+            trained=False,
+            description=f"UNTRAINED {architecture} (random weights, seed {seed}); for testing only",
         )
         status = EngineStatus("untrained", f"{name}: UNTRAINED {architecture} (random weights, seed {seed}): "
                                            "scores and heat maps are meaningless")
@@ -347,10 +351,13 @@ class InferenceEngine:
         base = EngineStatus("ok", f"{self.name}: ready") if self.card.trained else EngineStatus(
             "untrained", f"{self.name}: UNTRAINED weights (card says trained=false), scores are meaningless")
         if not ref:
-            return EngineStatus(base.state, base.message + " (self-test skipped: the card records no reference)")
+            return EngineStatus(base.state,
+                                base.message + " (self-test skipped: the card records no reference)")
         desc = ref.get("input") or {}
-        if desc.get("generator") != REFERENCE_INPUT["generator"] or desc.get("version") != REFERENCE_INPUT["version"]:
-            return EngineStatus("selftest_failed", f"{self.name}: self-test cannot run: unknown reference input {desc}")
+        known = (REFERENCE_INPUT["generator"], REFERENCE_INPUT["version"])
+        if (desc.get("generator"), desc.get("version")) != known:
+            return EngineStatus("selftest_failed",
+                                f"{self.name}: self-test cannot run: unknown reference input {desc}")
         try:
             shape = tuple(int(v) for v in desc.get("shape", REFERENCE_SHAPE))
             x = image_to_model_input(reference_image(shape), self.card.input)[None]
@@ -360,18 +367,19 @@ class InferenceEngine:
         except Exception as exc:
             return EngineStatus("selftest_failed", f"{self.name}: self-test could not run: {exc}")
         if set(want) != set(got):
-            return EngineStatus("selftest_failed",
-                                f"{self.name}: self-test failed: reference findings {sorted(want)} differ from the model's")
+            return EngineStatus("selftest_failed", f"{self.name}: self-test failed: reference findings "
+                                                   f"{sorted(want)} differ from the model's")
         diffs = {k: abs(got[k] - want[k]) for k in got}
         worst = max(diffs, key=diffs.get)
         if not diffs[worst] <= SELFTEST_TOLERANCE:  # NaN fails too
             return EngineStatus(
                 "selftest_failed",
                 f"{self.name}: self-test failed: score for {worst} is {got[worst]:.5f}, the card records "
-                f"{want[worst]:.5f} (tolerance {SELFTEST_TOLERANCE}); the weights or the preprocessing changed. "
-                "This model is disabled.",
+                f"{want[worst]:.5f} (tolerance {SELFTEST_TOLERANCE}); the weights or the preprocessing "
+                "changed. This model is disabled.",
             )
-        return EngineStatus(base.state, base.message + f" (self-test passed, max deviation {diffs[worst]:.1e})")
+        return EngineStatus(base.state,
+                            base.message + f" (self-test passed, max deviation {diffs[worst]:.1e})")
 
     # -- prediction --------------------------------------------------------------------------
 
@@ -474,7 +482,8 @@ class InferenceEngine:
             power_w = None if pw is None or math.isnan(pw) else pw
         self.telemetry.append(InferenceSample(
             t=time.monotonic(), model_name=pred.model_name, timings_ms=pred.timings_ms, energy_mj=energy_mj,
-            power_w=power_w, energy_method=getattr(e, "method", None), is_estimate=bool(getattr(e, "is_estimate", False)),
+            power_w=power_w, energy_method=getattr(e, "method", None),
+            is_estimate=bool(getattr(e, "is_estimate", False)),
             request_id=pred.request_id,
         ))
 
@@ -491,7 +500,8 @@ class InferenceEngine:
         return d
 
     def __repr__(self) -> str:
-        return f"InferenceEngine({self.name!r}, {self.card.architecture}, {self.runtime_name}, {self.status.state})"
+        return (f"InferenceEngine({self.name!r}, {self.card.architecture}, {self.runtime_name}, "
+                f"{self.status.state})")
 
 
 def load_engine(name: str, *, runtime: str = "auto", allow_untrained: bool = True) -> InferenceEngine:
@@ -506,6 +516,7 @@ def load_engine(name: str, *, runtime: str = "auto", allow_untrained: bool = Tru
     if name in cards:
         return InferenceEngine.from_card(cards[name], runtime=runtime)
     if not allow_untrained:
-        raise ModelLoadError(name, f"no model card named {name!r} (found: {', '.join(sorted(cards)) or 'none'})")
+        found = ", ".join(sorted(cards)) or "none"
+        raise ModelLoadError(name, f"no model card named {name!r} (found: {found})")
     return InferenceEngine.untrained(name, DEFAULT_ARCH.get(name, "mobilenet_v2"), runtime=runtime)
 

@@ -35,7 +35,8 @@ def _library_classes() -> dict[str, type]:
         (and then mostly zeroed by the ReLU).
         """
 
-        def get_cam_image(self, input_tensor, target_layer, target_category, activations, grads, eigen_smooth):
+        def get_cam_image(self, input_tensor, target_layer, target_category, activations, grads,
+                          eigen_smooth):
             proj = get_2d_projection(activations)
             total = activations.sum(axis=1)
             for i in range(proj.shape[0]):
@@ -115,7 +116,8 @@ def upsample_normalized(cams: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
     Because interpolation weights sum to one, normalising commutes with upsampling; the extremes of
     the upsampled map are found exactly on a handful of candidate rows and columns (a bilinear
     function takes its extremes over a rectangle of samples at the corners), so the full-size
-    output is written in a single pass (OpenCV's ``INTER_LINEAR``, which samples identically). A constant map becomes zeros. Returns float32 ``(n, H, W)``.
+    output is written in a single pass (OpenCV's ``INTER_LINEAR``, which samples identically). A
+    constant map becomes zeros. Returns float32 ``(n, H, W)``.
     """
     cams = np.asarray(cams, dtype=np.float32)
     n, h, w = cams.shape

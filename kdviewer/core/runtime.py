@@ -188,7 +188,8 @@ def export_onnx(model, path: str | Path, size: int = 224, channels: int = 3) -> 
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            kwargs = dict(input_names=["input"], output_names=["logits", "features"], opset_version=ONNX_OPSET)
+            kwargs = dict(input_names=["input"], output_names=["logits", "features"],
+                          opset_version=ONNX_OPSET)
             try:
                 torch.onnx.export(wrapper, (dummy,), tmp, dynamo=False, **kwargs)
             except Exception as exc:  # legacy exporter removed or failing: use the dynamo one
@@ -300,5 +301,6 @@ def make_runtime(kind: str, model, weights_sha256: str, size: int = 224, channel
     except Exception as exc:
         if kind == "onnxruntime":
             raise
-        log.warning("ONNX Runtime unavailable for %s (%s); using eager PyTorch", getattr(model, "arch", "model"), exc)
+        log.warning("ONNX Runtime unavailable for %s (%s); using eager PyTorch",
+                    getattr(model, "arch", "model"), exc)
         return TorchEagerRuntime(model)

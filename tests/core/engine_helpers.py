@@ -43,4 +43,5 @@ def grey_image(shape=(300, 200), blob=None, path="<synthetic>"):
         pixels += 3000.0 * np.exp(-((yy - r) ** 2 + (xx - c) ** 2) / (2 * sigma**2))
     pixels = pixels.astype(np.float32)
     meta = ImageMetadata(source_format="synthetic", rows=rows, cols=cols)
-    return LoadedImage(path=path, pixels=pixels, value_range=(float(pixels.min()), float(pixels.max())), metadata=meta)
+    value_range = (float(pixels.min()), float(pixels.max()))
+    return LoadedImage(path=path, pixels=pixels, value_range=value_range, metadata=meta)

@@ -64,7 +64,8 @@ def test_heatmap_selection_and_methods(student):
     img = H.grey_image((120, 160))
     none = student.predict(img, heatmaps=False, measure_energy=False)
     assert dict(none.heatmaps) == {} and none.cam_method is None
-    one = student.predict(img, heatmaps=["Cardiomegaly", "edema"], cam_method="eigencam", measure_energy=False)
+    one = student.predict(img, heatmaps=["Cardiomegaly", "edema"], cam_method="eigencam",
+                          measure_energy=False)
     assert list(one.heatmaps) == ["cardiomegaly", "edema"] and one.cam_method == "eigencam"
     assert one.heatmaps["edema"].shape == (120, 160)
     with pytest.raises(ValueError):
@@ -133,7 +134,8 @@ def test_energy_is_attached_and_recorded(student, monkeypatch):
     pred = student.predict(H.grey_image((64, 64)), heatmaps=False, measure_energy=True)
     assert pred.energy.method == "fake counter" and pred.energy.complete
     s = student.telemetry.snapshot()[-1]
-    assert s.energy_mj == pytest.approx(2.0) and s.power_w == 4.0 and s.is_estimate and s.energy_method == "fake counter"
+    assert s.energy_mj == pytest.approx(2.0) and s.power_w == 4.0
+    assert s.is_estimate and s.energy_method == "fake counter"
 
 
 def test_reference_image_is_deterministic():
@@ -187,7 +189,8 @@ def test_unknown_reference_generator_fails_the_self_test(saved_student):
 
 def test_card_without_reference_skips_the_self_test(tmp_path):
     model = untrained_model("mobilenet_v2", seed=0)
-    card = ModelCard(name="student", architecture="mobilenet_v2", weights_file="s.safetensors", weights_sha256="")
+    card = ModelCard(name="student", architecture="mobilenet_v2", weights_file="s.safetensors",
+                     weights_sha256="")
     path, _ = save_model(model, card, tmp_path)
     eng = InferenceEngine.from_card(path)
     assert eng.status.state == "untrained" and "skipped" in eng.status.message

@@ -15,7 +15,8 @@ from kdviewer.core.runtime import state_sha256
 
 
 def _hook_count(model):
-    return sum(len(m._forward_hooks) + len(m._backward_hooks) + len(m._forward_pre_hooks) for m in model.modules())
+    return sum(len(m._forward_hooks) + len(m._backward_hooks) + len(m._forward_pre_hooks)
+               for m in model.modules())
 
 
 def _x(seed=0):
@@ -32,7 +33,8 @@ def _features(model, x):
 # ---------------------------------------------------------------- upsampling and normalisation
 
 
-@pytest.mark.parametrize("src,dst", [((7, 7), (224, 224)), ((7, 7), (300, 170)), ((7, 5), (13, 9)), ((4, 6), (4, 6))])
+@pytest.mark.parametrize(
+    "src,dst", [((7, 7), (224, 224)), ((7, 7), (300, 170)), ((7, 5), (13, 9)), ((4, 6), (4, 6))])
 def test_upsample_matches_opencv_bilinear_then_minmax(src, dst):
     import cv2
 
@@ -164,7 +166,8 @@ def test_heatmap_peaks_at_the_blob_in_original_geometry(runtime, shape, blob):
             assert hm.shape == shape == img.shape, (method, key)
             r, c = np.unravel_index(int(np.argmax(hm)), hm.shape)
             # within one feature cell (the map's resolution is 7x7) of the blob's centre
-            assert abs(r - blob[0]) <= shape[0] / 7 and abs(c - blob[1]) <= shape[1] / 7, (method, key, (r, c))
+            near = abs(r - blob[0]) <= shape[0] / 7 and abs(c - blob[1]) <= shape[1] / 7
+            assert near, (method, key, (r, c))
             assert hm.min() >= 0 and hm.max() <= 1 and hm.max() > 0.99
 
 

@@ -9,8 +9,8 @@ from kdviewer.core.telemetry import InferenceSample, Telemetry
 
 
 def _sample(t, name="student", **kw):
-    return InferenceSample(t=t, model_name=name, timings_ms={"preprocess": 1.0, "forward": 2.0, "heatmap": 0.5,
-                                                            "total": 3.5}, **kw)
+    timings = {"preprocess": 1.0, "forward": 2.0, "heatmap": 0.5, "total": 3.5}
+    return InferenceSample(t=t, model_name=name, timings_ms=timings, **kw)
 
 
 def test_bounded_and_ordered():
