@@ -55,21 +55,30 @@ def barrier(info: DistInfo) -> None:
         dist.barrier()
 
 
+def _comm_device() -> torch.device:
+    """NCCL moves CUDA tensors only; gloo works on CPU tensors."""
+    if dist.get_backend() == "nccl":
+        return torch.device("cuda", torch.cuda.current_device())
+    return torch.device("cpu")
+
+
 def all_reduce_sum(t: torch.Tensor, info: DistInfo) -> torch.Tensor:
-    """Sum of ``t`` over ranks (``t`` itself for one process)."""
+    """Sum of ``t`` over ranks (``t`` itself for one process), on ``t``'s device."""
     if info.enabled:
-        t = t.clone()
-        dist.all_reduce(t, op=dist.ReduceOp.SUM)
+        work = t.detach().to(_comm_device(), copy=True)
+        dist.all_reduce(work, op=dist.ReduceOp.SUM)
+        t = work.to(t.device)
     return t
 
 
 def all_gather_cat(t: torch.Tensor, info: DistInfo) -> torch.Tensor:
-    """Concatenate equally shaped tensors of every rank along dim 0, rank order."""
+    """Concatenate equally shaped tensors of every rank along dim 0, rank order, on ``t``'s device."""
     if not info.enabled:
         return t
-    parts = [torch.empty_like(t) for _ in range(info.world)]
-    dist.all_gather(parts, t.contiguous())
-    return torch.cat(parts)
+    work = t.detach().to(_comm_device()).contiguous()
+    parts = [torch.empty_like(work) for _ in range(info.world)]
+    dist.all_gather(parts, work)
+    return torch.cat(parts).to(t.device)
 
 
 def broadcast_object(obj, info: DistInfo):

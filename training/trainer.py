@@ -286,18 +286,19 @@ class Trainer:
             math.ceil(len(self.sampler) / self.local_bs)
         steps_total += st.step_in_epoch
         # st.loss_sum is the all-rank sum at a mid-epoch checkpoint; each rank carries its share.
-        loss_sum = torch.tensor(st.loss_sum / self.info.world, dtype=torch.float64)
+        loss_sum = torch.tensor(st.loss_sum / self.info.world, dtype=torch.float64, device=self.device)
         bar = tqdm(total=steps_total * self.cfg.train.batch_size, initial=st.step_in_epoch * self.cfg.train.batch_size,
                    desc=f"{self.stage.model_name} epoch {st.epoch + 1}/{self.cfg.train.epochs}", unit="img",
                    disable=not (self.cfg.train.progress and self.info.is_main), dynamic_ncols=True, leave=False)
         every = self.cfg.train.checkpoint_every_steps
         for x, y, _ in self.train_loader:
             loss = self._train_step(self._batch(x, train=True), y)
-            loss_sum += loss.double().cpu()
+            loss_sum += loss.double()  # stays on the device: no per-step synchronisation
             st.step_in_epoch += 1
             st.global_step += 1
             bar.update(x.shape[0] * self.info.world)
-            bar.set_postfix(loss=f"{loss.item():.4f}")
+            if st.step_in_epoch % 10 == 1:
+                bar.set_postfix(loss=f"{loss.item():.4f}")
             if every and st.step_in_epoch % every == 0 and st.step_in_epoch < steps_total:
                 st.loss_sum = float(all_reduce_sum(loss_sum, self.info))
                 self.save_last()
@@ -351,7 +352,8 @@ class Trainer:
             improved = metric > st.best_auc + cfg.train.min_delta or st.best_epoch < 0
             row = {"epoch": st.epoch + 1, "train_loss": train_loss, **val, "lr": lr,
                    "train_time_s": train_time, **cost.to_dict(),
-                   "images_per_s": len(self.train_set) / train_time if train_time > 0 else None,
+                   "images_per_s": (min(st.step_in_epoch * cfg.train.batch_size, len(self.train_set)) / train_time
+                                    if train_time > 0 else None),
                    "best": improved}
             if improved:
                 st.best_auc, st.best_epoch, st.bad_epochs = metric, st.epoch + 1, 0
