@@ -30,6 +30,7 @@ class InputSpec:
     std: tuple[float, ...] = IMAGENET_STD
     scaling: str = "minmax"
     resample: str = "bilinear"
+    reducing_gap: float | None = 2.0
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -58,17 +59,29 @@ def scale_and_resize(
 
     Returns a float32 array of shape (size, size). ``value_range`` defaults to the pixels'
     own minimum and maximum; a constant image becomes all zeros.
+
+    The resize runs first, on the raw values, and the scaling after it, on the small image:
+    bilinear weights sum to one, so the two orders give the same result up to float rounding,
+    and this one never makes a full-size temporary. The resize is PIL's antialiased bilinear
+    with ``reducing_gap`` (an integer box reduction first, down to at least ``reducing_gap``
+    times the target, then the bilinear filter): on a 1955×1841 radiograph it is three times
+    faster than a fair resampling and differs from it by 4e-4 on average (measured on the
+    built-in example; see tests/core/test_preprocess.py).
     """
     if pixels.ndim != 2:
         raise ValueError(f"expected a 2-D grey image, got shape {pixels.shape}")
-    arr = np.asarray(pixels, dtype=np.float32)
+    arr = np.ascontiguousarray(pixels, dtype=np.float32)
     lo, hi = value_range if value_range is not None else (float(arr.min()), float(arr.max()))
-    span = hi - lo
-    arr = (arr - lo) / span if span > 0 else np.zeros_like(arr)
     if arr.shape != (spec.size, spec.size):
-        img = Image.fromarray(arr, mode="F")
-        arr = np.asarray(img.resize((spec.size, spec.size), _RESAMPLE[spec.resample]), dtype=np.float32)
-    return np.clip(arr, 0.0, 1.0)
+        h, w = arr.shape
+        img = Image.frombuffer("F", (w, h), arr, "raw", "F", 0, 1)  # shares memory, no copy
+        small = img.resize((spec.size, spec.size), _RESAMPLE[spec.resample], reducing_gap=spec.reducing_gap)
+        arr = np.asarray(small, dtype=np.float32)
+    span = hi - lo
+    if span <= 0:
+        return np.zeros((spec.size, spec.size), dtype=np.float32)
+    out = (arr - np.float32(lo)) * np.float32(1.0 / span)
+    return np.clip(out, 0.0, 1.0, out=out)
 
 
 def normalize(grey01: np.ndarray, spec: InputSpec) -> np.ndarray:
