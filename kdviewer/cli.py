@@ -146,6 +146,7 @@ def predict_command(
     from kdviewer.core.engine import load_engine
     from kdviewer.core.errors import KdviewerError
     from kdviewer.core.imageio import iter_image_files, read_image
+    from kdviewer.core.preprocess import MODEL_READ_MIN_SIDE
     from kdviewer.core.resources import example_image
 
     files = list(iter_image_files([Path(p) for p in paths])) if paths else [example_image()]
@@ -170,7 +171,7 @@ def predict_command(
     records: list[dict[str, Any]] = []
     for path in files:
         try:
-            image = read_image(path)
+            image = read_image(path, reduce_to=MODEL_READ_MIN_SIDE)
         except KdviewerError as exc:
             print(f"kdviewer: error: {exc}", file=sys.stderr)
             failures += 1

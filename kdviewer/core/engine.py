@@ -227,6 +227,43 @@ def _readonly(a: np.ndarray) -> np.ndarray:
     return a
 
 
+class Heatmaps(Mapping):
+    """Heat maps by finding key, at the original image geometry, upsampled when first read.
+
+    ``predict`` computes and normalises the class activation maps of every requested finding at
+    the feature map's resolution (7×7 for a 224 input); the full-size bilinear upsampling (about
+    4 ms for a 1955×1841 image) happens for the maps that are actually read, once each, and the
+    result is cached read-only. Thread-safe.
+    """
+
+    def __init__(self, keys: Sequence[str], normed: np.ndarray, shape: tuple[int, int]):
+        self._index = {k: i for i, k in enumerate(keys)}
+        self._normed = _readonly(np.ascontiguousarray(normed, dtype=np.float32))
+        self.shape = (int(shape[0]), int(shape[1]))
+        self._cache: dict[str, np.ndarray] = {}
+        self._lock = threading.Lock()
+
+    def __getitem__(self, key: str) -> np.ndarray:
+        with self._lock:
+            hit = self._cache.get(key)
+            if hit is None:
+                from kdviewer.core.explain import upsample
+
+                hit = _readonly(upsample(self._normed[self._index[key]], self.shape))
+                self._cache[key] = hit
+            return hit
+
+    def __iter__(self):
+        return iter(self._index)
+
+    def __len__(self) -> int:
+        return len(self._index)
+
+    def low_resolution(self, key: str) -> np.ndarray:
+        """The normalised map at feature resolution (read-only)."""
+        return self._normed[self._index[key]]
+
+
 class InferenceEngine:
     """One model behind one forward runtime; see the module docstring.
 
@@ -412,7 +449,7 @@ class InferenceEngine:
         eager model with gradients. Raises :class:`EngineUnavailableError` if the engine is not
         usable (failed self-test).
         """
-        return self._predict(image=image, x=None, shape=image.shape, heatmaps=heatmaps, cam_method=cam_method,
+        return self._predict(image=image, x=None, shape=image.geometry, heatmaps=heatmaps, cam_method=cam_method,
                              request_id=request_id, measure_energy=measure_energy)
 
     def predict_pixels(self, x: np.ndarray, *, image_shape: tuple[int, int] | None = None,
@@ -430,7 +467,7 @@ class InferenceEngine:
     def _predict(self, *, image, x, shape, heatmaps, cam_method, request_id, measure_energy) -> Prediction:
         from contextlib import nullcontext
 
-        from kdviewer.core.explain import class_activation_maps, library_cams, upsample_normalized
+        from kdviewer.core.explain import class_activation_maps, library_cams, normalize_for_upsampling
 
         if not self.status.usable:
             raise EngineUnavailableError(self.status.message)
@@ -445,15 +482,14 @@ class InferenceEngine:
                 t1 = time.perf_counter()
                 logits, feats = self._runtime.run(x)
                 t2 = time.perf_counter()
-                maps: dict[str, np.ndarray] = {}
+                maps: Mapping[str, np.ndarray] = MappingProxyType({})
                 if wanted:
                     idx = [self._class_index[k] for k in wanted]
                     if cam_method == DEFAULT_CAM_METHOD:
                         low = class_activation_maps(feats, self._weights, idx)
                     else:
                         low = library_cams(self.model, x, cam_method, idx)
-                    stack = _readonly(upsample_normalized(low, shape))
-                    maps = {k: stack[i] for i, k in enumerate(wanted)}
+                    maps = Heatmaps(wanted, normalize_for_upsampling(low, shape), shape)
                 t3 = time.perf_counter()
         probs = _sigmoid(logits)
         scores = {k: float(p) for k, p in zip(self.card.findings, probs)}
@@ -466,7 +502,7 @@ class InferenceEngine:
             findings=tuple(self.card.findings), scores=MappingProxyType(scores),
             thresholds=MappingProxyType(thresholds),
             positive=MappingProxyType({k: scores[k] >= thresholds[k] for k in scores}),
-            heatmaps=MappingProxyType(maps), cam_method=cam_method if wanted else None,
+            heatmaps=maps, cam_method=cam_method if wanted else None,
             timings_ms=MappingProxyType(timings), energy=energy,
         )
         self._record(pred)

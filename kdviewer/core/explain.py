@@ -110,14 +110,14 @@ def _extreme_rows(m: np.ndarray) -> np.ndarray:
     return np.unique(np.concatenate((starts, ends)))
 
 
-def upsample_normalized(cams: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
-    """Bilinearly upsample maps ``(n, h, w)`` to ``shape`` and min-max normalise each to [0, 1].
+def normalize_for_upsampling(cams: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    """Min-max normalise low-resolution maps ``(n, h, w)`` so their bilinear upsampling to ``shape``
+    spans [0, 1] exactly.
 
     Because interpolation weights sum to one, normalising commutes with upsampling; the extremes of
     the upsampled map are found exactly on a handful of candidate rows and columns (a bilinear
-    function takes its extremes over a rectangle of samples at the corners), so the full-size
-    output is written in a single pass (OpenCV's ``INTER_LINEAR``, which samples identically). A
-    constant map becomes zeros. Returns float32 ``(n, H, W)``.
+    function takes its extremes over a rectangle of samples at the corners), so this works on the
+    small maps only. A constant map becomes zeros. Returns float32 ``(n, h, w)``.
     """
     cams = np.asarray(cams, dtype=np.float32)
     n, h, w = cams.shape
@@ -135,20 +135,36 @@ def upsample_normalized(cams: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
     # never leaves [0, 1] and no clipping pass over the full-size maps is needed (error < 1e-6).
     offset = np.where(scale > 0, _MARGIN, 0.0)
     scale *= 1.0 - 2 * _MARGIN
-    normed = ((cams - lo[:, None, None]) * scale[:, None, None] + offset[:, None, None]).astype(np.float32)
-    out = np.empty((n, big_h, big_w), dtype=np.float32)
+    return ((cams - lo[:, None, None]) * scale[:, None, None] + offset[:, None, None]).astype(np.float32)
+
+
+def upsample(normed: np.ndarray, shape: tuple[int, int], out: np.ndarray | None = None) -> np.ndarray:
+    """Bilinearly upsample one normalised map ``(h, w)`` to ``shape`` in a single pass
+    (OpenCV's ``INTER_LINEAR`` where available, which samples like :func:`bilinear_matrix`)."""
+    h, w = normed.shape
+    big_h, big_w = int(shape[0]), int(shape[1])
+    if out is None:
+        out = np.empty((big_h, big_w), dtype=np.float32)
     try:
         import cv2  # comes with grad-cam; its resize is the fastest single pass here
     except ImportError:
         cv2 = None
     if cv2 is not None and h > 1 and w > 1:
-        for i in range(n):
-            cv2.resize(normed[i], (big_w, big_h), dst=out[i], interpolation=cv2.INTER_LINEAR)
+        cv2.resize(normed, (big_w, big_h), dst=out, interpolation=cv2.INTER_LINEAR)
     else:
-        tmp = normed @ mw.T
-        for i in range(n):
-            np.matmul(mh, tmp[i], out=out[i])
+        np.matmul(bilinear_matrix(big_h, h), normed @ bilinear_matrix(big_w, w).T, out=out)
     return out
+
+
+def upsample_normalized(cams: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    """Bilinearly upsample maps ``(n, h, w)`` to ``shape`` and min-max normalise each to [0, 1].
+
+    Returns float32 ``(n, H, W)``; see :func:`normalize_for_upsampling` and :func:`upsample`.
+    """
+    normed = normalize_for_upsampling(cams, shape)
+    out = np.empty((normed.shape[0], int(shape[0]), int(shape[1])), dtype=np.float32)
+    for i in range(normed.shape[0]):
+        upsample(normed[i], shape, out=out[i])
     return out
 
 

@@ -105,4 +105,16 @@ class LoadedImage:
 
     @property
     def shape(self) -> tuple[int, int]:
+        """(rows, cols) of ``pixels``."""
         return (int(self.pixels.shape[0]), int(self.pixels.shape[1]))
+
+    @property
+    def geometry(self) -> tuple[int, int]:
+        """(rows, cols) of the full image: equal to :attr:`shape` except after a reduced decode
+        (``read_image(..., reduce_to=...)``), where heat maps must still cover the full image."""
+        return (int(self.metadata.rows), int(self.metadata.cols))
+
+    @property
+    def reduced(self) -> bool:
+        """Whether ``pixels`` were decoded at less than the full resolution."""
+        return self.shape != self.geometry

@@ -49,6 +49,12 @@ class InputSpec:
         return spec
 
 
+# The model path reads images with ``read_image(path, reduce_to=MODEL_READ_MIN_SIDE)``: a JPEG 2000
+# image is then decoded at half resolution when its smaller side stays at least twice the model's
+# input size (the resize to the input then still reduces by 2 or more). The viewer, `predict`,
+# the list scoring and the benchmark all read this way, so a file gets the same scores everywhere.
+MODEL_READ_MIN_SIDE = 2 * 224
+
 _RESAMPLE = {"bilinear": Image.Resampling.BILINEAR, "bicubic": Image.Resampling.BICUBIC}
 
 

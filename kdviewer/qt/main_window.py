@@ -77,6 +77,7 @@ class ViewerWindow(QMainWindow):
         self._ids = itertools.count(1)
 
         self._image = None
+        self._model_image = None
         self._path: str | None = None
         self._load_jobs: dict[int, dict] = {}
         self._pending_load_id: int | None = None
@@ -103,6 +104,7 @@ class ViewerWindow(QMainWindow):
         self._restore_settings()
 
         self.loader = LoaderWorker(reader=reader, parent=self)
+        self.loader.model_image_ready.connect(self._on_model_image_ready)
         self.loader.image_loaded.connect(self._on_image_loaded)
         self.loader.load_failed.connect(self._on_load_failed)
         self.loader.files_found.connect(self._on_files_found)
@@ -436,6 +438,11 @@ class ViewerWindow(QMainWindow):
         if worker is not None and paths:
             worker.score_paths(paths)
 
+    def _on_model_image_ready(self, request_id: int, image) -> None:
+        job = self._load_jobs.get(request_id)
+        if request_id == self._pending_load_id and job is not None:
+            job["model_image"] = image
+
     def _on_image_loaded(self, request_id: int, image) -> None:
         job = self._load_jobs.pop(request_id, None)
         if request_id != self._pending_load_id or job is None:
@@ -444,7 +451,7 @@ class ViewerWindow(QMainWindow):
         self._pending_load_id = None
         if job["studies"] is not None:
             self._install_studies(job["studies"])
-        self._show_image(image, job["path"])
+        self._show_image(image, job["path"], job.get("model_image"))
 
     def _on_load_failed(self, request_id: int, path: str, message: str) -> None:
         if request_id == self._expand_id:
@@ -467,8 +474,10 @@ class ViewerWindow(QMainWindow):
         """Tell the user; tests replace QMessageBox.warning to record instead of block."""
         QMessageBox.warning(self, title, message)
 
-    def _show_image(self, image, path: str) -> None:
+    def _show_image(self, image, path: str, model_image=None) -> None:
         self._image = image
+        # what the models score: the model path's read (reduced for large JPEG 2000), as in predict
+        self._model_image = model_image if model_image is not None else image
         self._path = path
         self._results.clear()
         self._heatmaps.clear()
@@ -517,7 +526,7 @@ class ViewerWindow(QMainWindow):
             rid = next(self._ids)
             self._latest_request[role] = rid
             self._workers[role].request(
-                PredictRequest(rid, self._image, heatmaps=(self._finding,), cam_method=self._cam_method)
+                PredictRequest(rid, self._model_image, heatmaps=(self._finding,), cam_method=self._cam_method)
             )
         self._check_ready()
 

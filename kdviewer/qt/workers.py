@@ -145,9 +145,18 @@ def _default_engine_loader(name: str) -> Callable[[], Any]:
 
 
 def _default_reader(path: str):
+    """The read for display: always the full resolution."""
     from kdviewer.core.imageio import read_image
 
     return read_image(path)
+
+
+def _default_model_reader(path: str):
+    """The read for the models, the same as ``kdviewer predict``'s (see MODEL_READ_MIN_SIDE)."""
+    from kdviewer.core.imageio import read_image
+    from kdviewer.core.preprocess import MODEL_READ_MIN_SIDE
+
+    return read_image(path, reduce_to=MODEL_READ_MIN_SIDE)
 
 
 class EngineWorker(_InboxThread):
@@ -171,7 +180,7 @@ class EngineWorker(_InboxThread):
         super().__init__(f"EngineWorker-{name}", parent)
         self.name = name
         self._loader = loader or _default_engine_loader(name)
-        self._reader = reader or _default_reader
+        self._reader = reader or _default_model_reader
         self.engine: Any = None
         self.load_seconds: float | None = None
 
@@ -224,7 +233,8 @@ class EngineWorker(_InboxThread):
 class LoaderWorker(_InboxThread):
     """Reads files off the GUI thread: the image to show, the list of files, thumbnails."""
 
-    image_loaded = Signal(int, object)  # request id, LoadedImage
+    model_image_ready = Signal(int, object)  # request id, LoadedImage read for the models (first)
+    image_loaded = Signal(int, object)  # request id, LoadedImage for display (full resolution)
     load_failed = Signal(int, str, str)  # request id, path, message (names the file and the cause)
     files_found = Signal(int, list)  # request id, sorted image files
     thumbnail_ready = Signal(object)  # Thumbnail
@@ -232,6 +242,8 @@ class LoaderWorker(_InboxThread):
     def __init__(self, reader: Callable[[str], Any] | None = None, parent=None):
         super().__init__("LoaderWorker", parent)
         self._reader = reader or _default_reader
+        # a reader given by the caller serves both purposes
+        self._model_reader = reader or _default_model_reader
         self._thumbnails: dict[str, Thumbnail] = {}  # made from images read for display
 
     def load(self, path: str, request_id: int) -> None:
@@ -261,13 +273,16 @@ class LoaderWorker(_InboxThread):
             self.files_found.emit(request_id, files)
             return
         try:
-            image = self._reader(arg)
+            model_image = self._model_reader(arg)
+            # only a reduced (JPEG 2000) model read needs a second, full decode for display
+            image = self._reader(arg) if getattr(model_image, "reduced", False) else model_image
         except Exception as exc:
             from kdviewer.core.errors import ImageReadError
 
             message = str(exc) if isinstance(exc, ImageReadError) else f"{arg}: {type(exc).__name__}: {exc}"
             self.load_failed.emit(request_id, arg, message)
             return
+        self.model_image_ready.emit(request_id, model_image)
         self.image_loaded.emit(request_id, image)
         try:  # the list's thumbnail comes from this read rather than decoding the file again
             self._thumbnails[arg] = Thumbnail(arg, make_thumbnail(image), image.metadata)

@@ -41,6 +41,10 @@ def test_example_shows_both_models_heat_maps_switching_and_teacher_toggle(make_w
     assert w.image_view.overlay_item.mapRectToView(w.image_view.overlay_item.boundingRect()) == \
         w.image_view.image_item.mapRectToView(w.image_view.image_item.boundingRect())
     np.testing.assert_array_equal(_overlay(w), w.prediction("student").heatmaps[FINDING_KEYS[0]])
+    # the models score the model path's read (half-resolution JPEG 2000 decode, as `kdviewer
+    # predict` does), the view shows the full decode
+    assert not w.current_image.reduced and w._model_image.reduced
+    assert w._model_image.geometry == w.current_image.shape
     marked = w.scores_panel.disagreements()
     s, t = w.prediction("student"), w.prediction("teacher")
     assert marked == [k for k in FINDING_KEYS if s.positive[k] != t.positive[k]]
