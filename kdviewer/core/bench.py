@@ -185,6 +185,8 @@ def _peak_rss_mb() -> float | None:
 
 def machine_info(threads: int) -> dict[str, Any]:
     """CPU model, cores, threads used and load (the machine may be shared)."""
+    from kdviewer.core.runtime import spinning_enabled
+
     import torch
 
     cpu = platform.processor() or platform.machine()
@@ -201,7 +203,8 @@ def machine_info(threads: int) -> dict[str, Any]:
     except Exception:
         physical, logical = None, os.cpu_count()
     info = {"cpu_model": cpu, "physical_cores": physical, "logical_cpus": logical,
-            "threads": {"engine_intra_op": threads, "torch": torch.get_num_threads()},
+            "threads": {"engine_intra_op": threads, "torch": torch.get_num_threads(),
+                        "ort_spinning": spinning_enabled()},
             "platform": platform.platform(), "python": platform.python_version()}
     if hasattr(os, "getloadavg"):
         info["load_avg_1_5_15"] = [round(v, 2) for v in os.getloadavg()]
@@ -309,7 +312,8 @@ def format_text(r: dict[str, Any]) -> str:
         f"kdviewer bench: {r['runs']} runs after {r['warmup']} warm-up, input {r['input']['shape'][0]}x"
         f"{r['input']['shape'][1]} decoded pixels -> 5 scores + 5 heat maps",
         f"machine: {m['cpu_model']}, {m['physical_cores']} cores / {m['logical_cpus']} CPUs, threads: engine "
-        f"{m['threads']['engine_intra_op']}, torch {m['threads']['torch']}"
+        f"{m['threads']['engine_intra_op']} (ORT spinning {'on' if m['threads'].get('ort_spinning') else 'off'}), "
+        f"torch {m['threads']['torch']}"
         + (f", load {m['load_avg_1_5_15']}" if "load_avg_1_5_15" in m else ""),
         "versions: " + ", ".join(f"{k} {v}" for k, v in r["versions"].items()),
         "",
