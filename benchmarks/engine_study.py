@@ -2,8 +2,9 @@
 
     .venv/bin/python benchmarks/engine_study.py [--runs 30] [--json out.json]
 
-Prints median/p90 ms for: ONNX Runtime thread counts, thread spinning and graph optimisation
-levels; heat maps computed in numpy (the engine's way) vs fused into the ONNX graph; eager
+Prints median/p90 ms for: ONNX Runtime thread counts, thread spinning (back to back, and one
+image every 50 ms with the CPU time each inference costs) and graph optimisation levels; the
+multiply-adds of each network; heat maps computed in numpy (the engine's way) vs fused into the ONNX graph; eager
 PyTorch default vs channels-last vs bfloat16 autocast; the whole pipeline at several input
 sizes; and time to first scores in a fresh process (cold: export, warm: cached export).
 Untrained (seeded) weights; the machine may be shared, so compare numbers from one run only.
@@ -22,10 +23,8 @@ from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-from kdviewer.core import explain, runtime as rt  # noqa: E402
-from kdviewer.core.engine import DEFAULT_ARCH, InferenceEngine, reference_image, untrained_model  # noqa: E402
+from kdviewer.core import explain, runtime as rt
+from kdviewer.core.engine import DEFAULT_ARCH, InferenceEngine, reference_image, untrained_model
 
 
 def timeit(fn, runs, warmup=3):
@@ -49,6 +48,32 @@ def ort_session(path, threads, spinning=False, level="all"):
         "all": ort.GraphOptimizationLevel.ORT_ENABLE_ALL,
     }[level]
     return ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
+
+
+def sporadic(session, inp, n, pause_s=0.05):
+    """One inference every ``pause_s`` (as the viewer scores): median latency and CPU time per run."""
+    feed = {"input": inp}
+    for _ in range(3):
+        session.run(None, feed)
+    ts = []
+    c0 = time.process_time()
+    for _ in range(n):
+        t0 = time.perf_counter()
+        session.run(None, feed)
+        ts.append((time.perf_counter() - t0) * 1e3)
+        time.sleep(pause_s)
+    cpu = (time.process_time() - c0) / n * 1e3
+    return {"median_ms": round(float(np.median(ts)), 3), "cpu_ms_per_inference": round(cpu, 3)}
+
+
+def multiply_adds(model) -> float:
+    """Multiply-accumulates of one 224×224 forward pass (torch's FLOP counter / 2), in G."""
+    import torch
+    from torch.utils.flop_counter import FlopCounterMode
+
+    with torch.inference_mode(), FlopCounterMode(display=False) as counter:
+        model(torch.zeros(1, 3, 224, 224))
+    return round(counter.get_total_flops() / 2e9, 3)
 
 
 def fused_cam_graph(model, path):
@@ -95,6 +120,10 @@ def study(runs):
                 s = ort_session(r.path, threads, spinning)
                 key = f"ort_threads{threads}_spin{int(spinning)}"
                 res[key] = timeit(lambda: s.run(None, {"input": inp}), n)
+        for spinning in (False, True):
+            s = ort_session(r.path, rt.thread_count(), spinning)
+            res[f"ort_sporadic_spin{int(spinning)}"] = sporadic(s, inp, max(10, n // 2))
+        res["gmacs"] = multiply_adds(model)
         for level in ("basic", "extended"):
             s = ort_session(r.path, rt.thread_count(), False, level)
             res[f"ort_opt_{level}"] = timeit(lambda: s.run(None, {"input": inp}), n)
@@ -126,6 +155,7 @@ def study(runs):
             for k in samples[0]:
                 stages[k] = round(float(np.median([s[k] for s in samples])), 3)
             res[f"pipeline_{shape[0]}x{shape[1]}_median_ms"] = stages
+    out["teacher_over_student_gmacs"] = round(out["teacher"]["gmacs"] / out["student"]["gmacs"], 2)
     out["first_scores"] = first_scores()
     return out
 
