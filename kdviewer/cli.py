@@ -10,6 +10,7 @@ import argparse
 import csv
 import json
 import logging
+import math
 import sys
 from pathlib import Path
 from typing import Any, Sequence
@@ -97,6 +98,14 @@ def _run_viewer(argv: list[str]) -> int:
 # predict
 
 
+def _energy_mj(energy) -> float | None:
+    """Marginal energy in mJ, or None where the meter had no valid reading for the window."""
+    if energy is None or not getattr(energy, "complete", True):
+        return None
+    joules = energy.marginal_energy_j
+    return None if joules is None or math.isnan(joules) else round(joules * 1e3, 4)
+
+
 def _record(path: Path, pred) -> dict[str, Any]:
     energy = pred.energy
     return {
@@ -106,7 +115,8 @@ def _record(path: Path, pred) -> dict[str, Any]:
         "weights_sha256": pred.weights_sha256,
         "trained": pred.trained,
         "latency_ms": round(float(pred.timings_ms["total"]), 3),
-        "energy_mj": None if energy is None else round(energy.marginal_energy_j * 1e3, 4),
+        "energy_mj": _energy_mj(energy),
+        "energy_is_estimate": None if energy is None else bool(energy.is_estimate),
         "energy_method": None if energy is None else energy.method,
         "findings": {
             k: {
@@ -122,7 +132,8 @@ def _record(path: Path, pred) -> dict[str, Any]:
 def _csv_rows(records: list[dict[str, Any]]) -> tuple[list[str], list[dict[str, Any]]]:
     from kdviewer.core.findings import FINDING_KEYS
 
-    head = ["file", "model", "architecture", "weights_sha256", "trained", "latency_ms", "energy_mj", "energy_method"]
+    head = ["file", "model", "architecture", "weights_sha256", "trained", "latency_ms", "energy_mj",
+            "energy_is_estimate", "energy_method"]
     cols = head + [f"{k}_{x}" for k in FINDING_KEYS for x in ("score", "threshold", "positive")]
     rows = []
     for r in records:
@@ -150,11 +161,7 @@ def predict_command(
     from kdviewer.core.resources import example_image
 
     files = list(iter_image_files([Path(p) for p in paths])) if paths else [example_image()]
-    missing = [p for p in paths if not Path(p).exists()]
     failures = 0
-    for p in missing:
-        print(f"kdviewer: error: {p}: no such file or folder", file=sys.stderr)
-        failures += 1
 
     engines = []
     for name in ("student", "teacher") if teacher else ("student",):

@@ -13,17 +13,18 @@ from PIL import Image
 
 from kdviewer.cli import main
 from kdviewer.core.findings import FINDING_KEYS
+from kdviewer.core.resources import example_image
 
 
 @pytest.fixture()
-def mixed_folder(tmp_path, dicom_dir):
+def mixed_folder(tmp_path):
     folder = tmp_path / "study"
     (folder / "sub").mkdir(parents=True)
     rng = np.random.default_rng(0)
     Image.fromarray(rng.integers(0, 255, (80, 64), dtype=np.uint8)).save(folder / "a.png")
     Image.fromarray(rng.integers(0, 255, (64, 64), dtype=np.uint8)).save(folder / "sub" / "b.jpg")
-    # A DICOM without extension: detected by content.
-    shutil.copy(dicom_dir / "nih_google_dx" / "tfio_dicom_00000001_000.dcm", folder / "sub" / "IM0001")
+    # A DICOM without extension (the built-in JPEG 2000 chest CR): detected by content.
+    shutil.copy(example_image(), folder / "sub" / "IM0001")
     (folder / "broken.dcm").write_text("this is not a DICOM file\n")
     (folder / "empty.png").write_bytes(b"")
     return folder
@@ -43,6 +44,9 @@ def test_predict_folder_scores_readable_files_and_reports_the_rest(capsys, mixed
     assert scored == ["a.png", "sub/IM0001", "sub/b.jpg"]
     for r in records:
         assert r["model"] == "student"
+        # every energy figure says how it was obtained; an estimate says so
+        assert isinstance(r["energy_is_estimate"], bool) and r["energy_method"]
+        assert r["energy_is_estimate"] == r["energy_method"].startswith("estimate")
         assert len(r["weights_sha256"]) == 64
         assert set(r["findings"]) == set(FINDING_KEYS)
         for f in r["findings"].values():
@@ -50,6 +54,7 @@ def test_predict_folder_scores_readable_files_and_reports_the_rest(capsys, mixed
             assert f["positive"] == (f["score"] >= f["threshold"])
         assert r["latency_ms"] > 0
     assert "broken.dcm" in err and "empty.png" in err
+    assert "2 file(s) could not be scored" in err
 
 
 def test_predict_csv_with_teacher(capsys, mixed_folder):
@@ -65,7 +70,9 @@ def test_predict_csv_with_teacher(capsys, mixed_folder):
 def test_predict_missing_path_fails(capsys, tmp_path):
     code, out, err = _run(capsys, "predict", str(tmp_path / "nope.dcm"))
     assert code == 1
-    assert "nope.dcm" in err
+    assert json.loads(out) == []
+    assert err.count("nope.dcm: no such file") == 1
+    assert "1 file(s) could not be scored" in err
 
 
 def test_info_lists_versions_meter_and_threads(capsys):
