@@ -47,6 +47,7 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 SELFTEST_TOLERANCE = 1e-3
+_MEASURE_LOCK = threading.Lock()  # one energy-measured inference at a time in this process
 DEFAULT_ARCH = {"student": "mobilenet_v2", "teacher": "densenet121"}
 
 # The stored reference input, described so anyone can regenerate it (no data files).
@@ -474,7 +475,9 @@ class InferenceEngine:
         check_method(cam_method)
         wanted = self._heatmap_classes(heatmaps)
         meter = self._meter_or_none() if measure_energy else None
-        with self._lock:
+        # Measured inferences of all engines are serialised: a meter sees the whole process (CPU
+        # time, RAPL, battery), so two models measured at once would each be charged for both.
+        with self._lock, (_MEASURE_LOCK if meter is not None else nullcontext()):
             with (meter.measure() if meter is not None else nullcontext(None)) as energy:
                 t0 = time.perf_counter()
                 if x is None:

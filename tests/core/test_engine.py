@@ -138,6 +138,52 @@ def test_energy_is_attached_and_recorded(student, monkeypatch):
     assert s.is_estimate and s.energy_method == "fake counter"
 
 
+class _WindowMeter(_FakeMeter):
+    """Records when each measurement window is open."""
+
+    def __init__(self, log):
+        self.log = log
+
+    def measure(self):
+        import time
+        from contextlib import contextmanager
+        from types import SimpleNamespace
+
+        @contextmanager
+        def cm():
+            self.log.append(("open", time.perf_counter()))
+            rec = SimpleNamespace(method=self.method, is_estimate=True, complete=True,
+                                  marginal_energy_j=0.001, avg_power_w=1.0)
+            time.sleep(0.01)
+            yield rec
+            self.log.append(("close", time.perf_counter()))
+
+        return cm()
+
+
+def test_measured_inferences_of_two_engines_never_overlap(student, monkeypatch):
+    """A meter sees the whole process, so two engines measured at once would each be charged
+    for both: measured windows are serialised across engines."""
+    other = InferenceEngine.untrained("student-2", "mobilenet_v2", runtime="torch-eager", seed=1)
+    log = []
+    for eng in (student, other):
+        monkeypatch.setattr(eng, "_meter", _WindowMeter(log))
+        monkeypatch.setattr(eng, "_meter_ready", True)
+    img = H.grey_image((64, 64))
+
+    def work(eng):
+        for _ in range(3):
+            eng.predict(img, heatmaps=False, measure_energy=True)
+
+    threads = [threading.Thread(target=work, args=(e,)) for e in (student, other)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    kinds = [k for k, _ in sorted(log, key=lambda e: e[1])]
+    assert kinds == ["open", "close"] * 6
+
+
 def test_reference_image_is_deterministic():
     a, b = reference_image(), reference_image()
     assert np.array_equal(a.pixels, b.pixels) and a.shape == (320, 256)
