@@ -547,14 +547,16 @@ def load_engine(name: str, *, runtime: str = "auto", allow_untrained: bool = Tru
     """Engine for the model card named ``name`` (see :func:`~kdviewer.core.modelcard.find_cards`).
 
     Without a card, returns an untrained engine (MobileNetV2 for "student", DenseNet-121 for
-    "teacher") when ``allow_untrained``, else raises :class:`ModelLoadError`.
+    "teacher") when ``allow_untrained`` and no model card at all is installed (a build without
+    trained weights); once any card is installed, a missing one raises :class:`ModelLoadError`
+    naming what was found, so that random weights never stand in beside trained ones.
     """
     from kdviewer.core.modelcard import find_cards
 
     cards = find_cards()
     if name in cards:
         return InferenceEngine.from_card(cards[name], runtime=runtime)
-    if not allow_untrained:
+    if not allow_untrained or cards:
         found = ", ".join(sorted(cards)) or "none"
         raise ModelLoadError(name, f"no model card named {name!r} (found: {found})")
     return InferenceEngine.untrained(name, DEFAULT_ARCH.get(name, "mobilenet_v2"), runtime=runtime)

@@ -261,6 +261,10 @@ def test_load_engine_finds_cards_or_falls_back(saved_student, monkeypatch):
     assert fallback.status.state == "untrained" and fallback.card.architecture == "mobilenet_v2"
     with pytest.raises(ModelLoadError, match="teacher"):
         load_engine("teacher", allow_untrained=False)
+    # a trained student is installed but no teacher: no random teacher beside it
+    monkeypatch.setattr(mc, "find_cards", lambda dirs=None: {"student": path})
+    with pytest.raises(ModelLoadError, match="no model card named 'teacher'"):
+        load_engine("teacher")
     assert engine_mod.DEFAULT_ARCH["teacher"] == "densenet121"
 
 

@@ -82,8 +82,13 @@ def test_kdviewer_predict_uses_the_exported_student(all_run, tiny_data, monkeypa
     assert rc == 0
     records = json.loads(dest.read_text())
     assert len(records) == 1
-    text = json.dumps(records[0])
-    assert "student" in text and all(k in text for k in FINDING_KEYS)
+    (record,) = records
+    card = json.loads((out / "student.json").read_text())
+    assert record["model"] == "student" and record["trained"] is True
+    assert record["weights_sha256"] == card["weights_sha256"]
+    assert set(record["findings"]) == set(FINDING_KEYS)
+    for k in FINDING_KEYS:  # thresholds come from the exported card (chosen on val)
+        assert record["findings"][k]["threshold"] == pytest.approx(card["thresholds"][k])
 
 
 def _losses(run_dir):
