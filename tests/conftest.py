@@ -13,6 +13,18 @@ REPO = Path(__file__).resolve().parent.parent
 SHARED = Path(os.environ.get("KDVIEWER_SHARED", REPO.parent / "shared"))
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _private_onnx_cache(tmp_path_factory):
+    """ONNX exports made by the tests go to a temporary folder, never the user's cache."""
+    old = os.environ.get("KDVIEWER_CACHE")
+    os.environ["KDVIEWER_CACHE"] = str(tmp_path_factory.mktemp("kdviewer-cache"))
+    yield
+    if old is None:
+        os.environ.pop("KDVIEWER_CACHE", None)
+    else:
+        os.environ["KDVIEWER_CACHE"] = old
+
+
 @pytest.fixture(scope="session")
 def shared_data() -> Path:
     """``../shared/data``; tests that need it are skipped (not passed) where it is absent."""
