@@ -50,8 +50,9 @@ def _parser() -> argparse.ArgumentParser:
     bench.add_argument("--json", action="store_true", help="machine-readable output")
 
     shot = sub.add_parser("screenshot", help="render the viewer offscreen once scoring is done")
-    shot.add_argument("out", type=Path, metavar="OUT.png")
+    shot.add_argument("out", type=Path, metavar="OUT.png", help="PNG, or JPEG for .jpg/.jpeg")
     shot.add_argument("path", nargs="?", help="image to open (default: the built-in example)")
+    shot.add_argument("--scale", type=float, default=1.0, help="resize the picture (default: 1)")
     return p
 
 
@@ -81,7 +82,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "screenshot":
         from kdviewer.qt.app import screenshot
 
-        return screenshot(str(args.out), args.path)
+        return screenshot(str(args.out), args.path, scale=args.scale)
     raise AssertionError(args.command)
 
 

@@ -111,11 +111,12 @@ def _scoring_done(window) -> bool:
     )
 
 
-def screenshot(out: str, path: str | None, *, timeout_s: float = 300.0) -> int:
-    """Render the main window offscreen once scoring is done and save it as PNG; returns 0 on success.
+def screenshot(out: str, path: str | None, *, timeout_s: float = 300.0, scale: float = 1.0) -> int:
+    """Render the main window offscreen once scoring is done and save it; returns 0 on success.
 
-    Uses fresh default settings (teacher on) in a temporary folder, so the picture does not
-    depend on, or change, the user's settings.
+    The format follows ``out``'s extension (PNG, or JPEG for .jpg/.jpeg at quality 85); ``scale``
+    resizes the picture (smooth). Uses fresh default settings (teacher on) in a temporary
+    folder, so the picture does not depend on, or change, the user's settings.
     """
     from PySide6.QtWidgets import QApplication
 
@@ -140,7 +141,14 @@ def screenshot(out: str, path: str | None, *, timeout_s: float = 300.0) -> int:
             return 1
         window.telemetry_panel.poll()
         app.processEvents()
-        ok = window.grab().save(str(out), "PNG")
+        pixmap = window.grab()
+        if scale != 1.0:
+            from PySide6.QtCore import Qt
+
+            pixmap = pixmap.scaledToWidth(max(1, round(pixmap.width() * scale)),
+                                          Qt.TransformationMode.SmoothTransformation)
+        jpeg = str(out).lower().endswith((".jpg", ".jpeg"))
+        ok = pixmap.save(str(out), "JPG" if jpeg else "PNG", 85 if jpeg else -1)
         window.close()
         app.processEvents()
     if not ok:
