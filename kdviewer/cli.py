@@ -266,8 +266,15 @@ def gather_info() -> dict[str, Any]:
         threads = thread_count()
     except (ImportError, ModelLoadError):
         threads = torch.get_num_threads()
+    from kdviewer.core.models import ARCHITECTURES, build_model, count_parameters
+
+    architectures = {
+        arch: {"role": info.role, "parameters": count_parameters(build_model(arch))}
+        for arch, info in ARCHITECTURES.items()
+    }
     return {
         "versions": _versions(),
+        "architectures": architectures,
         "threads": {"engine": threads, "torch": torch.get_num_threads(), "cpu_count": os.cpu_count()},
         "models_dirs": [str(d) for d in models_dirs()],
         "models": models,
@@ -287,6 +294,8 @@ def info_command(as_json: bool = False) -> int:
         print(f"  {k:20s} {v or 'not installed'}")
     t = info["threads"]
     print(f"threads: engine {t['engine']}, torch {t['torch']}, logical CPUs {t['cpu_count']}")
+    for arch, a in info["architectures"].items():
+        print(f"architecture {arch}: {a['role']}, {a['parameters'] / 1e6:.2f} M parameters (5-finding head)")
     print("models searched in: " + ", ".join(info["models_dirs"]))
     if not info["models"]:
         print("models: none found — the viewer and predict use UNTRAINED random weights")

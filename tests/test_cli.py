@@ -81,6 +81,9 @@ def test_info_lists_versions_meter_and_threads(capsys):
     info = json.loads(out)
     assert info["versions"]["torch"]
     assert info["threads"]["engine"] >= 1
+    # the paper's sizes: 6.96 M (teacher) and 2.23 M (student) parameters
+    assert round(info["architectures"]["densenet121"]["parameters"] / 1e6, 2) == 6.96
+    assert round(info["architectures"]["mobilenet_v2"]["parameters"] / 1e6, 2) == 2.23
     chosen = [m for m in info["power_meters"] if m["chosen"]]
     assert len(chosen) == 1
     assert all(m["reason"] for m in info["power_meters"])
