@@ -307,10 +307,12 @@ class InferenceEngine:
             with self._model_lock:
                 if self._model is None:
                     from kdviewer.core.modelcard import load_model
+                    from kdviewer.core.runtime import thread_count
 
                     if self.card_path is None:
                         raise ModelLoadError(self.name, "no PyTorch model and no model card to load it from")
                     self._model, _ = load_model(self.card_path)
+                    thread_count()  # torch was imported just now: same thread count as the runtime
         return self._model
 
     # -- construction ----------------------------------------------------------------------

@@ -61,23 +61,23 @@ def resolve_thread_count(env_value: str | None = None) -> int:
 
 
 def thread_count() -> int:
-    """The intra-op thread count of this process, resolved and applied once.
+    """The intra-op thread count of this process, resolved once.
 
-    ``KDVIEWER_THREADS`` (a positive integer) wins; otherwise the number of physical cores. The
-    first call also sets PyTorch's intra-op threads (when torch is imported) so the eager
-    reference path uses the same count. Later changes to the variable have no effect.
+    ``KDVIEWER_THREADS`` (a positive integer) wins; otherwise the number of physical cores. Every
+    call also makes PyTorch use that count when torch has been imported by then (an engine that
+    started from its cached ONNX export imports torch only later, for gradient heat maps), so
+    the eager path always uses the same count. Later changes to the variable have no effect.
     """
     global _threads
     with _threads_lock:
         if _threads is None:
-            n = resolve_thread_count(os.environ.get("KDVIEWER_THREADS"))
-            _threads = n
-            if "torch" in sys.modules:
-                import torch
+            _threads = resolve_thread_count(os.environ.get("KDVIEWER_THREADS"))
+            log.info("inference threads: %d", _threads)
+        if "torch" in sys.modules:
+            import torch
 
-                if torch.get_num_threads() != n:
-                    torch.set_num_threads(n)
-            log.info("inference threads: %d", n)
+            if torch.get_num_threads() != _threads:
+                torch.set_num_threads(_threads)
         return _threads
 
 
