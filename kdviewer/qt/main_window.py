@@ -361,6 +361,9 @@ class ViewerWindow(QMainWindow):
         self._closed = True
         self._save_settings()
         self.telemetry_panel.stop()
+        # The window goes at once; a model still loading (an ONNX export takes seconds) cannot
+        # be interrupted, so its thread is waited for out of sight rather than behind a frozen window.
+        self.hide()
         for thread in self.worker_threads():
             thread.stop()
         if self._tag_dialog is not None:
