@@ -26,6 +26,7 @@ DEFAULT_THRESHOLD = 0.5
 
 
 def sha256_file(path: str | Path) -> str:
+    """Hex SHA-256 of a file, read in 1 MiB chunks."""
     h = hashlib.sha256()
     with open(path, "rb") as f:
         for chunk in iter(lambda: f.read(1 << 20), b""):
@@ -55,6 +56,7 @@ class ModelCard:
     schema: int = CARD_SCHEMA
 
     def to_json(self) -> str:
+        """The card as indented JSON (findings as keys, the input spec as a table)."""
         d = asdict(self)
         d["findings"] = list(self.findings)
         d["input"] = self.input.as_dict()
@@ -62,6 +64,8 @@ class ModelCard:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "ModelCard":
+        """Validate and build a card: schema, finding keys (registry order), input spec, thresholds;
+        unknown fields are an error."""
         d = dict(d)
         if d.get("schema", CARD_SCHEMA) != CARD_SCHEMA:
             raise ValueError(f"model card schema {d.get('schema')} is not supported (expected {CARD_SCHEMA})")
@@ -77,6 +81,7 @@ class ModelCard:
         return cls(**d)
 
     def with_updates(self, **changes: Any) -> "ModelCard":
+        """A copy with ``changes`` applied."""
         return replace(self, **changes)
 
     @property
@@ -94,6 +99,7 @@ def read_card(path: str | Path) -> ModelCard:
 
 
 def weights_path(card: ModelCard, card_path: str | Path) -> Path:
+    """Where a card's weights file is: beside the card."""
     return Path(card_path).parent / card.weights_file
 
 

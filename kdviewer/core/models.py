@@ -40,9 +40,11 @@ class FindingsNet(nn.Module):
         return [m for m in self.classifier.modules() if isinstance(m, nn.Linear)][-1]
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+        """(N, 3, H, W) input → (N, C, H/32, W/32) post-activation feature map."""
         return self.feature_act(self.features(x))
 
     def forward_head(self, feats: torch.Tensor) -> torch.Tensor:
+        """Feature map → (N, findings) logits: global average pool, then the classifier."""
         pooled = torch.flatten(nn.functional.adaptive_avg_pool2d(feats, 1), 1)
         return self.classifier(pooled)
 
@@ -89,6 +91,7 @@ def build_model(arch: str, num_classes: int = NUM_FINDINGS) -> FindingsNet:
 
 
 def count_parameters(model: nn.Module) -> int:
+    """Number of parameters (weights and biases; not BatchNorm running statistics)."""
     return sum(p.numel() for p in model.parameters())
 
 

@@ -33,10 +33,12 @@ class InputSpec:
     reducing_gap: float | None = 2.0
 
     def as_dict(self) -> dict:
+        """The spec as a plain dict (as stored in model cards)."""
         return asdict(self)
 
     @classmethod
     def from_dict(cls, d: dict) -> "InputSpec":
+        """Build a spec from a card's table; unknown keys are ignored, unsupported values are an error."""
         known = {k: d[k] for k in cls.__dataclass_fields__ if k in d}
         for k in ("mean", "std"):
             if k in known:

@@ -36,6 +36,7 @@ def models_dirs() -> list[Path]:
 
 
 def icon_path(name: str) -> Path:
+    """Path of a bundled icon."""
     return resources_dir() / "icons" / name
 
 
