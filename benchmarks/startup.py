@@ -6,6 +6,12 @@ Each run is a new Python process (so Qt, PyTorch and the models are imported and
 real start) that calls :func:`kdviewer.qt.app.measure_startup` on the built-in example (or PATH),
 with the teacher off. The first run may also pay for the one-time ONNX export of the models; the
 cache is the user's (``KDVIEWER_CACHE`` or ``~/.cache/kdviewer``). Prints each run and the medians.
+
+``--with-card`` measures the start of an installed build: it writes the (untrained, seeded)
+student as a model card into a temporary folder used as ``KDVIEWER_MODELS``, and warms the ONNX
+cache once, so the viewer starts the student from the card and its cached export, without
+importing PyTorch — as it will with trained weights. Without it, and without bundled cards, the
+viewer builds untrained networks in PyTorch at every start.
 """
 
 from __future__ import annotations
@@ -16,6 +22,7 @@ import os
 import statistics
 import subprocess
 import sys
+import tempfile
 
 CHILD = (
     "import json, sys\n"
@@ -28,8 +35,29 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("path", nargs="?", default="", help="image to open (default: the built-in example)")
     p.add_argument("--runs", type=int, default=3)
+    p.add_argument("--with-card", action="store_true", help="start the student from a model card")
     a = p.parse_args(argv)
     env = {**os.environ, "QT_QPA_PLATFORM": os.environ.get("QT_QPA_PLATFORM", "offscreen")}
+    with tempfile.TemporaryDirectory(prefix="kdviewer-cards-") as cards:
+        if a.with_card:
+            _write_student_card(cards)
+            env["KDVIEWER_MODELS"] = cards
+            warm = "from kdviewer.core.engine import load_engine; load_engine('student')"
+            subprocess.run([sys.executable, "-c", warm], env=env, check=True, capture_output=True)
+        return _runs(a, env)
+
+
+def _write_student_card(folder: str) -> None:
+    from kdviewer.core.engine import untrained_model, with_reference
+    from kdviewer.core.modelcard import ModelCard, save_model
+
+    model = untrained_model("mobilenet_v2")
+    card = ModelCard(name="student", architecture="mobilenet_v2", weights_file="student.safetensors",
+                     weights_sha256="", trained=False)
+    save_model(model, with_reference(model, card), folder)
+
+
+def _runs(a, env) -> int:
     runs = []
     for i in range(a.runs):
         out = subprocess.run([sys.executable, "-c", CHILD, a.path], env=env, check=True,
