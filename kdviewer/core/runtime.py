@@ -225,10 +225,10 @@ def session_options(threads: int | None = None, *, spinning: bool | None = None)
     ``threads`` intra-op threads (default :func:`thread_count`), no busy-waiting by default.
 
     Spinning is off unless ``KDVIEWER_ORT_SPINNING=1``: measured on the 2-core development
-    machine (student, one image every 50 ms, as in the viewer), spinning cut the forward pass
-    from 7.8 to 4.6 ms but raised the CPU time per inference from 8.6 to 43 ms, energy spent
-    busy-waiting after each image; with the student and the teacher running side by side, or
-    any other load, spinning threads also slow each other down.
+    machine (``benchmarks/engine_study.py``: student, one image every 50 ms, as in the viewer),
+    spinning cut the forward pass from 8.4 to 5.6 ms but raised the CPU time per inference from
+    11 to 47 ms, energy spent busy-waiting after each image; with the student and the teacher
+    running side by side, or any other load, spinning threads also slow each other down.
     """
     import onnxruntime as ort
 
