@@ -13,7 +13,7 @@ import math
 
 import numpy as np
 import pyqtgraph as pg
-from PySide6.QtCore import QPointF, Qt, Signal
+from PySide6.QtCore import QPointF, QRectF, Qt, Signal
 from PySide6.QtWidgets import QVBoxLayout, QWidget
 
 log = logging.getLogger(__name__)
@@ -110,11 +110,15 @@ class ImageView(QWidget):
 
         Without ``window`` it starts as :func:`kdviewer.core.display.to_display_uint8` does: the
         file's VOI LUT if it has one, else its first window preset, else the full value range.
+        View coordinates are always the image's full geometry (:attr:`LoadedImage.geometry`), so a
+        half-resolution preview, the full image that replaces it (:meth:`replace_image`) and the
+        heat maps all line up.
         """
         self._image = image
         self._display_pixels = image.pixels
         self.clear_heatmap()
         self.image_item.setImage(image.pixels, autoLevels=False)
+        self._fit_item_to_geometry()
         lo, hi = (float(v) for v in image.value_range)
         if hi <= lo:
             hi = lo + 1.0
@@ -128,6 +132,27 @@ class ImageView(QWidget):
                 window = default_window(image)
             self.set_window(window.center, window.width)
         self.reset_view()
+
+    def replace_image(self, image) -> None:
+        """Swap in the full-resolution decode of the image on screen (same file, same geometry),
+        keeping the window, the zoom and the heat map."""
+        if self._image is None or image.geometry != self._image.geometry:
+            self.set_image(image)
+            return
+        levels = self.histogram.getLevels()
+        using_lut = self._display_pixels is not self._image.pixels
+        self._image = image
+        self._display_pixels = None
+        if using_lut and image.voi_lut is not None:
+            self.apply_voi_lut()
+        else:
+            self._use_pixels(image.pixels)
+        self._fit_item_to_geometry()
+        self.set_levels(*levels)
+
+    def _fit_item_to_geometry(self) -> None:
+        rows, cols = self._image.geometry
+        self.image_item.setRect(QRectF(0, 0, cols, rows))
 
     def set_window(self, center: float, width: float) -> None:
         """Show values in ``center ± width/2`` over the full grey scale (linear VOI)."""
@@ -150,6 +175,8 @@ class ImageView(QWidget):
             return
         self._display_pixels = pixels
         self.image_item.setImage(pixels, autoLevels=False)
+        if self._image is not None:
+            self._fit_item_to_geometry()
         self.histogram.setHistogramRange(float(pixels.min()), float(pixels.max()))
 
     def set_levels(self, lo: float, hi: float) -> None:
@@ -170,7 +197,7 @@ class ImageView(QWidget):
 
     def reset_view(self) -> None:
         if self._image is not None:
-            h, w = self._image.shape
+            h, w = self._image.geometry
             self.view_box.setRange(xRange=(0, w), yRange=(0, h), padding=0.01)
 
     def zoom(self, factor: float) -> None:
@@ -179,12 +206,12 @@ class ImageView(QWidget):
 
     # -- heat map ------------------------------------------------------------------------------
     def set_heatmap(self, heatmap: np.ndarray | None) -> None:
-        """Show a [0, 1] heat map with the image's shape; None hides it."""
+        """Show a [0, 1] heat map with the image's geometry; None hides it."""
         if heatmap is None:
             self.clear_heatmap()
             return
-        if self._image is not None and tuple(heatmap.shape) != self._image.shape:
-            raise ValueError(f"heat map shape {heatmap.shape} differs from the image's {self._image.shape}")
+        if self._image is not None and tuple(heatmap.shape) != self._image.geometry:
+            raise ValueError(f"heat map shape {heatmap.shape} differs from the image's {self._image.geometry}")
         self.overlay_item.setImage(np.asarray(heatmap, dtype=np.float32), levels=(0.0, 1.0), autoLevels=False)
         self.overlay_item.setVisible(self._overlay_on)
 
@@ -228,8 +255,10 @@ class ImageView(QWidget):
             return
         p = self.view_box.mapSceneToView(scene_pos)
         col, row = int(math.floor(p.x())), int(math.floor(p.y()))
-        h, w = self._image.shape
+        h, w = self._image.geometry
         if 0 <= row < h and 0 <= col < w:
-            self.cursor_moved.emit((col, row, float(self._image.pixels[row, col])))
+            ph, pw = self._image.shape  # smaller than the geometry while a preview is shown
+            value = self._image.pixels[row * ph // h, col * pw // w]
+            self.cursor_moved.emit((col, row, float(value)))
         else:
             self.cursor_moved.emit(None)

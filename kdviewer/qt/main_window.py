@@ -53,6 +53,7 @@ class ViewerWindow(QMainWindow):
     """The radiologist's window: study list, image with heat map, scores, latency and power."""
 
     image_shown = Signal(str)  # path of the image now on screen
+    image_refined = Signal(str)  # path whose full-resolution decode replaced the preview on screen
     image_load_failed = Signal(str, str)  # path, message
     engine_ready = Signal(str)  # role whose engine finished loading
     engine_unavailable = Signal(str, str)  # role, reason
@@ -443,8 +444,17 @@ class ViewerWindow(QMainWindow):
 
     def _on_model_image_ready(self, request_id: int, image) -> None:
         job = self._load_jobs.get(request_id)
-        if request_id == self._pending_load_id and job is not None:
-            job["model_image"] = image
+        if request_id != self._pending_load_id or job is None:
+            return
+        job["model_image"] = image
+        if getattr(image, "reduced", False):
+            # A large JPEG 2000: show the half-resolution decode at once (it is what the models
+            # score) and swap in the full decode when it arrives.
+            job["previewed"] = True
+            if job["studies"] is not None:
+                self._install_studies(job["studies"])
+                job["studies"] = None
+            self._show_image(image, job["path"], image)
 
     def _on_image_loaded(self, request_id: int, image) -> None:
         job = self._load_jobs.pop(request_id, None)
@@ -452,9 +462,21 @@ class ViewerWindow(QMainWindow):
             log.debug("dropping stale image %s", getattr(image, "path", "?"))
             return
         self._pending_load_id = None
+        if job.get("previewed") and self._path == job["path"]:
+            self._refine_image(image)
+            return
         if job["studies"] is not None:
             self._install_studies(job["studies"])
         self._show_image(image, job["path"], job.get("model_image"))
+
+    def _refine_image(self, image) -> None:
+        """The full-resolution decode replaces the preview; scores and heat maps stay."""
+        self._image = image
+        self.image_view.replace_image(image)
+        if self._tag_dialog is not None and self._tag_dialog.isVisible():
+            self._refresh_tags()
+        self.image_refined.emit(self._path)
+        self._check_ready()
 
     def _on_load_failed(self, request_id: int, path: str, message: str) -> None:
         if request_id == self._expand_id:
@@ -634,8 +656,9 @@ class ViewerWindow(QMainWindow):
             self.study_list_scored.emit()
 
     def is_view_complete(self) -> bool:
-        """True when every active, usable model has shown its scores and the selected heat map."""
-        if self._image is None:
+        """True when the full-resolution image is shown and every active, usable model has shown its
+        scores and the selected heat map."""
+        if self._image is None or self._image.reduced:
             return False
         for role in self._active_roles():
             if role not in self._engines:

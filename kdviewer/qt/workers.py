@@ -272,17 +272,18 @@ class LoaderWorker(_InboxThread):
                 return
             self.files_found.emit(request_id, files)
             return
+        from kdviewer.core.errors import ImageReadError
+
         try:
             model_image = self._model_reader(arg)
-            # only a reduced (JPEG 2000) model read needs a second, full decode for display
+            # The models' read comes first (a half-resolution decode for large JPEG 2000, which
+            # the viewer shows as a preview and scores at once); only then the full decode.
+            self.model_image_ready.emit(request_id, model_image)
             image = self._reader(arg) if getattr(model_image, "reduced", False) else model_image
         except Exception as exc:
-            from kdviewer.core.errors import ImageReadError
-
             message = str(exc) if isinstance(exc, ImageReadError) else f"{arg}: {type(exc).__name__}: {exc}"
             self.load_failed.emit(request_id, arg, message)
             return
-        self.model_image_ready.emit(request_id, model_image)
         self.image_loaded.emit(request_id, image)
         try:  # the list's thumbnail comes from this read rather than decoding the file again
             self._thumbnails[arg] = Thumbnail(arg, make_thumbnail(image), image.metadata)

@@ -196,6 +196,27 @@ def test_view_controls_and_settings_persist(make_window, settings, tmp_path):
     assert str(Path(tmp_path / "a.png").resolve()) in settings.recent_files
 
 
+def test_large_jpeg2000_shows_a_preview_then_the_full_decode(make_window, settings):
+    """The half-resolution decode the models score is on screen first, over the full geometry;
+    the full decode replaces it without a second prediction."""
+    settings.teacher_enabled = False
+    w = make_window()
+    seen = []
+    w.image_shown.connect(lambda _p: seen.append(("shown", w.current_image.shape)))
+    w.image_refined.connect(lambda _p: seen.append(("refined", w.current_image.shape)))
+    w.prediction_shown.connect(lambda role: seen.append(("scores", role)))
+    with qtbot_wait(w.view_ready):
+        w.start()
+    images = [e for e in seen if e[0] != "scores"]
+    assert images == [("shown", (978, 921)), ("refined", (1955, 1841))]
+    assert seen.count(("scores", "student")) == 1  # scored once, on the preview's read
+    rect = w.image_view.image_item.mapRectToView(w.image_view.image_item.boundingRect())
+    assert (rect.width(), rect.height()) == (1841, 1955)
+    assert w.image_view.overlay_item.mapRectToView(w.image_view.overlay_item.boundingRect()) == rect
+    assert not w.current_image.reduced and w._model_image.reduced
+    assert w.prediction("student").heatmaps[w._finding].shape == (1955, 1841)
+
+
 # -- helpers -----------------------------------------------------------------------------------------
 _QTBOT = None
 
