@@ -217,6 +217,30 @@ def test_large_jpeg2000_shows_a_preview_then_the_full_decode(make_window, settin
     assert w.prediction("student").heatmaps[w._finding].shape == (1955, 1841)
 
 
+def test_drop_and_recent_files_open_images(make_window, settings, tmp_path):
+    from PySide6.QtCore import QMimeData, QPointF, Qt, QUrl
+    from PySide6.QtGui import QDropEvent
+
+    settings.teacher_enabled = False
+    a, b = write_png(tmp_path / "a.png"), write_png(tmp_path / "b.png")
+    w = make_window()
+    with qtbot_wait(w.image_shown):
+        w.start([str(a)])
+    mime = QMimeData()
+    mime.setUrls([QUrl.fromLocalFile(str(b))])
+    drop = QDropEvent(QPointF(10, 10), Qt.DropAction.CopyAction, mime, Qt.MouseButton.NoButton,
+                      Qt.KeyboardModifier.NoModifier)
+    with qtbot_wait(w.image_shown):
+        w.dropEvent(drop)
+    assert Path(w.current_path).name == "b.png"
+    # the recent-files menu holds both; choosing the older one opens it again
+    actions = {act.text(): act for act in w.recent_menu.actions()}
+    assert {"a.png", "b.png"} <= set(actions)
+    with qtbot_wait(w.image_shown):
+        actions["a.png"].trigger()
+    assert Path(w.current_path).name == "a.png"
+
+
 # -- helpers -----------------------------------------------------------------------------------------
 _QTBOT = None
 
