@@ -17,6 +17,9 @@ class ImageReadError(KdviewerError):
         self.cause = cause
         super().__init__(f"{self.path}: {cause}")
 
+    def __reduce__(self):  # survives pickling (reads done in a helper process)
+        return (type(self), (self.path, self.cause))
+
 
 class ModelLoadError(KdviewerError):
     """Weights or a model card could not be loaded or failed verification."""
@@ -25,3 +28,6 @@ class ModelLoadError(KdviewerError):
         self.path = str(path)
         self.cause = cause
         super().__init__(f"{self.path}: {cause}")
+
+    def __reduce__(self):
+        return (type(self), (self.path, self.cause))

@@ -38,8 +38,11 @@ def make_application(argv: Sequence[str] | None = None):
 
 
 def create_window(settings=None, *, t_start: float | None = None, **kwargs):
-    """A ViewerWindow (not yet shown or started)."""
+    """A ViewerWindow (not yet shown or started); the image reader process starts alongside."""
+    from kdviewer.core import readpool
     from kdviewer.qt.main_window import ViewerWindow
+
+    readpool.start()  # warm by the time the first file is read
 
     return ViewerWindow(settings, t_start=t_start, **kwargs)
 

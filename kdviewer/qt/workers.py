@@ -145,18 +145,20 @@ def _default_engine_loader(name: str) -> Callable[[], Any]:
 
 
 def _default_reader(path: str):
-    """The read for display: always the full resolution."""
-    from kdviewer.core.imageio import read_image
+    """The read for display: always the full resolution. Decoding runs in the reader process
+    (:mod:`kdviewer.core.readpool`): the codecs hold the GIL and would otherwise freeze the GUI."""
+    from kdviewer.core.readpool import read_image_elsewhere
 
-    return read_image(path)
+    return read_image_elsewhere(path)
 
 
 def _default_model_reader(path: str):
-    """The read for the models, the same as ``kdviewer predict``'s (see MODEL_READ_MIN_SIDE)."""
-    from kdviewer.core.imageio import read_image
+    """The read for the models, the same as ``kdviewer predict``'s (see MODEL_READ_MIN_SIDE),
+    also in the reader process."""
     from kdviewer.core.preprocess import MODEL_READ_MIN_SIDE
+    from kdviewer.core.readpool import read_image_elsewhere
 
-    return read_image(path, reduce_to=MODEL_READ_MIN_SIDE)
+    return read_image_elsewhere(path, reduce_to=MODEL_READ_MIN_SIDE)
 
 
 class EngineWorker(_InboxThread):
