@@ -25,16 +25,42 @@ class EpochEnergy:
                 "energy_method": self.method, "energy_is_estimate": self.is_estimate}
 
 
-def select_training_meter(device_type: str):
-    """The viewer's meter for this device (NVML on CUDA when available); None if no meter exists."""
+def nvml_index(device) -> int:
+    """NVML's index of a CUDA device. CUDA numbers the visible devices (``CUDA_VISIBLE_DEVICES``,
+    fastest first by default) while NVML numbers all GPUs in PCI order: match them by PCI bus id.
+    Written against the documented torch and NVML interfaces; UNTESTED here (no GPU machine)."""
+    import torch
+
+    index = device.index if device.index is not None else torch.cuda.current_device()
+    props = torch.cuda.get_device_properties(index)
+    bus = getattr(props, "pci_bus_id", None)
+    try:
+        import pynvml
+
+        pynvml.nvmlInit()
+        for i in range(pynvml.nvmlDeviceGetCount()):
+            info = pynvml.nvmlDeviceGetPciInfo(pynvml.nvmlDeviceGetHandleByIndex(i))
+            if bus is not None and int(info.bus) == int(bus) and int(info.domain) == int(props.pci_domain_id):
+                return i
+    except Exception as exc:  # no pynvml, or an old driver: fall back to CUDA's own number
+        log.debug("NVML index of cuda:%s by PCI bus id failed (%s)", index, exc)
+    return index
+
+
+def select_training_meter(device):
+    """The viewer's meter for this device (NVML for this process's GPU on CUDA when available);
+    None if no meter exists."""
     try:
         from kdviewer.core.power import select_meter
     except ImportError:
         log.warning("kdviewer.core.power.select_meter is unavailable: epochs are timed, energy not measured")
         return None
+    device_type = getattr(device, "type", device)
     try:
-        # GPU work: NVML (the GPU's energy counter) first, falling back like the viewer does.
-        return select_meter(gpu=device_type == "cuda")
+        if device_type == "cuda":
+            # GPU work: NVML (this rank's GPU's energy counter) first, falling back like the viewer.
+            return select_meter(gpu=True, gpu_index=nvml_index(device))
+        return select_meter()
     except Exception as exc:  # a meter that cannot start must not stop a training run
         log.warning("no power meter: %s", exc)
         return None
@@ -43,8 +69,8 @@ def select_training_meter(device_type: str):
 class EpochMeter:
     """``with meter.measure() as e: ...`` fills an :class:`EpochEnergy`."""
 
-    def __init__(self, device_type: str):
-        self.meter = select_training_meter(device_type)
+    def __init__(self, device):
+        self.meter = select_training_meter(device)
 
     @contextlib.contextmanager
     def measure(self):

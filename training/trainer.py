@@ -179,7 +179,7 @@ class Trainer:
         self.state = LoopState()
         self.precision = "fp32"
         self.scaler = None
-        self.meter = EpochMeter(self.device.type)
+        self.meter = EpochMeter(self.device)
 
     # -- state ----------------------------------------------------------------------------------
 
@@ -350,6 +350,9 @@ class Trainer:
             lr = self.opt.param_groups[0]["lr"]
             self.sched.step(metric)
             improved = metric > st.best_auc + cfg.train.min_delta or st.best_epoch < 0
+            if self.info.enabled:  # every rank measured its own process (or GPU): the epoch costs the sum
+                cost.energy_j = float(all_reduce_sum(torch.tensor(cost.energy_j, dtype=torch.float64), self.info))
+                cost.method = f"sum over {self.info.world} ranks of: {cost.method}"
             row = {"epoch": st.epoch + 1, "train_loss": train_loss, **val, "lr": lr,
                    "train_time_s": train_time, **cost.to_dict(),
                    "images_per_s": (min(st.step_in_epoch * cfg.train.batch_size, len(self.train_set)) / train_time

@@ -565,6 +565,15 @@ def test_nvml_energy_counter_for_gpu_work(tmp_path, clock, monkeypatch):
     assert status.available and not status.chosen and "GPU only" in status.reason
 
 
+def test_nvml_meter_for_another_gpu(tmp_path, clock, monkeypatch):
+    nvml = fake_pynvml()
+    nvml.nvmlDeviceGetCount = lambda: 4
+    monkeypatch.setitem(sys.modules, "pynvml", nvml)
+    assert select_meter(tmp_path, gpu=True, gpu_index=3).name == "nvml:3"
+    # a GPU that does not exist is reported, and the choice falls back to a CPU meter
+    assert isinstance(select_meter(tmp_path, gpu=True, gpu_index=7), EstimateMeter)
+
+
 def test_nvml_power_sampling_without_energy_counter(tmp_path, clock, monkeypatch):
     monkeypatch.setitem(sys.modules, "pynvml", fake_pynvml(energy_counter=False))
     meter = select_meter(tmp_path, prefer="nvml")

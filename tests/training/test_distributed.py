@@ -46,6 +46,9 @@ def test_two_gloo_ranks_follow_the_single_process_loss_trajectory(tiny_data, tmp
     s = np.array([[r["train_loss"], r["val_loss"]] for r in single])
     d = np.array([[r["train_loss"], r["val_loss"]] for r in ddp])
     np.testing.assert_allclose(d, s, rtol=0.1)
+    # each rank measured its own process; the epoch's energy is their sum, and says so
+    assert all(r["energy_method"].startswith("sum over 2 ranks of: ") for r in ddp)
+    assert all(r["energy_j"] > 0 for r in ddp)
     # rank 0 alone wrote the run folder; both ranks' random states are in the checkpoint
     from training import checkpoint
 

@@ -55,7 +55,7 @@ class MeterStatus:
         return f"{mark} {self.name}: {state}: {self.reason}"
 
 
-def _probe(kind: str, root: Path, tdp_w: float | None) -> PowerMeter:
+def _probe(kind: str, root: Path, tdp_w: float | None, gpu_index: int = 0) -> PowerMeter:
     if kind == "rapl":
         return RaplMeter.probe(root)
     if kind == "battery":
@@ -68,7 +68,7 @@ def _probe(kind: str, root: Path, tdp_w: float | None) -> PowerMeter:
     if kind == "windows-battery":
         return WindowsBatteryMeter.probe()
     if kind == "nvml":
-        return probe_nvml()
+        return probe_nvml(gpu_index)
     if kind == "estimate":
         return EstimateMeter(root, tdp_w=tdp_w)
     raise ValueError(kind)
@@ -97,7 +97,7 @@ def _order(preferred: list[str], gpu: bool) -> list[str]:
 
 
 def _choose(root: str | Path, prefer: str | None, tdp_w: float | None, gpu: bool,
-            probe_all: bool) -> tuple[PowerMeter, list[MeterStatus]]:
+            probe_all: bool, gpu_index: int = 0) -> tuple[PowerMeter, list[MeterStatus]]:
     root = Path(root)
     preferred = _resolve_prefer(prefer)
     order = _order(preferred, gpu)
@@ -111,7 +111,7 @@ def _choose(root: str | Path, prefer: str | None, tdp_w: float | None, gpu: bool
             continue
         label = METER_KINDS[kind]
         try:
-            meter = _probe(kind, root, tdp_w)
+            meter = _probe(kind, root, tdp_w, gpu_index)
         except MeterUnavailable as exc:
             statuses[kind] = MeterStatus(kind, label, False, exc.reason)
             continue
@@ -137,17 +137,17 @@ def _choose(root: str | Path, prefer: str | None, tdp_w: float | None, gpu: bool
 
 
 def select_meter(root: str | Path = "/", prefer: str | None = None, *, tdp_w: float | None = None,
-                 gpu: bool = False) -> PowerMeter:
+                 gpu: bool = False, gpu_index: int = 0) -> PowerMeter:
     """The best power meter available, falling back to the labelled estimate.
 
     ``root`` is the file-system root under which ``/sys`` and ``/proc`` are read (tests pass a
     fake tree). ``prefer`` names a kind (``rapl``, ``battery``, ``macos-battery``,
     ``windows-battery``, ``nvml``, ``estimate``; default: env ``KDVIEWER_POWER_METER``) tried
-    first. ``tdp_w`` overrides the estimate's TDP. ``gpu=True`` for GPU work puts NVML first.
-    Unknown ``prefer`` raises ``ValueError`` (an unknown env value is logged and ignored). Logs
+    first. ``tdp_w`` overrides the estimate's TDP. ``gpu=True`` for GPU work puts NVML first, for
+    the GPU ``gpu_index`` in NVML's numbering. Unknown ``prefer`` raises ``ValueError`` (an unknown env value is logged and ignored). Logs
     the choice and why each better meter was not available.
     """
-    meter, report = _choose(root, prefer, tdp_w, gpu, probe_all=False)
+    meter, report = _choose(root, prefer, tdp_w, gpu, probe_all=False, gpu_index=gpu_index)
     for status in report:
         if not status.chosen:
             log.info("power meter %s not used: %s", status.name, status.reason)
