@@ -32,9 +32,12 @@ DESCRIPTIONS = {
 
 
 def default_out_dir() -> Path:
-    from kdviewer.core.resources import resources_dir
+    """``resources/models`` of a checkout; for an installed kdviewer (whose bundled folder sits in
+    site-packages, often read-only and replaced on upgrade) the user's models folder, which the
+    viewer searches before the bundled one."""
+    from kdviewer.core.resources import is_installed, resources_dir, user_models_dir
 
-    return resources_dir() / "models"
+    return user_models_dir() if is_installed() else resources_dir() / "models"
 
 
 def _with_reference(model, card: ModelCard) -> ModelCard:

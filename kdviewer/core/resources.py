@@ -25,12 +25,35 @@ def resources_dir() -> Path:
     raise FileNotFoundError(f"no resources folder next to {_PACKAGE_DIR} (broken installation?)")
 
 
+def is_installed() -> bool:
+    """Whether kdviewer runs from an installed wheel (its resources packaged beside the code)."""
+    return (_PACKAGE_DIR / "_resources").is_dir()
+
+
+def user_models_dir() -> Path:
+    """Where an installed kdviewer keeps models the user trained (``kdviewer-train export``):
+    ``$XDG_DATA_HOME/kdviewer/models`` or ``~/.local/share/kdviewer/models`` (``%APPDATA%`` on
+    Windows, ``~/Library/Application Support`` on macOS)."""
+    import sys
+
+    if sys.platform == "win32":
+        base = Path(os.environ.get("APPDATA", Path.home() / "AppData" / "Roaming"))
+    elif sys.platform == "darwin":
+        base = Path.home() / "Library" / "Application Support"
+    else:
+        base = Path(os.environ.get("XDG_DATA_HOME") or Path.home() / ".local" / "share")
+    return base / "kdviewer" / "models"
+
+
 def models_dirs() -> list[Path]:
-    """Folders searched for model cards, highest precedence first."""
+    """Folders searched for model cards, highest precedence first: ``KDVIEWER_MODELS``, then (for
+    an installed kdviewer) the user's models folder, then the bundled ``resources/models``."""
     dirs = []
     extra = os.environ.get("KDVIEWER_MODELS")
     if extra:
         dirs.append(Path(extra))
+    if is_installed():
+        dirs.append(user_models_dir())
     dirs.append(resources_dir() / "models")
     return dirs
 
