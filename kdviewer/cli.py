@@ -107,6 +107,12 @@ def _energy_mj(energy) -> float | None:
     return None if joules is None or math.isnan(joules) else round(joules * 1e3, 4)
 
 
+def _idle_w(energy) -> float | None:
+    """The idle baseline the marginal energy was measured against (W), shown beside it."""
+    value = getattr(energy, "idle_power_w", None)
+    return None if value is None or math.isnan(value) else round(float(value), 4)
+
+
 def _record(path: Path, pred) -> dict[str, Any]:
     energy = pred.energy
     return {
@@ -117,6 +123,7 @@ def _record(path: Path, pred) -> dict[str, Any]:
         "trained": pred.trained,
         "latency_ms": round(float(pred.timings_ms["total"]), 3),
         "energy_mj": _energy_mj(energy),
+        "idle_power_w": _idle_w(energy),
         "energy_is_estimate": None if energy is None else bool(energy.is_estimate),
         "energy_method": None if energy is None else energy.method,
         "findings": {
@@ -134,7 +141,7 @@ def _csv_rows(records: list[dict[str, Any]]) -> tuple[list[str], list[dict[str, 
     from kdviewer.core.findings import FINDING_KEYS
 
     head = ["file", "model", "architecture", "weights_sha256", "trained", "latency_ms", "energy_mj",
-            "energy_is_estimate", "energy_method"]
+            "idle_power_w", "energy_is_estimate", "energy_method"]
     cols = head + [f"{k}_{x}" for k in FINDING_KEYS for x in ("score", "threshold", "positive")]
     rows = []
     for r in records:

@@ -47,6 +47,7 @@ def test_predict_folder_scores_readable_files_and_reports_the_rest(capsys, mixed
         # every energy figure says how it was obtained; an estimate says so
         assert isinstance(r["energy_is_estimate"], bool) and r["energy_method"]
         assert r["energy_is_estimate"] == r["energy_method"].startswith("estimate")
+        assert r["idle_power_w"] is not None and r["idle_power_w"] >= 0  # the baseline, shown separately
         assert len(r["weights_sha256"]) == 64
         assert set(r["findings"]) == set(FINDING_KEYS)
         for f in r["findings"].values():

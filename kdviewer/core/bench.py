@@ -352,7 +352,8 @@ def format_text(r: dict[str, Any]) -> str:
     for name, e in (r.get("energy") or {}).items():
         if e.get("available"):
             lines.append(f"energy {name}: {e['per_inference_mj']:.2f} mJ/inference above idle "
-                         f"({'ESTIMATE' if e['is_estimate'] else 'measured'}: {e['method']})")
+                         f"(total {e['per_inference_total_mj']:.2f} mJ; idle baseline {e['idle_power_w']:.2f} W, "
+                         f"measured before) ({'ESTIMATE' if e['is_estimate'] else 'measured'}: {e['method']})")
         else:
             lines.append(f"energy {name}: no power meter")
     lines.append("")

@@ -515,17 +515,19 @@ class InferenceEngine:
 
     def _record(self, pred: Prediction) -> None:
         e = pred.energy
-        energy_mj = power_w = None
+        energy_mj = power_w = idle_w = None
         if e is not None and getattr(e, "complete", True):
             ej = getattr(e, "marginal_energy_j", math.nan)
             energy_mj = None if ej is None or math.isnan(ej) else ej * 1e3
             pw = getattr(e, "avg_power_w", math.nan)
             power_w = None if pw is None or math.isnan(pw) else pw
+            iw = getattr(e, "idle_power_w", math.nan)
+            idle_w = None if iw is None or math.isnan(iw) else iw
         self.telemetry.append(InferenceSample(
             t=time.monotonic(), model_name=pred.model_name, timings_ms=pred.timings_ms, energy_mj=energy_mj,
             power_w=power_w, energy_method=getattr(e, "method", None),
             is_estimate=bool(getattr(e, "is_estimate", False)),
-            request_id=pred.request_id,
+            request_id=pred.request_id, idle_power_w=idle_w,
         ))
 
     def describe(self) -> dict[str, Any]:

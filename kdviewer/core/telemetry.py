@@ -22,8 +22,10 @@ _STAGES = ("preprocess", "forward", "heatmap", "total")
 class InferenceSample:
     """One inference: when (``time.monotonic``), which model, stage timings and energy if measured.
 
-    ``energy_mj``/``power_w`` are ``None`` when no meter ran; ``energy_method`` names how energy was
-    obtained (sensor name or an estimate) and ``is_estimate`` says whether it is modelled.
+    ``energy_mj`` (the marginal energy above the idle baseline) and ``power_w`` (average power over
+    the inference) are ``None`` when no meter ran; ``idle_power_w`` is the baseline measured before,
+    shown separately; ``energy_method`` names how energy was obtained (sensor name or an estimate)
+    and ``is_estimate`` says whether it is modelled.
     """
 
     t: float
@@ -34,6 +36,7 @@ class InferenceSample:
     energy_method: str | None = None
     is_estimate: bool = False
     request_id: int | None = field(default=None, compare=False)
+    idle_power_w: float | None = None
 
     def __post_init__(self):
         if not isinstance(self.timings_ms, MappingProxyType):
@@ -85,13 +88,14 @@ class Telemetry:
         with open(path, "w", newline="", encoding="utf-8") as f:
             w = csv.writer(f)
             w.writerow(["t", "model_name", "request_id", *[f"{k}_ms" for k in stages],
-                        "energy_mj", "power_w", "energy_method", "is_estimate"])
+                        "energy_mj", "power_w", "idle_power_w", "energy_method", "is_estimate"])
             for s in rows:
                 w.writerow([
                     f"{s.t:.6f}", s.model_name, "" if s.request_id is None else s.request_id,
                     *["" if s.timings_ms.get(k) is None else f"{s.timings_ms[k]:.4f}" for k in stages],
                     "" if s.energy_mj is None else f"{s.energy_mj:.6f}",
                     "" if s.power_w is None else f"{s.power_w:.4f}",
+                    "" if s.idle_power_w is None else f"{s.idle_power_w:.4f}",
                     s.energy_method or "", int(s.is_estimate),
                 ])
         return path

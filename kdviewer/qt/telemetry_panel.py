@@ -42,6 +42,7 @@ CSV_FIELDS = (
     "heatmap_ms",
     "energy_mj",
     "power_w",
+    "idle_power_w",
     "energy_method",
     "is_estimate",
 )
@@ -184,6 +185,13 @@ class TelemetryPanel(QWidget):
     def stop(self) -> None:
         self.timer.stop()
 
+    def _last_idle(self, role: str) -> float | None:
+        """The idle baseline (W) of the role's latest measured inference, if any."""
+        for sample in reversed(self._samples.get(role, ())):
+            if sample.idle_power_w is not None:
+                return sample.idle_power_w
+        return None
+
     def poll(self) -> int:
         """Fetch new samples from every engine and redraw; returns how many arrived."""
         if self.paused:
@@ -257,6 +265,9 @@ class TelemetryPanel(QWidget):
             text = methods[0][1] + (" (both models)" if len(methods) > 1 else "")
         else:
             text = "; ".join(f"{who}: {label}" for who, label in methods)
+        idle = [st_idle for st_idle in (self._last_idle(r) for r in ("student", "teacher")) if st_idle is not None]
+        if idle:
+            text += f"; idle baseline {max(idle):.2f} W, measured before, not included in the energy"
         self.method_label.setText("Power and energy: " + text)
 
     # -- export -----------------------------------------------------------------------------------
@@ -278,7 +289,8 @@ class TelemetryPanel(QWidget):
                 tm = s.timings_ms
                 w.writerow([
                     f"{s.t:.6f}", s.model_name, tm.get("total"), tm.get("preprocess"), tm.get("forward"),
-                    tm.get("heatmap"), s.energy_mj, s.power_w, s.energy_method or "", bool(s.is_estimate),
+                    tm.get("heatmap"), s.energy_mj, s.power_w, s.idle_power_w, s.energy_method or "",
+                    bool(s.is_estimate),
                 ])
         log.info("wrote %d telemetry samples to %s", len(samples), path)
         return len(samples)

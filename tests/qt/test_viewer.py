@@ -63,6 +63,7 @@ def test_example_shows_both_models_heat_maps_switching_and_teacher_toggle(make_w
     assert w.telemetry_panel.sample_count("student") > 0 and w.telemetry_panel.sample_count("teacher") > 0
     method = w.telemetry_panel.method_label.text()
     assert "estimate" in method or "measured" in method
+    assert "idle baseline" in method  # the baseline is shown apart from the per-inference energy
     n = w.telemetry_panel.export_csv(tmp_path / "t.csv")
     rows = list(csv.DictReader(open(tmp_path / "t.csv")))
     assert len(rows) == n > 0 and {r["model_name"] for r in rows} >= {"student", "teacher"}
