@@ -94,7 +94,9 @@ def fused_cam_graph(model, path):
     import warnings
 
     with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
+        warnings.filterwarnings("ignore", message=r"You are using the legacy TorchScript-based ONNX export",
+                                category=DeprecationWarning)
+        warnings.filterwarnings("ignore", category=DeprecationWarning, module=r"torch\.onnx\.")
         torch.onnx.export(Fused(model).eval(), (torch.zeros(1, 3, 224, 224),), str(path), dynamo=False,
                           input_names=["input"], output_names=["logits", "cams"], opset_version=rt.ONNX_OPSET)
     return path

@@ -187,7 +187,11 @@ def export_onnx(model, path: str | Path, size: int = 224, channels: int = 3) -> 
     os.close(fd)
     try:
         with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
+            # Only the deprecation notices of the TorchScript exporter, chosen on purpose above;
+            # anything else the export says still reaches the user.
+            warnings.filterwarnings("ignore", message=r"You are using the legacy TorchScript-based ONNX export",
+                                    category=DeprecationWarning)
+            warnings.filterwarnings("ignore", category=DeprecationWarning, module=r"torch\.onnx\.")
             kwargs = dict(input_names=["input"], output_names=["logits", "features"],
                           opset_version=ONNX_OPSET)
             try:
