@@ -174,15 +174,11 @@ print((time.perf_counter() - t0) * 1e3, 'torch' in sys.modules)
 
 def first_scores():
     """Fresh process → first scores from a student card: cold (ONNX export) and warm (cached)."""
-    from kdviewer.core.engine import with_reference
-    from kdviewer.core.modelcard import ModelCard, save_model
+    from kdviewer.core.engine import write_untrained_card
 
     res = {}
     with tempfile.TemporaryDirectory() as tmp:
-        model = untrained_model("mobilenet_v2")
-        card = ModelCard(name="student", architecture="mobilenet_v2", weights_file="s.safetensors",
-                         weights_sha256="", trained=False)
-        path, _ = save_model(model, with_reference(model, card), tmp)
+        path = write_untrained_card(tmp, "student")
         env = {**os.environ, "KDVIEWER_CACHE": str(Path(tmp) / "cache")}
         for label in ("cold_export", "warm_cache", "warm_cache_again"):
             o = subprocess.run([sys.executable, "-c", _CHILD, str(path)], capture_output=True, text=True,

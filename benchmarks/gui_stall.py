@@ -56,9 +56,9 @@ def main(argv: list[str] | None = None) -> int:
 
 def _runs(a, env, cards) -> int:
     if a.with_card:
-        from startup import _write_student_card  # benchmarks/startup.py, beside this script
+        from kdviewer.core.engine import write_untrained_card
 
-        _write_student_card(cards)
+        write_untrained_card(cards, "student")
         env["KDVIEWER_MODELS"] = cards
         subprocess.run([sys.executable, "-c", "from kdviewer.core.engine import load_engine; load_engine('student')"],
                        env=env, check=True, capture_output=True)

@@ -24,6 +24,8 @@ import subprocess
 import sys
 import tempfile
 
+from kdviewer.core.engine import write_untrained_card
+
 CHILD = (
     "import json, sys\n"
     "from kdviewer.qt.app import measure_startup\n"
@@ -40,21 +42,11 @@ def main(argv: list[str] | None = None) -> int:
     env = {**os.environ, "QT_QPA_PLATFORM": os.environ.get("QT_QPA_PLATFORM", "offscreen")}
     with tempfile.TemporaryDirectory(prefix="kdviewer-cards-") as cards:
         if a.with_card:
-            _write_student_card(cards)
+            write_untrained_card(cards, "student")
             env["KDVIEWER_MODELS"] = cards
             warm = "from kdviewer.core.engine import load_engine; load_engine('student')"
             subprocess.run([sys.executable, "-c", warm], env=env, check=True, capture_output=True)
         return _runs(a, env)
-
-
-def _write_student_card(folder: str) -> None:
-    from kdviewer.core.engine import untrained_model, with_reference
-    from kdviewer.core.modelcard import ModelCard, save_model
-
-    model = untrained_model("mobilenet_v2")
-    card = ModelCard(name="student", architecture="mobilenet_v2", weights_file="student.safetensors",
-                     weights_sha256="", trained=False)
-    save_model(model, with_reference(model, card), folder)
 
 
 def _runs(a, env) -> int:

@@ -143,8 +143,8 @@ def _student_only_process(student, shape) -> dict[str, Any]:
     """
     import tempfile
 
-    from kdviewer.core.engine import InferenceEngine, with_reference
-    from kdviewer.core.modelcard import ModelCard, find_cards, save_model
+    from kdviewer.core.engine import InferenceEngine, write_untrained_card
+    from kdviewer.core.modelcard import find_cards
 
     env = dict(os.environ)
     with tempfile.TemporaryDirectory(prefix="kdviewer-bench-") as tmp:
@@ -152,9 +152,7 @@ def _student_only_process(student, shape) -> dict[str, Any]:
         if "student" in cards:
             card_path = cards["student"]
         else:
-            card = ModelCard(name="student", architecture=student.card.architecture,
-                             weights_file="student.safetensors", weights_sha256="", trained=False)
-            card_path, _ = save_model(student.model, with_reference(student.model, card), tmp)
+            card_path = write_untrained_card(tmp, "student")
             env["KDVIEWER_MODELS"] = tmp
         InferenceEngine.from_card(card_path)  # the one-off export, as on a first start
         try:

@@ -41,7 +41,7 @@ if TYPE_CHECKING:  # pragma: no cover
 __all__ = [
     "CAM_METHODS", "EngineStatus", "EngineUnavailableError", "InferenceEngine", "Prediction",
     "REFERENCE_INPUT", "SELFTEST_TOLERANCE", "load_engine", "reference_image", "reference_scores",
-    "untrained_model", "with_reference",
+    "untrained_model", "with_reference", "write_untrained_card",
 ]
 
 log = logging.getLogger(__name__)
@@ -189,6 +189,20 @@ def untrained_model(architecture: str, seed: int = 0):
     model = build_model(architecture)
     model.load_state_dict(state, strict=True)
     return model.eval()
+
+
+def write_untrained_card(folder, name: str = "student", *, seed: int = 0) -> Path:
+    """Write the seeded untrained network of ``name`` as weights + model card (with self-test
+    reference scores) into ``folder``; return the card's path. Benchmarks use it to measure an
+    installed build's start (from a card and its cached export) before trained weights exist."""
+    from kdviewer.core.modelcard import save_model
+
+    arch = DEFAULT_ARCH.get(name, "mobilenet_v2")
+    model = untrained_model(arch, seed)
+    card = ModelCard(name=name, architecture=arch, weights_file=f"{name}.safetensors", weights_sha256="",
+                     trained=False, description=f"UNTRAINED {arch} (random weights, seed {seed})")
+    card_path, _ = save_model(model, with_reference(model, card), folder)
+    return card_path
 
 
 # --------------------------------------------------------------------------- engine

@@ -319,3 +319,12 @@ def test_bench_result_has_the_documented_keys(monkeypatch, capsys):
     monkeypatch.setattr(bench, "run_bench", lambda runs, **kw: r)
     assert bench.bench_command(3, True) == 0
     assert json.loads(capsys.readouterr().out)["student"]["total"]["median_ms"] > 0
+
+
+def test_written_untrained_card_loads_verified_and_labelled(tmp_path):
+    from kdviewer.core.engine import write_untrained_card
+
+    path = write_untrained_card(tmp_path, "student")
+    eng = InferenceEngine.from_card(path)
+    assert eng.card.name == "student" and not eng.card.trained
+    assert eng.status.usable and eng.status.state == "untrained"
