@@ -1,63 +1,144 @@
-"""Batch augmentation on tensors: random horizontal flip and rotation (the paper's ±10°).
+"""Batch augmentation on tensors: the paper's horizontal flip and ±10° rotation, plus optional
+zoom, shift and brightness/contrast jitter (off by default; see ``TrainConfig``).
 
 Parameters are drawn for the *global* batch from one generator that every DDP rank seeds alike;
 each rank applies the slice for its own samples (``rank::world``, the DistributedSampler's
 interleaving). A two-process run therefore augments every image exactly as a one-process run
-with the same global batch does.
+with the same global batch does. An option that is off draws nothing, so the paper's settings
+give the same random stream as before the options existed.
 """
 
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 
 
+@dataclass(frozen=True)
+class Jitter:
+    """Ranges of the optional augmentations (0 = off).
+
+    ``scale``: zoom factor uniform in [1 − scale, 1 + scale]; ``translate``: shift uniform in
+    ±translate of the image width and height; ``brightness``: offset uniform in ±brightness added
+    to the [0, 1] image; ``contrast``: factor uniform in [1 − contrast, 1 + contrast] about the
+    image's mean. Intensities are clipped to [0, 1].
+    """
+
+    scale: float = 0.0
+    translate: float = 0.0
+    brightness: float = 0.0
+    contrast: float = 0.0
+
+    def __post_init__(self) -> None:
+        for name in ("scale", "translate", "brightness", "contrast"):
+            v = getattr(self, name)
+            if not 0.0 <= v < 1.0:
+                raise ValueError(f"augmentation {name}={v} must be in [0, 1)")
+
+    @property
+    def geometric(self) -> bool:
+        return self.scale > 0 or self.translate > 0
+
+    @property
+    def photometric(self) -> bool:
+        return self.brightness > 0 or self.contrast > 0
+
+
+def _uniform(gen: torch.Generator, n: int, half_width: float, centre: float = 0.0) -> torch.Tensor:
+    return centre + (torch.rand(n, generator=gen) * 2.0 - 1.0) * half_width
+
+
 def draw_params(gen: torch.Generator, n: int, hflip: bool, degrees: float) -> tuple[torch.Tensor, torch.Tensor]:
     """Flip flags (bool, n) and rotation angles in radians (float, n), uniform in ±degrees."""
     flips = torch.rand(n, generator=gen) < 0.5
-    angles = (torch.rand(n, generator=gen) * 2.0 - 1.0) * math.radians(degrees)
+    angles = _uniform(gen, n, math.radians(degrees))
     if not hflip:
         flips = torch.zeros_like(flips)
     return flips, angles
 
 
-def apply_affine(x: torch.Tensor, flips: torch.Tensor, angles: torch.Tensor) -> torch.Tensor:
-    """Flip then rotate each image of ``x`` (N, C, H, W) about its centre; outside pixels are 0.
+def draw_jitter(gen: torch.Generator, n: int, jitter: Jitter) -> dict[str, torch.Tensor]:
+    """Per-image zoom, shift (x, y as fractions of the size), brightness and contrast; only the
+    enabled ones are drawn (the others are returned as their neutral values)."""
+    one, zero = torch.ones(n), torch.zeros(n)
+    out = {"zoom": one, "tx": zero, "ty": zero, "brightness": zero, "contrast": one}
+    if jitter.scale > 0:
+        out["zoom"] = _uniform(gen, n, jitter.scale, 1.0)
+    if jitter.translate > 0:
+        out["tx"] = _uniform(gen, n, jitter.translate)
+        out["ty"] = _uniform(gen, n, jitter.translate)
+    if jitter.brightness > 0:
+        out["brightness"] = _uniform(gen, n, jitter.brightness)
+    if jitter.contrast > 0:
+        out["contrast"] = _uniform(gen, n, jitter.contrast, 1.0)
+    return out
 
-    Bilinear sampling; an unflipped image at angle 0 is returned unchanged.
+
+def apply_photometric(x: torch.Tensor, brightness: torch.Tensor, contrast: torch.Tensor) -> torch.Tensor:
+    """``(x − mean)·contrast + mean + brightness`` per image of ``x`` (N, C, H, W), clipped to [0, 1]."""
+    shape = (-1, 1, 1, 1)
+    b = brightness.to(x.device, x.dtype).view(shape)
+    c = contrast.to(x.device, x.dtype).view(shape)
+    mean = x.mean(dim=(1, 2, 3), keepdim=True)
+    return ((x - mean) * c + mean + b).clamp_(0.0, 1.0)
+
+
+def apply_affine(x: torch.Tensor, flips: torch.Tensor, angles: torch.Tensor, zoom: torch.Tensor | None = None,
+                 tx: torch.Tensor | None = None, ty: torch.Tensor | None = None) -> torch.Tensor:
+    """Flip, rotate about the centre, zoom and shift each image of ``x`` (N, C, H, W); outside pixels are 0.
+
+    ``zoom`` > 1 magnifies; ``tx``/``ty`` shift the content by that fraction of the width/height.
+    Bilinear sampling; an image left unchanged by all parameters is returned exactly.
     """
     n = x.shape[0]
-    cos, sin = torch.cos(angles), torch.sin(angles)
+    zoom = torch.ones(n) if zoom is None else zoom
+    tx = torch.zeros(n) if tx is None else tx
+    ty = torch.zeros(n) if ty is None else ty
+    cos, sin = torch.cos(angles) / zoom, torch.sin(angles) / zoom
     sx = torch.where(flips, -1.0, 1.0)
     theta = torch.zeros(n, 2, 3, dtype=torch.float32)
-    # output (u, v) samples input at R(θ)·(sx·u, v): a flip followed by a rotation.
+    # output (u, v) samples input at R(θ)·(sx·u, v)/zoom − 2·shift: a flip, a rotation, a zoom, a shift
+    # (normalised coordinates span 2 across the image).
     theta[:, 0, 0] = cos * sx
     theta[:, 0, 1] = -sin
     theta[:, 1, 0] = sin * sx
     theta[:, 1, 1] = cos
-    identity = (~flips) & (angles == 0)
+    theta[:, 0, 2] = -2.0 * tx
+    theta[:, 1, 2] = -2.0 * ty
+    identity = (~flips) & (angles == 0) & (zoom == 1) & (tx == 0) & (ty == 0)
     grid = F.affine_grid(theta.to(x.device, x.dtype), list(x.shape), align_corners=False)
     out = F.grid_sample(x, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
     if identity.any():
-        out[identity.to(x.device)] = x[identity.to(x.device)]
+        keep = identity.to(x.device)
+        out[keep] = x[keep]
     return out
 
 
 class BatchAugmenter:
-    """Draws global-batch parameters and applies this rank's share; its state is checkpointed."""
+    """Draws global-batch parameters and applies this rank's share; its state is checkpointed.
 
-    def __init__(self, seed: int, hflip: bool, degrees: float, rank: int = 0, world: int = 1):
+    Intensity jitter is applied first (so the zero padding of the geometric step stays black).
+    """
+
+    def __init__(self, seed: int, hflip: bool, degrees: float, rank: int = 0, world: int = 1,
+                 jitter: Jitter | None = None):
         self.gen = torch.Generator().manual_seed(seed)
         self.hflip, self.degrees, self.rank, self.world = hflip, degrees, rank, world
+        self.jitter = jitter or Jitter()
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
-        flips, angles = draw_params(self.gen, x.shape[0] * self.world, self.hflip, self.degrees)
+        n = x.shape[0] * self.world
+        flips, angles = draw_params(self.gen, n, self.hflip, self.degrees)
+        extra = draw_jitter(self.gen, n, self.jitter)
         sl = slice(self.rank, None, self.world)
-        if not self.hflip and self.degrees == 0:
+        if self.jitter.photometric:
+            x = apply_photometric(x, extra["brightness"][sl], extra["contrast"][sl])
+        if not self.hflip and self.degrees == 0 and not self.jitter.geometric:
             return x
-        return apply_affine(x, flips[sl], angles[sl])
+        return apply_affine(x, flips[sl], angles[sl], extra["zoom"][sl], extra["tx"][sl], extra["ty"][sl])
 
     def state_dict(self) -> dict:
         return {"gen": self.gen.get_state()}

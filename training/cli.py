@@ -7,6 +7,7 @@
     kdviewer-train export   ... [--out DIR]
     kdviewer-train all      ...   (teacher, student, distill, evaluate, export)
     kdviewer-train speed    ...   (seconds per training image on this machine)
+    kdviewer-train prepare  ...   (splits and the decoded-image cache only)
 
 Under ``torchrun --nproc_per_node=N -m training …`` the trainings run with DDP.
 """
@@ -14,6 +15,7 @@ Under ``torchrun --nproc_per_node=N -m training …`` the trainings run with DDP
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import os
 import sys
@@ -25,7 +27,7 @@ from training.config import Config, load_config, read_config
 log = logging.getLogger("training")
 
 TRAIN_STAGES = ("teacher", "student", "distill")
-STAGES = (*TRAIN_STAGES, "evaluate", "export", "all", "speed")
+STAGES = (*TRAIN_STAGES, "evaluate", "export", "all", "speed", "prepare")
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -194,6 +196,12 @@ def main(argv: Sequence[str] | None = None) -> int:
 
             train_stage(a.stage, cfg, ws, resume=a.resume is not None, teacher=a.teacher, splits=a.splits,
                         stop_after_epochs=a.stop_after_epochs)
+        elif a.stage == "prepare":
+            from training.data import prepare_data
+            from training.distributed import DistInfo
+
+            data = prepare_data(cfg, ws, DistInfo())
+            print(json.dumps(data.description(), indent=2))
         elif a.stage == "evaluate":
             from training.evaluate import evaluate
 

@@ -67,8 +67,17 @@ class TrainConfig:
     plateau_patience: int = 2  # ours
     early_stopping_patience: int = 5  # ours: epochs without a better validation mean AUC
     min_delta: float = 0.0  # improvement in mean AUC that counts as better
+    # ours: end the run (as finished, best epoch kept) when one more epoch would pass this many
+    # seconds of training time in all; 0 = no budget
+    time_budget_s: float = 0.0
     hflip: bool = True  # paper
     rotation_degrees: float = 10.0  # paper: uniform in ±rotation_degrees
+    # ours, off by default (training.augment.Jitter): zoom in [1 − scale, 1 + scale], shift in
+    # ±translate of the size, brightness offset in ±brightness, contrast factor in [1 ± contrast]
+    scale: float = 0.0
+    translate: float = 0.0
+    brightness: float = 0.0
+    contrast: float = 0.0
     device: str = "auto"  # auto | cpu | cuda | cuda:N
     precision: str = "auto"  # auto | fp32 | bf16 | fp16 (see training.precision)
     channels_last: bool = True
@@ -138,7 +147,15 @@ class Config:
         if not 0 <= self.data.val_fraction < 1 or not 0 <= self.data.test_fraction < 1:
             raise ValueError("data.val_fraction and data.test_fraction must be in [0, 1)")
         InputSpec.from_dict(self.input.as_dict())
+        self.jitter()  # raises on out-of-range augmentation settings
         return self
+
+    def jitter(self):
+        """The optional augmentations of ``train`` as a :class:`training.augment.Jitter`."""
+        from training.augment import Jitter
+
+        t = self.train
+        return Jitter(scale=t.scale, translate=t.translate, brightness=t.brightness, contrast=t.contrast)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

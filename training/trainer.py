@@ -1,11 +1,12 @@
 """The training loop of the three stages (teacher, plain student, distilled student).
 
 One loop for all three: batches of cached (S, S) images are augmented on the fly (flip +
-rotation, :mod:`training.augment`), normalised with the model's input spec (the viewer's
-``normalize``), and fed in channels-last layout under the resolved precision. The distilled
-student's teacher sees the same augmented batch, in eval mode, under ``no_grad``. After each
-epoch: validation loss and AUCs (predictions gathered across ranks), ReduceLROnPlateau on the
-validation mean AUC, early stopping, ``best.pt`` when the AUC improves, ``last.pt`` always.
+rotation, optionally zoom, shift and intensity jitter: :mod:`training.augment`), normalised
+with the model's input spec (the viewer's ``normalize``), and fed in channels-last layout under
+the resolved precision. The distilled student's teacher sees the same augmented batch, in eval
+mode, under ``no_grad``. After each epoch: validation loss and AUCs (predictions gathered across
+ranks), ReduceLROnPlateau on the validation mean AUC, early stopping, ``best.pt`` when the AUC
+improves, ``last.pt`` always.
 """
 
 from __future__ import annotations
@@ -68,6 +69,7 @@ def resolve_device(name: str, info: DistInfo) -> torch.device:
         dev = torch.device("cuda", info.local_rank)
     if dev.type == "cuda":
         torch.cuda.set_device(dev)
+        torch.backends.cudnn.benchmark = True  # fixed input size: let cuDNN pick its fastest kernels
     return dev
 
 
@@ -108,6 +110,7 @@ class LoopState:
     bad_epochs: int = 0
     history: list[dict[str, Any]] = field(default_factory=list)
     stopped_early: bool = False
+    out_of_time: bool = False  # ended by train.time_budget_s
 
 
 def _state_dict(s: LoopState) -> dict:
@@ -175,7 +178,7 @@ class Trainer:
             collate_fn=collate_batch, num_workers=workers,
             generator=torch.Generator().manual_seed(derived_seed(cfg.seed, 7)))
         self.augment = BatchAugmenter(derived_seed(cfg.seed, 4), cfg.train.hflip, cfg.train.rotation_degrees,
-                                      info.rank, info.world)
+                                      info.rank, info.world, cfg.jitter())
         self.state = LoopState()
         self.precision = "fp32"
         self.scaler = None
@@ -340,7 +343,7 @@ class Trainer:
         """Train until ``train.epochs`` or early stopping (or ``stop_after_epochs`` more epochs)."""
         cfg, st = self.cfg, self.state
         done_now = 0
-        while st.epoch < cfg.train.epochs and not st.stopped_early:
+        while st.epoch < cfg.train.epochs and not st.stopped_early and not st.out_of_time:
             with self.meter.measure() as cost:
                 t0 = time.perf_counter()
                 train_loss = self.train_epoch()
@@ -372,6 +375,14 @@ class Trainer:
             if st.bad_epochs >= cfg.train.early_stopping_patience:
                 st.stopped_early = True
                 log.info("early stopping after epoch %d (best %d)", st.epoch, st.best_epoch)
+            spent = sum(h["time_s"] for h in st.history)
+            # ends when the next epoch (as long as this one) would end past the budget; rank 0 decides
+            st.out_of_time = broadcast_object(
+                bool(cfg.train.time_budget_s) and not st.stopped_early and st.epoch < cfg.train.epochs
+                and spent + row["time_s"] > cfg.train.time_budget_s, self.info)
+            if st.out_of_time:
+                log.info("time budget: %.0f of %.0f s spent after epoch %d, ending the run (best %d)",
+                         spent, cfg.train.time_budget_s, st.epoch, st.best_epoch)
             self.save_last()
             if self.info.is_main:
                 write_jsonl(self.run_dir / "log.jsonl", st.history)
@@ -419,12 +430,13 @@ def train_stage(stage_name: str, cfg: Config, ws: Workspace, *, resume: bool = F
         trainer.restore(ckpt)
     trainer._wrap()
     st = trainer.fit(stop_after_epochs)
-    finished = st.epoch >= cfg.train.epochs or st.stopped_early
+    finished = st.epoch >= cfg.train.epochs or st.stopped_early or st.out_of_time
     if info.is_main and finished:
         write_json(run_dir / "result.json", {
             "stage": stage.name, "model": stage.model_name, "arch": trainer.module.arch,
             "best_epoch": st.best_epoch, "best_val_mean_auc": st.best_auc, "epochs_run": st.epoch,
-            "stopped_early": st.stopped_early, "precision": trainer.precision, "world_size": info.world,
+            "stopped_early": st.stopped_early, "out_of_time": st.out_of_time, "precision": trainer.precision,
+            "world_size": info.world,
             "total_time_s": sum(h["time_s"] for h in st.history),
             "total_energy_j": (sum(h["energy_j"] for h in st.history)
                                if all(h.get("energy_j") is not None for h in st.history) else None),

@@ -45,3 +45,11 @@ def test_cli_flags_and_boolean_options(tmp_path):
     c = build_config(a)
     assert c.data.root == "/data/x" and c.train.epochs == 3 and c.seed == 7
     assert c.train.progress is False and c.train.channels_last is False and c.data.format == "nih"
+
+
+def test_augmentation_options_are_off_by_default_and_validated():
+    assert load_config().jitter() == load_config().jitter().__class__()
+    c = load_config(overrides=["train.scale=0.1", "train.contrast=0.2"])
+    assert (c.jitter().scale, c.jitter().contrast) == (0.1, 0.2)
+    with pytest.raises(ValueError, match="translate"):
+        load_config(overrides=["train.translate=2.0"])

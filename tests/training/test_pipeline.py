@@ -148,3 +148,21 @@ def test_resume_from_a_mid_epoch_checkpoint_after_a_crash(tiny_data, tmp_path, m
     assert main(["student", "--resume", str(b)]) == 0
     la, lb = _losses(tmp_path / "a" / "student_plain"), _losses(b)
     np.testing.assert_allclose(np.array(la, dtype=float), np.array(lb, dtype=float), rtol=0, atol=1e-6)
+
+
+def test_a_time_budget_ends_the_run_as_finished_after_the_epoch_that_reaches_it(tiny_data, tmp_path):
+    args = ["student", "--data-root", str(tiny_data), "--workdir", str(tmp_path),
+            *_sets(["train.epochs=5", "train.time_budget_s=1e-6"])]
+    assert main(args) == 0
+    result = json.loads((tmp_path / "student_plain" / "result.json").read_text())
+    assert (result["epochs_run"], result["out_of_time"], result["stopped_early"]) == (1, True, False)
+    assert (tmp_path / "student_plain" / checkpoint.BEST).is_file()
+
+
+def test_prepare_writes_splits_and_the_image_cache_only(tiny_data, tmp_path, capsys):
+    assert main(["prepare", "--data-root", str(tiny_data), "--workdir", str(tmp_path), *_sets()]) == 0
+    described = json.loads(capsys.readouterr().out)
+    assert sum(described["splits"].values()) == 32
+    assert (tmp_path / "splits.csv").is_file()
+    assert len(list((tmp_path / "cache").glob("images-*.npy"))) == 1
+    assert not any((tmp_path / d).exists() for d in ("teacher", "student", "student_plain"))
