@@ -52,6 +52,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--stop-after-epochs", type=int, metavar="N",
                    help="stop after N epochs of this invocation, leaving a resumable checkpoint")
     p.add_argument("--out", type=Path, help="export: folder for weights + cards (default: resources/models)")
+    p.add_argument("--models", type=Path, metavar="DIR",
+                   help="evaluate: the model cards in DIR (e.g. resources/models) instead of the work folder's runs")
     p.add_argument("--epochs", type=int, help="train.epochs")
     p.add_argument("--batch-size", type=int, help="train.batch_size (global, across ranks)")
     p.add_argument("--device", help="train.device: auto, cpu, cuda, cuda:N")
@@ -205,7 +207,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         elif a.stage == "evaluate":
             from training.evaluate import evaluate
 
-            evaluate(cfg, ws, a.splits)
+            evaluate(cfg, ws, a.splits, models_dir=a.models)
         elif a.stage == "export":
             from training.export import export_models
 

@@ -1,6 +1,7 @@
 """The evaluation stage: AUCs with bootstrap CIs, thresholds, ROC curves and paired comparisons.
 
-For every trained model in the work folder (its ``best.pt``):
+For every trained model in the work folder (its ``best.pt``), or every model card of a folder
+(``--models DIR``: the same figures from exported weights):
 
 * operating thresholds per finding are chosen on the **validation** split by Youden's J
   (sensitivity + specificity − 1, maximised over the observed probabilities; positive means
@@ -85,12 +86,34 @@ def operating_point(y: np.ndarray, p: np.ndarray, t: float) -> dict:
     return {"threshold": t, "sensitivity": sens, "specificity": spec}
 
 
+def card_models(folder: str | Path) -> dict[str, Path]:
+    """Model cards of ``folder`` by model name (teacher, student_plain, student), in that order."""
+    from kdviewer.core.modelcard import find_cards
+
+    cards = find_cards([Path(folder)])
+    return {name: cards[name] for name in MODEL_NAMES if name in cards}
+
+
+def _load(ws: Workspace, name: str, cards: dict[str, Path] | None) -> tuple[torch.nn.Module, object]:
+    """The model and its input spec: from the run's ``best.pt``, or from its exported card."""
+    if cards is None:
+        model, run_cfg = load_trained(ws, name)
+        return model, run_cfg.input
+    from kdviewer.core.modelcard import load_model
+
+    model, card = load_model(cards[name])  # verifies the weights' SHA-256
+    return model, card.input
+
+
 def evaluate(cfg: Config, ws: Workspace, splits: str | Path | None = None,
-             data: PreparedData | None = None) -> dict:
-    """Evaluate every trained model of ``ws``; return (and write) the metrics."""
-    names = trained_models(ws)
+             data: PreparedData | None = None, models_dir: str | Path | None = None) -> dict:
+    """Evaluate every trained model of ``ws`` (or every card in ``models_dir``, e.g. the shipped
+    ``resources/models``); return (and write to ``<workdir>/evaluation``) the metrics."""
+    cards = card_models(models_dir) if models_dir is not None else None
+    names = list(cards) if cards is not None else trained_models(ws)
     if not names:
-        raise FileNotFoundError(f"no trained model (best.pt) under {ws.root}")
+        where = f"model cards in {models_dir}" if cards is not None else f"trained model (best.pt) under {ws.root}"
+        raise FileNotFoundError(f"no {where}")
     data = data or prepare_data(cfg, ws, DistInfo(), splits)
     split = cfg.eval.split if cfg.eval.split != "auto" else ("test" if (data.splits == "test").any() else "val")
     out_dir = ws.evaluation
@@ -108,9 +131,9 @@ def evaluate(cfg: Config, ws: Workspace, splits: str | Path | None = None,
                      "optimistic": split == "val", "models": {}, "comparisons": {}}
     probs: dict[str, np.ndarray] = {}
     for name in names:
-        model, run_cfg = load_trained(ws, name)
-        if run_cfg.input != cfg.input:
-            raise ValueError(f"{name} was trained with input {run_cfg.input}, evaluation config has {cfg.input}")
+        model, spec = _load(ws, name, cards)
+        if spec != cfg.input:
+            raise ValueError(f"{name} was trained with input {spec}, evaluation config has {cfg.input}")
         p_val = predict_probs(model, data, "val", cfg, device)
         p_eval = p_val if split == "val" else predict_probs(model, data, split, cfg, device)
         probs[name] = p_eval

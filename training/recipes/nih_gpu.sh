@@ -11,7 +11,7 @@
 # PACK_DIR (optional): the chosen variant's three best.pt plus every variant's logs and metrics as a
 # tar split into 15 MiB parts (reassemble: cat PACK_DIR/pack.tar.part-* | tar x).
 # Environment: PYTHON (python3), EPOCHS (60), VARIANTS (all below), EXTRA_ARGS (more options for
-# every stage), STAGE_LIMIT (s; a safety net per training: a run stopped by it keeps its best.pt but
+# every stage), STUDENT_EXTRA_ARGS (more for the plain and distilled students), STAGE_LIMIT (s; a safety net per training: a run stopped by it keeps its best.pt but
 # has no result.json).
 # Then, on any machine: kdviewer-train export --workdir WORK_DIR/<chosen> ... (docs/MODELS.md).
 set -u
@@ -29,6 +29,7 @@ COMMON=(--config training/configs/nih.toml --data-root "$DATA" --no-progress
         --set "data.cache_dir=$WORK/cache" --set data.num_workers=8 --set "train.epochs=$EPOCHS"
         --set train.plateau_patience=3 --set train.early_stopping_patience=10)
 read -r -a EXTRA <<<"${EXTRA_ARGS:-}"  # more kdviewer-train options for every stage
+read -r -a STUDENT_EXTRA <<<"${STUDENT_EXTRA_ARGS:-}"  # and for the two student trainings only
 AUG=(--set train.scale=0.1 --set train.translate=0.05 --set train.brightness=0.1 --set train.contrast=0.2)
 
 variant_args() {
@@ -42,9 +43,10 @@ variant_args() {
 }
 
 stage() {  # stage VARIANT STAGE: one training (or evaluate), logged to WORK/VARIANT-STAGE.log
-  local v=$1 s=$2
+  local v=$1 s=$2 more=()
+  case $s in student|distill) more=("${STUDENT_EXTRA[@]}") ;; esac
   # shellcheck disable=SC2046
-  timeout -s INT "$STAGE_LIMIT" "$PY" -m training "$s" "${COMMON[@]}" "${EXTRA[@]}" $(variant_args "$v") \
+  timeout -s INT "$STAGE_LIMIT" "$PY" -m training "$s" "${COMMON[@]}" "${EXTRA[@]}" "${more[@]}" $(variant_args "$v") \
     --workdir "$WORK/$v" >"$WORK/$v-$s.log" 2>&1
   echo "$(date +%T) $v $s exit $?"
 }
