@@ -110,6 +110,7 @@ class EvalConfig:
 class ExportConfig:
     out: str = ""  # "" = the checkout's/wheel's resources/models
     version: str = "1"
+    note: str = ""  # written into every card's training section (e.g. how the run shared its hardware)
 
 
 @dataclass(frozen=True)
