@@ -1,4 +1,4 @@
-"""The viewer end to end on the offscreen platform, with the real (untrained) engines."""
+"""The viewer end to end on the offscreen platform, with the real engines and bundled models."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import pytest
 from PySide6.QtGui import QKeySequence
 
 from kdviewer import RESEARCH_NOTICE
-from kdviewer.core.findings import FINDING_KEYS
+from kdviewer.core.findings import FINDING_KEYS, FINDINGS
 from kdviewer.core.resources import example_image
 from tests.qt.conftest import write_png, write_truncated_png
 
@@ -32,8 +32,9 @@ def test_example_shows_both_models_heat_maps_switching_and_teacher_toggle(make_w
         scores = w.scores_panel.displayed_scores(role)
         assert all(scores[k] is not None and 0.0 <= scores[k] <= 1.0 for k in FINDING_KEYS), (role, scores)
         assert "sha256" in w.scores_panel.model_labels[role].text()
-        assert w.scores_panel.state_labels[role].isVisibleTo(w)  # untrained is marked
-    assert "UNTRAINED" in w.untrained_banner.text()
+        assert w.prediction(role).trained  # the bundled trained models, no untrained marking
+        assert not w.scores_panel.state_labels[role].isVisibleTo(w)
+    assert not w.untrained_banner.isVisibleTo(w)
     assert w.scores_panel.notice.text() == RESEARCH_NOTICE and w.scores_panel.notice.isVisibleTo(w)
     assert w.image_view.has_heatmap and w.image_view.overlay_item.isVisible()
     assert _overlay(w).shape == w.current_image.shape
@@ -112,8 +113,10 @@ def test_folder_of_mixed_files_is_scored_in_background(make_window, tmp_path, re
     listed = w.study_list.paths()
     assert sorted(listed) == sorted(paths + [bad])  # the text file is not listed
     assert w.study_list.progress.value() == len(listed)
+    names = [f.name for f in FINDINGS]
     for p in paths:
-        assert "(untrained)" in w.study_list.item_text(p)  # top finding shown, marked untrained
+        text = w.study_list.item_text(p)
+        assert any(n in text for n in names) and "(untrained)" not in text  # top finding shown
     assert "unreadable" in w.study_list.item_text(bad)
     # next / previous by keyboard shortcut actions
     first = w.current_path
@@ -256,3 +259,18 @@ def _remember_qtbot(qtbot):
 
 def qtbot_wait(signal, timeout=LONG):
     return _QTBOT.waitSignal(signal, timeout=timeout)
+
+
+def test_untrained_models_are_marked_everywhere(make_window, tmp_path):
+    from kdviewer.core.engine import InferenceEngine
+
+    def untrained(role, arch):
+        return lambda: InferenceEngine.untrained(role, arch, runtime="torch-eager")
+
+    w = make_window(loaders={"student": untrained("student", "mobilenet_v2")})
+    png = write_png(tmp_path / "a.png", (40, 32), 1)
+    with qtbot_wait(w.view_ready):
+        w.start([png])
+    assert not w.prediction("student").trained
+    assert w.scores_panel.state_labels["student"].isVisibleTo(w)
+    assert "UNTRAINED" in w.untrained_banner.text() and w.untrained_banner.isVisibleTo(w)
