@@ -5,9 +5,8 @@
 A 10 ms QTimer on the GUI thread records when it actually fires, from the start of the window
 until the student's scores and heat map are shown; the longest gap between two ticks is the
 longest the window could not repaint or react. Each run is a fresh process, teacher off.
-``--with-card`` starts the student from a model card and its cached ONNX export (as an installed
-build with trained weights does; see benchmarks/startup.py), else untrained networks are built in
-PyTorch, whose import on the student's thread holds the interpreter lock for long stretches.
+The student starts from the bundled model card and its cached ONNX export; ``--with-card`` uses a
+seeded untrained card in a temporary ``KDVIEWER_MODELS`` folder instead (see benchmarks/startup.py).
 """
 
 from __future__ import annotations

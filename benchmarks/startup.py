@@ -7,11 +7,10 @@ real start) that calls :func:`kdviewer.qt.app.measure_startup` on the built-in e
 with the teacher off. The first run may also pay for the one-time ONNX export of the models; the
 cache is the user's (``KDVIEWER_CACHE`` or ``~/.cache/kdviewer``). Prints each run and the medians.
 
-``--with-card`` measures the start of an installed build: it writes the (untrained, seeded)
-student as a model card into a temporary folder used as ``KDVIEWER_MODELS``, and warms the ONNX
-cache once, so the viewer starts the student from the card and its cached export, without
-importing PyTorch — as it will with trained weights. Without it, and without bundled cards, the
-viewer builds untrained networks in PyTorch at every start.
+Without options the viewer starts from the bundled model cards (``resources/models``). ``--with-card``
+writes a seeded untrained student card into a temporary folder used as ``KDVIEWER_MODELS`` and warms
+the ONNX cache once (for builds without bundled cards); either way the student runs from its card
+and cached export, without importing PyTorch.
 """
 
 from __future__ import annotations
