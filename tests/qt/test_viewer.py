@@ -261,7 +261,7 @@ def qtbot_wait(signal, timeout=LONG):
     return _QTBOT.waitSignal(signal, timeout=timeout)
 
 
-def test_untrained_models_are_marked_everywhere(make_window, tmp_path):
+def test_untrained_models_are_marked_in_the_scores_panel_and_banner(make_window, tmp_path):
     from kdviewer.core.engine import InferenceEngine
 
     def untrained(role, arch):

@@ -11,8 +11,8 @@
 # PACK_DIR (optional): the chosen variant's three best.pt plus every variant's logs and metrics as a
 # tar split into 15 MiB parts (reassemble: cat PACK_DIR/pack.tar.part-* | tar x).
 # Environment: PYTHON (python3), EPOCHS (60), VARIANTS (all below), EXTRA_ARGS (more options for
-# every stage), STUDENT_EXTRA_ARGS (more for the plain and distilled students), STAGE_LIMIT (s; a safety net per training: a run stopped by it keeps its best.pt but
-# has no result.json).
+# every stage), STUDENT_EXTRA_ARGS (more for the plain and distilled students only), STAGE_LIMIT
+# (seconds; a safety net per training: a run stopped by it keeps its best.pt but has no result.json).
 # Then, on any machine: kdviewer-train export --workdir WORK_DIR/<chosen> ... (docs/MODELS.md).
 set -u
 DATA=${1:?usage: nih_gpu.sh DATA_ROOT WORK_DIR [PACK_DIR]}
