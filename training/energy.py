@@ -28,7 +28,8 @@ class EpochEnergy:
 def nvml_index(device) -> int:
     """NVML's index of a CUDA device. CUDA numbers the visible devices (``CUDA_VISIBLE_DEVICES``,
     fastest first by default) while NVML numbers all GPUs in PCI order: match them by PCI bus id.
-    Written against the documented torch and NVML interfaces; UNTESTED here (no GPU machine)."""
+    Ran on a one-GPU H100 machine (the bundled models' training, docs/MODELS.md); the mapping on
+    machines with several GPUs is written against the documented interfaces but untested."""
     import torch
 
     index = device.index if device.index is not None else torch.cuda.current_device()
