@@ -50,6 +50,10 @@ def create_window(settings=None, *, t_start: float | None = None, **kwargs):
 def run_viewer(paths: list[str]) -> int:
     """Start the viewer on ``paths`` (files or folders; none: the built-in example). Returns the exit code."""
     t_start = time.perf_counter()
+    from kdviewer.qt.syslibs import check_qt_libraries
+
+    if not check_qt_libraries():  # before Qt, whose own message names the wrong library
+        return 1
     from PySide6.QtCore import QTimer
 
     app = make_application()
