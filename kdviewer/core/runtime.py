@@ -9,6 +9,9 @@ in its name; a sidecar file holds the ONNX file's own SHA-256 so that a truncate
 cache is detected and rebuilt. The intra-op thread count is resolved once per process
 (:func:`thread_count`: ``KDVIEWER_THREADS`` or the number of physical cores) and used by every
 ONNX Runtime session and by PyTorch.
+
+This is the only module that imports onnxruntime, and it turns the runtime's telemetry off before
+the import (:func:`_onnxruntime`): see :data:`TELEMETRY_ENV`.
 """
 
 from __future__ import annotations
@@ -26,6 +29,15 @@ from typing import Protocol
 import numpy as np
 
 log = logging.getLogger(__name__)
+
+# ONNX Runtime's official builds (1.32 measured with strace) send usage telemetry: about 10 s after
+# the first session, a DNS lookup of Microsoft's collector, and a device id and an event database
+# under ~/.cache/Microsoft. Only this variable stops both, and only when it is set before
+# onnxruntime is imported (set after the import, or ort.disable_telemetry_events() alone, did not).
+# It is forced, not defaulted: kdviewer promises zero sockets. tests/test_offline.py checks it.
+TELEMETRY_ENV = "ORT_DISABLE_TELEMETRY"
+_ORT_IMPORTED_WITH_TELEMETRY = "onnxruntime" in sys.modules and os.environ.get(TELEMETRY_ENV) != "1"
+os.environ[TELEMETRY_ENV] = "1"
 
 RUNTIMES = ("onnxruntime", "torch-eager")
 ONNX_OPSET = 17
@@ -219,6 +231,21 @@ def _cache_intact(path: Path) -> bool:
         return False
 
 
+def _onnxruntime():
+    """The onnxruntime module, imported with its telemetry off (see :data:`TELEMETRY_ENV`).
+
+    Raises RuntimeError when something imported onnxruntime before this module could turn the
+    telemetry off: no session is then created (``make_runtime("auto")`` falls back to PyTorch).
+    """
+    if _ORT_IMPORTED_WITH_TELEMETRY:
+        raise RuntimeError(f"onnxruntime was imported before kdviewer.core.runtime set {TELEMETRY_ENV}=1, so "
+                           "its telemetry may be on; refusing to create a session")
+    import onnxruntime as ort
+
+    ort.disable_telemetry_events()  # the non-essential events as well, should the variable ever be ignored
+    return ort
+
+
 def spinning_enabled() -> bool:
     """Whether ONNX Runtime's worker threads busy-wait: off unless ``KDVIEWER_ORT_SPINNING=1``."""
     return os.environ.get("KDVIEWER_ORT_SPINNING", "0").strip().lower() in ("1", "true", "yes", "on")
@@ -234,8 +261,7 @@ def session_options(threads: int | None = None, *, spinning: bool | None = None)
     11 to 47 ms, energy spent busy-waiting after each image; with the student and the teacher
     running side by side, or any other load, spinning threads also slow each other down.
     """
-    import onnxruntime as ort
-
+    ort = _onnxruntime()
     so = ort.SessionOptions()
     so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
@@ -259,8 +285,7 @@ class OnnxRuntime:
 
     def __init__(self, model, weights_sha256: str, size: int = 224, channels: int = 3, *,
                  threads: int | None = None, spinning: bool | None = None, architecture: str | None = None):
-        import onnxruntime as ort
-
+        ort = _onnxruntime()
         arch = architecture or model.arch
         self.threads = threads or thread_count()
         self.path = onnx_path(arch, weights_sha256, size)

@@ -1,5 +1,7 @@
 """Forward runtimes: ONNX export equals PyTorch, cache location, reuse and repair, threads."""
 
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -101,3 +103,16 @@ def test_make_runtime_kinds():
     assert rt.make_runtime("torch-eager", model, "x" * 64).name == "torch-eager"
     with pytest.raises(ValueError):
         rt.make_runtime("tensorrt", model, "x" * 64)
+
+
+def test_onnxruntime_imported_before_its_telemetry_was_off_is_refused():
+    # ORT reads ORT_DISABLE_TELEMETRY when it is imported: a session created after an earlier
+    # import would phone home (tests/test_offline.py), so the runtime refuses to make one.
+    code = ("import os; os.environ.pop('ORT_DISABLE_TELEMETRY', None); import onnxruntime\n"
+            "from kdviewer.core import runtime\n"
+            "try:\n    runtime._onnxruntime()\nexcept RuntimeError as exc:\n    print('refused:', exc)\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True).stdout
+    assert out.startswith("refused:") and "ORT_DISABLE_TELEMETRY=1" in out
+    code = "from kdviewer.core import runtime; import os; runtime._onnxruntime(); print(os.environ['ORT_DISABLE_TELEMETRY'])"
+    assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
+                          check=True).stdout.strip() == "1"
