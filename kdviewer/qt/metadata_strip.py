@@ -5,9 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 
 from PySide6.QtCore import Qt
-from PySide6.QtWidgets import QHBoxLayout, QLabel, QWidget
+from PySide6.QtWidgets import QHBoxLayout, QWidget
 
 from kdviewer.core.image import IDENTIFYING_FIELDS
+from kdviewer.qt.elided_label import ElidedLabel
 
 
 def describe_metadata(meta, path: str | None = None) -> list[str]:
@@ -39,6 +40,8 @@ def describe_identifiers(meta) -> list[str]:
 
 
 class MetadataStrip(QWidget):
+    """What the file is, elided to the window's width (a long name or identifier never widens it)."""
+
     def __init__(self, parent=None):
         super().__init__(parent)
         self.setObjectName("metadataStrip")
@@ -47,11 +50,10 @@ class MetadataStrip(QWidget):
         self._show_identifiers = False
         layout = QHBoxLayout(self)
         layout.setContentsMargins(8, 3, 8, 3)
-        self.label = QLabel("")
-        self.label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
-        self.identifiers = QLabel("")
+        self.label = ElidedLabel("", elide=Qt.TextElideMode.ElideMiddle)  # keeps the size and encoding
+        self.identifiers = ElidedLabel("")
         self.identifiers.setObjectName("identifiers")
-        self.identifiers.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        self.identifiers.setAlignment(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
         layout.addWidget(self.label, 1)
         layout.addWidget(self.identifiers)
 

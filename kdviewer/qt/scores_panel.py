@@ -40,7 +40,7 @@ class ScoreBar(QWidget):
         self.threshold: float | None = None
         self.positive: bool | None = None
         self.placeholder = "—"
-        self.setMinimumSize(150, 26)
+        self.setMinimumSize(90, 26)  # two bars and the names fit a laptop's side panel
         self.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Fixed)
 
     def set_value(self, score: float | None, threshold: float | None, positive: bool | None) -> None:
@@ -162,13 +162,15 @@ class ScoresPanel(QWidget):
             if text:
                 h.setStyleSheet(f"color:{ROLE_COLORS[text.lower()]}; font-weight:600;")
             grid.addWidget(h, 0, col)
+        name_width = max(self.fontMetrics().horizontalAdvance(f"{i}   {f.name}") for i, f in
+                         enumerate(FINDINGS, start=1)) + 6
         for i, f in enumerate(FINDINGS, start=1):
             row = _FindingRow(f.key)
             row.clicked.connect(self._on_row_clicked)
             row_layout = QHBoxLayout(row)
             row_layout.setContentsMargins(6, 2, 6, 2)
             label = QLabel(f"<span style='color:#80868b'>{i}</span>&nbsp;&nbsp;{f.name}")
-            label.setMinimumWidth(140)
+            label.setMinimumWidth(name_width)  # the same in every row, so the bars line up
             row_layout.addWidget(label)
             for role in ROLES:
                 bar = ScoreBar()

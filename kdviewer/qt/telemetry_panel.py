@@ -33,6 +33,12 @@ STAGE_STYLES = {
     "forward": Qt.PenStyle.DashLine,
     "heatmap": Qt.PenStyle.DashDotLine,
 }
+SUMMARY_ROWS = (  # key, row name, tooltip
+    ("latency", "latency", "median latency per inference, last 20 inferences"),
+    ("stages", "pre/fwd/cam", "median preprocess / forward / heat-map time, last 20 inferences"),
+    ("power", "power", "median power while inferring, last 20 inferences"),
+    ("energy", "energy", "median energy per inference above idle, last 20 inferences"),
+)
 CSV_FIELDS = (
     "t",
     "model_name",
@@ -125,25 +131,30 @@ class TelemetryPanel(QWidget):
         for plot in (self.latency_plot, self.power_plot, self.energy_plot):
             layout.addWidget(plot, 1)
 
+        # One row per figure and one column per model: narrow enough for a laptop's side panel
+        # (a column per figure collided at 1366 px).
         grid = QGridLayout()
-        grid.setHorizontalSpacing(12)
+        grid.setHorizontalSpacing(10)
         grid.setVerticalSpacing(1)
         self.summary: dict[tuple[str, str], QLabel] = {}
-        cols = ("latency", "stages", "power", "energy")
-        headers = ("median latency", "pre / fwd / cam", "power", "energy / inference")
-        for c, h in enumerate(headers, start=1):
-            lab = QLabel(h)
-            lab.setObjectName("hint")
-            grid.addWidget(lab, 0, c)
-        for r, role in enumerate(ROLES + ("ratio",), start=1):
-            name = "Teacher / student" if role == "ratio" else ROLE_TITLES[role]
+        for c, role in enumerate(ROLES + ("ratio",), start=1):
+            name = "T / S" if role == "ratio" else ROLE_TITLES[role]
             color = "#e8eaed" if role == "ratio" else ROLE_COLORS[role]
-            grid.addWidget(QLabel(f"<span style='color:{color}; font-weight:600'>{name}</span>"), r, 0)
-            for c, key in enumerate(cols, start=1):
-                lab = QLabel("—")
-                lab.setObjectName("metric")
-                self.summary[(role, key)] = lab
-                grid.addWidget(lab, r, c)
+            head = QLabel(f"<span style='color:{color}; font-weight:600'>{name}</span>")
+            if role == "ratio":
+                head.setToolTip("teacher / student")
+            grid.addWidget(head, 0, c)
+        for r, (key, name, tip) in enumerate(SUMMARY_ROWS, start=1):
+            lab = QLabel(name)
+            lab.setObjectName("hint")
+            lab.setToolTip(tip)
+            grid.addWidget(lab, r, 0)
+            for c, role in enumerate(ROLES + ("ratio",), start=1):
+                value = QLabel("—")
+                value.setObjectName("metric")
+                self.summary[(role, key)] = value
+                grid.addWidget(value, r, c)
+        grid.setColumnStretch(4, 1)
         layout.addLayout(grid)
         self.method_label = QLabel("Power: not measured yet")
         self.method_label.setObjectName("hint")
@@ -157,7 +168,7 @@ class TelemetryPanel(QWidget):
         plot.showGrid(x=True, y=True, alpha=0.15)
         if time_axis:
             plot.setLabel("bottom", "time since start", units="s")
-        plot.setMinimumHeight(100)
+        plot.setMinimumHeight(72)
         plot.getPlotItem().getAxis("left").setWidth(40)
         plot.setMouseEnabled(x=False, y=False)
         plot.hideButtons()
