@@ -27,16 +27,31 @@ Value space of the returned pixels (float32, 2-D):
 ``value_range`` is the (min, max) of the returned pixels: the display-independent range the
 model input is scaled from.
 
-Size limit: :data:`MAX_PIXELS`. Larger images are refused from the header alone (PNG IHDR,
-PIL's header for JPEG, Rows x Columns x NumberOfFrames for DICOM) before anything is decoded.
+Limits (every file is hostile until bounded): a file of at most :data:`MAX_FILE_BYTES`; a decoded
+image of at most :data:`MAX_PIXELS` pixels, :data:`MAX_SIDE` per side and :data:`MAX_DECODED_BYTES`
+decoded bytes (rows x columns x samples x bytes per sample x frames decoded). They are checked from
+the headers before anything large is allocated: PNG IHDR and Pillow's header, the DICOM header, and
+the compressed codestream's own header (:mod:`kdviewer.core.codestream`), which must agree with the
+DICOM header. Deflated DICOM is inflated incrementally up to a cap; DICOM parsing has a budget of
+reads (bounding element counts) and sequences may nest :data:`MAX_SEQUENCE_DEPTH` deep.
+
+Warnings from pydicom and Pillow during a read are captured, never printed: they can quote
+identifying values (a malformed Study Instance UID, a name). They come back in
+``LoadedImage.warnings`` without the values, e.g. "invalid value for StudyInstanceUID (UI)".
 """
 
 from __future__ import annotations
 
-import logging
+import contextlib
+import copy
+import dataclasses
 import io
+import logging
+import math
 import os
+import re
 import struct
+import warnings
 import zlib
 from collections.abc import Iterable, Iterator
 from pathlib import Path
@@ -44,6 +59,7 @@ from typing import Any
 
 import numpy as np
 
+from .codestream import CodestreamError, bytes_per_sample, check_rle_frame, j2k_header, jpeg_header
 from .errors import ImageReadError
 from .image import ImageMetadata, LoadedImage, Window
 
@@ -55,6 +71,31 @@ log = logging.getLogger(__name__)
 #: about 256 MB as float32 plus its decoded stored array. It is also below Pillow's own
 #: decompression-bomb threshold, so Pillow never warns about an image we accept.
 MAX_PIXELS = 64 * 1024 * 1024
+
+#: Largest decoded image accepted, in bytes: rows x columns x samples per pixel x bytes per sample
+#: (from BitsAllocated, or the codestream's precision when larger) x frames decoded (one for
+#: :func:`read_image`). 256 MiB holds an 8192 x 8192 16-bit grey image twice over, or 8192 x
+#: 8192 RGB at 8 bits; it refuses e.g. 8192 x 8192 RGB at 32 bits (768 MiB).
+MAX_DECODED_BYTES = 256 * 1024 * 1024
+
+#: Longest side accepted, in pixels: the most DICOM's 16-bit Rows/Columns can say. A PNG of
+#: 67108863 x 1 pixels has few pixels but no business in an X-ray viewer.
+MAX_SIDE = 65535
+
+#: Largest file accepted. Uncompressed multi-frame DICOM is the only legitimate reason for big
+#: files; the whole file is held in memory while reading.
+MAX_FILE_BYTES = 1024 * 1024 * 1024
+
+#: Most read calls pydicom may make in one parse of a DICOM file: two or three per data element,
+#: so about 20000 elements. Chest X-ray headers have a few hundred; a 10
+#: MB file of tiny elements (a million) would otherwise take pydicom a minute to parse.
+MAX_DICOM_READS = 60_000
+
+#: Deepest nesting of DICOM sequences accepted (real files rarely exceed 5).
+MAX_SEQUENCE_DEPTH = 32
+
+#: Inflated size allowed for a deflated DICOM dataset beyond the pixel limit: room for the header.
+_DEFLATE_HEADER_ROOM = 64 * 1024 * 1024
 
 #: ITU-R BT.601 luma weights used for every colour-to-grey conversion.
 LUMA_WEIGHTS = (0.299, 0.587, 0.114)
@@ -168,14 +209,21 @@ def iter_image_files(paths: Iterable[str | os.PathLike]) -> Iterator[Path]:
 
 
 def read_image(
-    path: str | os.PathLike, *, max_pixels: int = MAX_PIXELS, reduce_to: int | None = None
+    path: str | os.PathLike,
+    *,
+    max_pixels: int = MAX_PIXELS,
+    max_bytes: int = MAX_DECODED_BYTES,
+    reduce_to: int | None = None,
 ) -> LoadedImage:
     """Read a DICOM, PNG or JPEG file (detected by content) into a :class:`LoadedImage`.
 
     Raises :class:`ImageReadError` naming the file and the cause for anything that prevents
     reading: missing or empty file, unknown format, truncated or corrupt data, no pixel data,
-    a transfer syntax no installed codec decodes, or more than ``max_pixels`` pixels.
-    See the module docstring for the value space of the returned pixels.
+    a transfer syntax no installed codec decodes, an image above the limits (``max_pixels``
+    pixels, ``max_bytes`` decoded bytes, :data:`MAX_SIDE` per side, :data:`MAX_FILE_BYTES`), or
+    non-finite pixel values. Nothing else escapes, whatever a codec raises (native codecs'
+    ``BaseException`` subclasses included), except ``KeyboardInterrupt``, ``SystemExit`` and
+    ``GeneratorExit``. See the module docstring for the value space of the returned pixels.
 
     ``reduce_to`` asks for a faster, smaller decode where the format has one built in: JPEG
     2000 pixel data is then decoded at half resolution (its wavelet low-pass band, an
@@ -185,93 +233,323 @@ def read_image(
     display; other formats are unaffected.
     """
     path = Path(path)
+    notes: list[str] = []
     try:
-        if not path.is_file():
-            raise ImageReadError(path, "no such file" if not path.exists() else "not a file")
-        if path.stat().st_size == 0:
-            raise ImageReadError(path, "the file is empty")
-        fmt = sniff_format(_read_head(path))
-        if fmt is None:
-            raise ImageReadError(path, "not a recognised image format (expected DICOM, PNG or JPEG)")
-        if fmt == "DICOM":
-            ds = read_dicom_dataset(path, max_pixels=max_pixels)
-            stored = _decode_j2k_reduced(ds, reduce_to) if reduce_to else None
-            if stored is None:
-                stored = decode_stored_pixels(ds, path=path)
-            return image_from_dicom(path, ds, stored)
-        return _read_pil(path, fmt, max_pixels)
+        with _captured_warnings(notes):
+            image = _read(path, max_pixels, max_bytes, reduce_to, notes)
     except ImageReadError:
         raise
     except MemoryError:
         raise ImageReadError(path, "not enough memory to decode the image") from None
     except Exception as exc:  # any library failure on a bad file becomes the documented error
         log.debug("unexpected failure reading %s", path, exc_info=True)
-        raise ImageReadError(path, f"cannot read the file ({type(exc).__name__}: {exc})") from exc
+        raise ImageReadError(path, f"cannot read the file ({_describe(exc)})") from exc
+    except BaseException as exc:  # native codecs' panics (pyo3's PanicException) are BaseExceptions
+        _reraise_interrupts(exc)
+        raise ImageReadError(path, f"the decoder failed ({_describe(exc)})") from None
+    if notes:
+        extra = tuple(n for n in dict.fromkeys(notes) if n not in image.warnings)
+        image = dataclasses.replace(image, warnings=image.warnings + extra[:_MAX_NOTES])
+    return image
+
+
+def _read(path: Path, max_pixels: int, max_bytes: int, reduce_to: int | None, notes: list[str]) -> LoadedImage:
+    if not path.is_file():
+        raise ImageReadError(path, "no such file" if not path.exists() else "not a file")
+    size = path.stat().st_size
+    if size == 0:
+        raise ImageReadError(path, "the file is empty")
+    if size > MAX_FILE_BYTES:
+        raise ImageReadError(path, f"the file is {size} bytes, more than the limit of {MAX_FILE_BYTES}")
+    fmt = sniff_format(_read_head(path))
+    if fmt is None:
+        raise ImageReadError(path, "not a recognised image format (expected DICOM, PNG or JPEG)")
+    if fmt != "DICOM":
+        return _read_pil(path, fmt, max_pixels, max_bytes)
+    ds = read_dicom_dataset(path, max_pixels=max_pixels, max_bytes=max_bytes, notes=notes)
+    check_pixel_data(ds, frame=0, max_bytes=max_bytes, path=path)
+    stored = _decode_j2k_reduced(ds, reduce_to) if reduce_to else None
+    if stored is None:
+        stored = _decode(ds, 0, path)
+    return image_from_dicom(path, ds, stored)
+
+
+def _reraise_interrupts(exc: BaseException) -> None:
+    if isinstance(exc, (KeyboardInterrupt, SystemExit, GeneratorExit)):
+        raise exc
+
+
+#: Most captured warnings added to one image's warnings.
+_MAX_NOTES = 10
+_QUOTED = re.compile(r"'[^']*'|\"[^\"]*\"")
+
+
+def _scrub(message: str) -> str:
+    """A library message without the values it quotes (they may identify a patient)."""
+    text = _QUOTED.sub("'…'", str(message)).split(". Please see")[0]
+    text = " ".join(text.split())
+    return text if len(text) <= 200 else text[:199] + "…"
+
+
+def _describe(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: {_scrub(exc)}"
+
+
+@contextlib.contextmanager
+def _captured_warnings(notes: list[str]):
+    """Collect warnings (scrubbed of values) into ``notes`` and keep pydicom's log off stderr.
+
+    pydicom both warns and logs what it finds malformed, quoting the value; a decoder failure
+    is logged with a traceback. Neither may reach the user's terminal. Not thread-safe (Python's
+    warning filters are global): reads in threads go through :mod:`kdviewer.core.readpool`.
+    """
+    pydicom_log = logging.getLogger("pydicom")
+    propagate = pydicom_log.propagate
+    pydicom_log.propagate = False
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            yield
+    finally:
+        pydicom_log.propagate = propagate
+        notes.extend(_scrub(w.message) for w in caught)
 
 
 # --------------------------------------------------------------------------- DICOM
 
 
-def read_dicom_dataset(path: str | os.PathLike, *, max_pixels: int = MAX_PIXELS):
+def read_dicom_dataset(
+    path: str | os.PathLike,
+    *,
+    max_pixels: int = MAX_PIXELS,
+    max_bytes: int = MAX_DECODED_BYTES,
+    notes: list[str] | None = None,
+):
     """Parse a DICOM file (with or without preamble and File Meta) and check it holds an image.
 
-    The header is parsed first and the image size checked against ``max_pixels`` before the
-    pixel data is read. Files without File Meta get a Transfer Syntax UID from the encoding
-    pydicom detected (implicit VR little endian, the standard's default). Returns the full
-    pydicom Dataset (pixel data included); raises :class:`ImageReadError` otherwise.
+    The header is parsed first (within a budget of :data:`MAX_DICOM_READS` reads and
+    :data:`MAX_SEQUENCE_DEPTH` levels of sequences), every value converted, and the size of one
+    frame checked against ``max_pixels``, ``max_bytes`` and :data:`MAX_SIDE`; only then is the
+    pixel data read. Deflated datasets are inflated once, incrementally, up to ``max_bytes``
+    plus room for the header. Files without File Meta get a Transfer Syntax UID from the
+    encoding pydicom detected (implicit VR little endian, the standard's default). Values
+    pydicom finds invalid are named in ``notes`` (keyword and VR, never the value). Returns the
+    full pydicom Dataset (pixel data included); raises :class:`ImageReadError` otherwise.
     """
-    import pydicom
     from pydicom.errors import InvalidDicomError
 
     path = Path(path)
+    notes = [] if notes is None else notes
     try:
-        header = pydicom.dcmread(path, force=True, stop_before_pixels=True)
-        _check_parsed(path, header)
-        _check_image_header(path, header, max_pixels)
-        ds = pydicom.dcmread(path, force=True)
+        with _dicom_source(path, max_bytes + _DEFLATE_HEADER_ROOM) as source:
+            header = source.parse(stop_before_pixels=True)
+            _check_parsed(path, header, notes)
+            _check_image_header(path, header, max_pixels, max_bytes)
+            ds = source.parse(stop_before_pixels=False)
     except ImageReadError:
         raise
     except MemoryError:
         raise ImageReadError(path, "not enough memory to read the file") from None
     except InvalidDicomError as exc:
-        raise ImageReadError(path, f"not a valid DICOM file ({exc})") from exc
+        raise ImageReadError(path, f"not a valid DICOM file ({_scrub(exc)})") from exc
     except Exception as exc:  # pydicom raises many types on damaged files
-        raise ImageReadError(path, f"corrupt or truncated DICOM ({type(exc).__name__}: {exc})") from exc
+        raise ImageReadError(path, f"corrupt or truncated DICOM ({_describe(exc)})") from exc
     if "PixelData" not in ds:
         raise ImageReadError(path, "DICOM pixel data missing or cut off (file truncated?)")
     _ensure_transfer_syntax(path, ds)
     return ds
 
 
-def _check_parsed(path: Path, ds) -> None:
-    """Reject what ``force=True`` turned into a dataset but is not DICOM."""
+class _ReadBudget:
+    """A file object for pydicom that allows a limited number of reads.
+
+    pydicom parses nested sequences without any callback, so counting its reads is the one way
+    to bound the work a file of a million tiny elements causes.
+    """
+
+    def __init__(self, raw, budget: int, name: str):
+        self._raw, self.left, self.name = raw, budget, name
+
+    def read(self, size: int = -1) -> bytes:
+        self.left -= 1
+        if self.left < 0:
+            raise _BudgetExceeded
+        return self._raw.read(size)
+
+    def seek(self, offset: int, whence: int = 0) -> int:
+        return self._raw.seek(offset, whence)
+
+    def tell(self) -> int:
+        return self._raw.tell()
+
+
+class _BudgetExceeded(Exception):
+    pass
+
+
+class _DicomSource:
+    """Parses one DICOM file, possibly twice (header, then everything), within the read budget."""
+
+    def __init__(self, path: Path, raw, deflated_meta=None):
+        self.path, self._raw, self._deflated_meta = path, raw, deflated_meta
+
+    def parse(self, *, stop_before_pixels: bool):
+        from pydicom.filereader import read_partial
+
+        self._raw.seek(0)
+        budget = _ReadBudget(self._raw, MAX_DICOM_READS, str(self.path))
+        stop = _at_pixel_data if stop_before_pixels else None
+        try:
+            ds = read_partial(budget, stop, force=True)
+        except Exception:
+            if budget.left < 0:
+                raise ImageReadError(
+                    self.path, f"too many DICOM data elements (more than about {MAX_DICOM_READS // 3})"
+                ) from None
+            raise
+        # the dataset must not hold on to (or try to pickle) our file object
+        ds.filename, ds.buffer, ds.fileobj_type = str(self.path), None, open
+        if self._deflated_meta is not None:
+            ds.file_meta = self._deflated_meta
+        return ds
+
+
+def _at_pixel_data(tag, vr, length) -> bool:
+    return tag in (0x7FE00010, 0x7FE00008, 0x7FE00009)
+
+
+@contextlib.contextmanager
+def _dicom_source(path: Path, inflate_cap: int):
+    """A :class:`_DicomSource` for the file; deflated datasets are inflated here, once."""
+    with open(path, "rb") as fh:
+        meta = _deflated_file_meta(fh)
+        if meta is None:
+            yield _DicomSource(path, fh)
+            return
+        yield _DicomSource(path, _inflate(path, fh, meta, inflate_cap), deflated_meta=meta)
+
+
+def _deflated_file_meta(fh):
+    """The File Meta of a Deflated Explicit VR Little Endian file (read position after it), or None."""
+    from pydicom.filereader import _read_file_meta_info, read_preamble
+    from pydicom.uid import DeflatedExplicitVRLittleEndian
+
+    try:
+        read_preamble(fh, True)
+        # pydicom has no public way to read the File Meta and stay positioned after it
+        meta = _read_file_meta_info(_ReadBudget(fh, MAX_DICOM_READS, fh.name))
+    except Exception:  # whatever is wrong is reported by the real parse
+        meta = None
+    if meta is None or meta.get("TransferSyntaxUID") != DeflatedExplicitVRLittleEndian:
+        fh.seek(0)
+        return None
+    return meta
+
+
+def _inflate(path: Path, fh, meta, cap: int) -> io.BytesIO:
+    """A file image of the deflated file with its dataset inflated (at most ``cap`` bytes).
+
+    pydicom itself inflates the whole dataset in one call, on every parse; here it is inflated
+    once, a few MiB at a time, and refused as soon as it passes the cap.
+    """
+    from pydicom.filebase import DicomBytesIO
+    from pydicom.filewriter import write_file_meta_info
+    from pydicom.uid import ExplicitVRLittleEndian
+
+    out = DicomBytesIO()
+    out.is_little_endian, out.is_implicit_VR = True, False
+    out.write(bytes(128) + b"DICM")
+    plain = copy.deepcopy(meta)  # Dataset.copy() would share the elements with ``meta``
+    plain.TransferSyntaxUID = ExplicitVRLittleEndian
+    write_file_meta_info(out, plain, enforce_standard=False)
+    inflater = zlib.decompressobj(-zlib.MAX_WBITS)
+    inflated = 0
+    while not inflater.eof:
+        data = fh.read(1 << 20)
+        if not data:
+            break
+        while data and not inflater.eof:
+            chunk = inflater.decompress(data, 1 << 22)
+            inflated += len(chunk)
+            if inflated > cap:
+                raise ImageReadError(
+                    path, f"the deflated dataset inflates to more than {cap} bytes (a decompression bomb?)"
+                )
+            out.write(chunk)
+            data = inflater.unconsumed_tail
+    out.seek(0)
+    return out
+
+
+def _check_parsed(path: Path, ds, notes: list[str]) -> None:
+    """Reject what ``force=True`` turned into a dataset but is not DICOM; convert every value."""
     if len(ds) == 0:
         raise ImageReadError(path, "not a DICOM file (no data elements found)")
-    try:
-        for elem in ds:  # convert every value now: garbage fails here, not later in a viewer
-            _ = elem.value
-    except Exception as exc:
-        raise ImageReadError(path, f"corrupt DICOM header ({exc})") from exc
+    _convert_all(path, ds, notes, 0)
     known = {"SOPClassUID", "Modality", "Rows", "Columns", "PatientID", "StudyInstanceUID"}
     if not any(k in ds for k in known):
         raise ImageReadError(path, "not a DICOM file (no recognisable DICOM attributes)")
 
 
-def _check_image_header(path: Path, ds, max_pixels: int) -> None:
+def _convert_all(path: Path, ds, notes: list[str], depth: int) -> None:
+    """Convert every value now (garbage fails here, not later in a viewer), naming invalid ones."""
+    if depth > MAX_SEQUENCE_DEPTH:
+        raise ImageReadError(path, f"DICOM sequences nested more than {MAX_SEQUENCE_DEPTH} levels deep")
+    for tag in list(ds.keys()):
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            try:
+                elem = ds[tag]
+                value = elem.value
+            except Exception as exc:
+                raise ImageReadError(path, f"corrupt DICOM header (cannot read {_element_name(ds, tag)})") from exc
+        if caught:  # pydicom's validation: its message quotes the value, ours names the element
+            notes.append(f"invalid value for {_element_name(ds, tag)}")
+        if elem.VR == "SQ":
+            for item in value:
+                _convert_all(path, item, notes, depth + 1)
+
+
+def _element_name(ds, tag) -> str:
+    from pydicom.datadict import keyword_for_tag
+    from pydicom.tag import Tag
+
+    tag = Tag(tag)
+    raw = ds.get_item(tag)
+    vr = getattr(raw, "VR", None) or "??"
+    return f"{keyword_for_tag(tag) or str(tag)} ({vr})"
+
+
+def _check_image_header(path: Path, ds, max_pixels: int, max_bytes: int) -> None:
     if "Rows" not in ds or "Columns" not in ds:
         sop = ds.get("SOPClassUID")
         what = f" ({sop.name})" if sop is not None else ""
         raise ImageReadError(path, f"DICOM file has no pixel data{what}")
     rows, cols = int(ds.Rows or 0), int(ds.Columns or 0)
-    frames = _frames(ds)
-    if rows <= 0 or cols <= 0:
-        raise ImageReadError(path, f"DICOM image has an invalid size {rows} x {cols}")
-    total = rows * cols * frames
-    if total > max_pixels:
+    bits = int(ds.get("BitsAllocated", 16) or 16)
+    if not 1 <= bits <= 64:
+        raise ImageReadError(path, f"DICOM image has an invalid BitsAllocated {bits}")
+    samples = int(ds.get("SamplesPerPixel", 1) or 1)
+    _check_size(path, rows, cols, samples, bytes_per_sample(bits), max_pixels, max_bytes, f"{_frames(ds)} frame(s)")
+
+
+def _check_size(path, rows: int, cols: int, samples: int, sample_bytes: int, max_pixels: int, max_bytes: int, frames: str = "") -> None:
+    """Refuse an image of one decoded frame that breaks a limit (see the module docstring)."""
+    what = f"{rows} x {cols}" + (f" x {frames}" if frames else "")
+    if rows <= 0 or cols <= 0 or samples <= 0:
+        raise ImageReadError(path, f"the image has an invalid size {what} with {samples} sample(s) per pixel")
+    if rows > MAX_SIDE or cols > MAX_SIDE:
+        raise ImageReadError(path, f"image too large: {what}: a side exceeds the limit of {MAX_SIDE} pixels")
+    if rows * cols > max_pixels:
+        raise ImageReadError(
+            path, f"image too large: {what} = {rows * cols} pixels exceeds the limit of {max_pixels} pixels"
+        )
+    decoded = rows * cols * samples * sample_bytes
+    if decoded > max_bytes:
         raise ImageReadError(
             path,
-            f"image too large: {rows} x {cols} x {frames} frame(s) = {total} pixels "
-            f"exceeds the limit of {max_pixels} pixels",
+            f"image too large: {what} with {samples} sample(s) of {sample_bytes} byte(s) decodes to "
+            f"{decoded} bytes, more than the limit of {max_bytes}",
         )
 
 
@@ -305,14 +583,84 @@ def _ensure_transfer_syntax(path: Path, ds) -> None:
     log.debug("%s: no File Meta; read as %s", path, uid.name)
 
 
-def decode_stored_pixels(ds, *, frame: int | None = 0, path: str | os.PathLike | None = None) -> np.ndarray:
+def check_pixel_data(ds, *, frame: int | None = 0, max_bytes: int = MAX_DECODED_BYTES, path=None) -> None:
+    """Check that decoding ``frame`` (all frames when None) of a dataset stays within the limits.
+
+    For compressed pixel data, each frame's codestream header (JPEG, JPEG-LS, JPEG 2000 SIZ,
+    RLE segment table; see :mod:`kdviewer.core.codestream`) must agree with Rows, Columns and
+    SamplesPerPixel, and the bytes it decodes to must stay within ``max_bytes``. Raises
+    :class:`ImageReadError` otherwise; decodes nothing.
+    """
+    from pydicom.encaps import get_frame
+    from pydicom.uid import JPEG2000TransferSyntaxes, JPEGLSTransferSyntaxes, JPEGTransferSyntaxes, RLELossless
+
+    where = path or getattr(ds, "filename", None) or "<dataset>"
+    tsuid = ds.file_meta.TransferSyntaxUID
+    frames = _frames(ds)
+    rows, cols = int(ds.Rows), int(ds.Columns)
+    samples = int(ds.get("SamplesPerPixel", 1) or 1)
+    bits = int(ds.get("BitsAllocated", 16) or 16)
+    indices = range(frames) if frame is None else [0 if frames == 1 else int(frame)]
+    if len(indices) * rows * cols * samples * bytes_per_sample(bits) > max_bytes:
+        raise ImageReadError(where, f"image too large: {len(indices)} frames of {rows} x {cols} exceed {max_bytes} bytes")
+    if not tsuid.is_encapsulated:
+        return  # native data: pydicom allocates what the header says, checked above
+    if not ds["PixelData"].is_undefined_length:
+        raise ImageReadError(where, f"pixel data in {tsuid.name} is not encapsulated")
+    offsets = None
+    if "ExtendedOffsetTable" in ds and "ExtendedOffsetTableLengths" in ds:
+        offsets = (ds.ExtendedOffsetTable, ds.ExtendedOffsetTableLengths)
+    for index in indices:
+        try:
+            data = get_frame(ds.PixelData, index, number_of_frames=frames, extended_offsets=offsets)
+        except Exception as exc:
+            raise ImageReadError(where, f"corrupt encapsulated pixel data ({_describe(exc)})") from exc
+        try:
+            if tsuid == RLELossless:
+                check_rle_frame(data, samples * bytes_per_sample(bits))
+                continue
+            if tsuid in JPEGTransferSyntaxes or tsuid in JPEGLSTransferSyntaxes:
+                header = jpeg_header(data)
+            elif tsuid in JPEG2000TransferSyntaxes:
+                header = j2k_header(data)
+            else:
+                continue  # no installed decoder: decoding fails with its own message
+        except CodestreamError as exc:
+            raise ImageReadError(where, f"corrupt {tsuid.name} pixel data: {exc}") from None
+        if (header.rows, header.cols, header.components) != (rows, cols, samples):
+            raise ImageReadError(
+                where,
+                f"the {header.kind} codestream says {header.rows} x {header.cols} with {header.components} "
+                f"component(s) but the DICOM header says {rows} x {cols} with {samples}",
+            )
+        if header.decoded_bytes > max_bytes:
+            raise ImageReadError(
+                where,
+                f"image too large: the {header.kind} codestream decodes to {header.decoded_bytes} bytes, "
+                f"more than the limit of {max_bytes}",
+            )
+
+
+def decode_stored_pixels(
+    ds,
+    *,
+    frame: int | None = 0,
+    path: str | os.PathLike | None = None,
+    max_bytes: int = MAX_DECODED_BYTES,
+) -> np.ndarray:
     """Decode the stored pixel values of a dataset from :func:`read_dicom_dataset`.
 
     Returns pydicom's array before any LUT or inversion: (rows, cols) or (rows, cols, 3) for
     ``frame`` (0-based; ignored for single-frame images), or every frame when ``frame`` is None
     (then the same array as ``ds.pixel_array``). YBR colour is converted to RGB, as pydicom does
-    by default. Raises :class:`ImageReadError` when no installed codec can decode the data.
+    by default. The decode is checked first (:func:`check_pixel_data`). Raises
+    :class:`ImageReadError` when a limit is broken or no installed codec can decode the data.
     """
+    check_pixel_data(ds, frame=frame, max_bytes=max_bytes, path=path)
+    return _decode(ds, frame, path)
+
+
+def _decode(ds, frame: int | None, path) -> np.ndarray:
     from pydicom.pixels import pixel_array
 
     where = path or getattr(ds, "filename", None) or "<dataset>"
@@ -322,9 +670,11 @@ def decode_stored_pixels(ds, *, frame: int | None = 0, path: str | os.PathLike |
         return pixel_array(ds, index=index)
     except MemoryError:
         raise ImageReadError(where, "not enough memory to decode the image") from None
-    except Exception as exc:
-        detail = str(exc).strip().splitlines()
-        detail = " ".join(line.strip() for line in detail[:3])
+    except BaseException as exc:  # BaseException: the RLE decoder panics (pyo3) on some bad data
+        _reraise_interrupts(exc)
+        detail = " ".join(line.strip() for line in str(exc).strip().splitlines()[:3])
+        if not isinstance(exc, Exception):
+            detail = f"{type(exc).__name__}: {detail}"
         if tsuid.is_compressed:
             cause = (
                 f"cannot decode pixel data compressed as {tsuid.name} ({tsuid}): "
@@ -332,7 +682,7 @@ def decode_stored_pixels(ds, *, frame: int | None = 0, path: str | os.PathLike |
             )
         else:
             cause = f"corrupt or truncated pixel data in {tsuid.name} ({detail})"
-        raise ImageReadError(where, cause) from exc
+        raise ImageReadError(where, cause) from (exc if isinstance(exc, Exception) else None)
 
 
 _J2K_UIDS = {"1.2.840.10008.1.2.4.90", "1.2.840.10008.1.2.4.91"}
@@ -424,7 +774,7 @@ def image_from_dicom(path: str | os.PathLike, ds, stored: np.ndarray) -> LoadedI
 
     if pixels.ndim != 2:
         raise ImageReadError(path, f"unexpected decoded shape {pixels.shape}")
-    value_range = (float(pixels.min()), float(pixels.max()))
+    value_range = _finite_range(path, pixels)
     # the header's geometry: a reduced decode (read_image's reduce_to) keeps the full size here
     metadata = _dicom_metadata(ds, (int(ds.Rows), int(ds.Columns)), frames)
     if "PixelData" in ds:
@@ -462,6 +812,9 @@ def _apply_modality_lut(ds, stored: np.ndarray) -> tuple[np.ndarray, tuple[float
     pixels = stored.astype(np.float32)  # the one copy; rescaled in place below
     slope = float(ds.get("RescaleSlope", 1) or 1) if "RescaleSlope" in ds else 1.0
     intercept = float(ds.get("RescaleIntercept", 0) or 0) if "RescaleIntercept" in ds else 0.0
+    if not (math.isfinite(slope) and math.isfinite(intercept)):
+        where = getattr(ds, "filename", None) or "<dataset>"
+        raise ImageReadError(where, f"RescaleSlope {slope} / RescaleIntercept {intercept} is not a finite number")
     if slope != 1.0:
         pixels *= np.float32(slope)
     if intercept != 0.0:
@@ -532,6 +885,14 @@ def _voi_lut(ds, path: Path, warnings: list[str], mirror: float | None):
     except Exception as exc:
         warnings.append(f"VOI LUT Sequence ignored: {exc}")
         return None
+
+
+def _finite_range(path, pixels: np.ndarray) -> tuple[float, float]:
+    """(min, max) of the pixels; non-finite values (a NaN, or an overflowing rescale) are an error."""
+    lo, hi = float(pixels.min()), float(pixels.max())
+    if not (math.isfinite(lo) and math.isfinite(hi)):
+        raise ImageReadError(path, "pixel values are not finite numbers after the Modality LUT (NaN or overflow)")
+    return lo, hi
 
 
 def _rgb_to_grey(rgb: np.ndarray) -> tuple[np.ndarray, str]:
@@ -623,28 +984,28 @@ def _png_size(path: Path) -> tuple[int, int] | None:
     return width, height
 
 
-def _too_large(path: Path, width: int, height: int, max_pixels: int) -> ImageReadError:
-    return ImageReadError(
-        path,
-        f"image too large: {width} x {height} = {width * height} pixels "
-        f"exceeds the limit of {max_pixels} pixels",
-    )
+#: Bytes per pixel of Pillow's in-memory image by mode: one for 1, L and P, two for the 16-bit
+#: modes, four for everything else (Pillow pads RGB to four bytes).
+_PIL_BYTES = {"1": 1, "L": 1, "P": 1, "I;16": 2, "I;16B": 2, "I;16L": 2, "I;16N": 2}
 
 
-def _read_pil(path: Path, fmt: str, max_pixels: int) -> LoadedImage:
+def _read_pil(path: Path, fmt: str, max_pixels: int, max_bytes: int) -> LoadedImage:
     from PIL import Image, ImageOps, UnidentifiedImageError
 
     if fmt == "PNG":
         size = _png_size(path)
         if size is None:
             raise ImageReadError(path, "corrupt PNG (bad IHDR header)")
-        if size[0] * size[1] > max_pixels:
-            raise _too_large(path, *size, max_pixels)
+        _check_size(path, size[1], size[0], 1, 1, max_pixels, max_bytes)
+    else:
+        try:  # the frame header, and a bound on the scans a progressive file makes libjpeg run
+            jpeg_header(path.read_bytes())
+        except CodestreamError as exc:
+            raise ImageReadError(path, f"corrupt or hostile JPEG file: {exc}") from None
     try:
         with Image.open(path, formats=[fmt]) as im:
             width, height = im.size  # header only: nothing decoded yet
-            if width * height > max_pixels:
-                raise _too_large(path, width, height, max_pixels)
+            _check_size(path, height, width, 1, _PIL_BYTES.get(im.mode, 4), max_pixels, max_bytes)
             im.load()
             im = ImageOps.exif_transpose(im) or im
             pixels, photometric, bits, warnings = _pil_to_grey(im)

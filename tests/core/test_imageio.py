@@ -19,6 +19,7 @@ from kdviewer.core.display import apply_window, to_display_uint8
 from kdviewer.core.errors import ImageReadError
 from kdviewer.core.image import IDENTIFYING_FIELDS
 from kdviewer.core.imageio import (
+    MAX_DECODED_BYTES,
     MAX_PIXELS,
     decode_stored_pixels,
     image_from_dicom,
@@ -393,8 +394,20 @@ def test_huge_dicom_is_refused_before_decoding(tmp_path):
     ds.Rows, ds.Columns = 20000, 20000  # header claims 400 MP; pixel data is never touched
     _assert_read_error(fac.write(ds, tmp_path / "huge.dcm"), "too large", "20000 x 20000")
     ds = fac.make_dataset(fac.ramp())
+    ds.Rows, ds.Columns, ds.SamplesPerPixel, ds.BitsAllocated = 8192, 8192, 3, 32
+    _assert_read_error(fac.write(ds, tmp_path / "bytes.dcm"), "too large", f"more than the limit of {MAX_DECODED_BYTES}")
+
+
+def test_the_limit_counts_the_frames_decoded(tmp_path):
+    """read_image decodes the first frame only: ten frames of 4096² pass the size check (and then
+    fail on the missing pixel data), while decoding all of them is refused."""
+    ds = fac.make_dataset(fac.ramp())
     ds.Rows, ds.Columns, ds.NumberOfFrames = 4096, 4096, 10
-    _assert_read_error(fac.write(ds, tmp_path / "frames.dcm"), "too large", "10 frame")
+    path = fac.write(ds, tmp_path / "frames.dcm")
+    err = _assert_read_error(path, "pixel data")
+    assert "too large" not in err.cause
+    with pytest.raises(ImageReadError, match="too large"):
+        decode_stored_pixels(read_dicom_dataset(path), frame=None, max_bytes=100 * 2**20)
 
 
 def test_unsupported_photometric(tmp_path):
