@@ -230,7 +230,7 @@ def _head_weights(wpath: Path, n_findings: int) -> np.ndarray | None:
             keys = [k for k in f.keys() if k.startswith("classifier") and k.endswith("weight")]
             for k in sorted(keys, key=lambda k: (k.count("."), k), reverse=True):
                 w = f.get_tensor(k)
-                if w.ndim == 2 and w.shape[0] == n_findings:
+                if w.ndim == 2 and w.shape[0] == n_findings and np.isfinite(w).all():
                     return np.ascontiguousarray(w, dtype=np.float32)
     except Exception as exc:
         log.warning("cannot read the head weights from %s (%s)", wpath, exc)
@@ -332,12 +332,13 @@ class InferenceEngine:
     # -- construction ----------------------------------------------------------------------
 
     @classmethod
-    def from_card(cls, card_path: str | Path, *, runtime: str = "auto",
-                  selftest: bool = True) -> "InferenceEngine":
-        """Engine for the model card at ``card_path`` (weights verified by SHA-256, strict load).
+    def from_card(cls, card_path: str | Path, *, runtime: str = "auto") -> "InferenceEngine":
+        """Engine for the model card at ``card_path`` (weights checked and verified by SHA-256,
+        strict load; see :func:`~kdviewer.core.modelcard.verified_weights`).
 
-        Raises :class:`ModelLoadError` when the card or weights do not load. With ``selftest``,
-        scores the reference input and disables the engine on a mismatch with ``card.reference``.
+        Raises :class:`ModelLoadError` when the card or weights do not load. Always scores the
+        reference input and disables the engine (``status.state == "selftest_failed"``) on a
+        mismatch with ``card.reference`` or a non-finite score: there is no way to skip it.
         """
         from kdviewer.core.modelcard import load_model
 
@@ -345,8 +346,7 @@ class InferenceEngine:
         if engine is None:
             model, card = load_model(card_path)
             engine = cls(model, card, runtime=runtime, card_path=card_path)
-        if selftest:
-            engine.status = engine.self_test()
+        engine.status = engine.self_test()
         log.info("%s engine: %s (%s, %d threads)", engine.name, engine.status.message, engine.runtime_name,
                  engine.threads)
         return engine
@@ -358,20 +358,14 @@ class InferenceEngine:
         The head's weights for the heat maps come from the safetensors file itself. Returns
         ``None`` when there is no cached export yet (the caller loads PyTorch and exports).
         """
-        from kdviewer.core.modelcard import read_card, sha256_file, weights_path
+        from kdviewer.core.modelcard import read_card, verified_weights
         from kdviewer.core.runtime import OnnxRuntime
 
         card = read_card(card_path)
+        wpath = verified_weights(card, card_path)
         forward = OnnxRuntime.from_cache(card.architecture, card.weights_sha256, card.input.size)
         if forward is None:
             return None
-        wpath = weights_path(card, card_path)
-        if not wpath.is_file():
-            raise ModelLoadError(wpath, "weights file is missing")
-        digest = sha256_file(wpath)
-        if digest != card.weights_sha256:
-            raise ModelLoadError(wpath, f"SHA-256 {digest[:12]}… does not match the model card's "
-                                        f"{card.weights_sha256[:12]}…")
         head = _head_weights(wpath, len(card.findings))
         if head is None:
             return None
@@ -404,9 +398,9 @@ class InferenceEngine:
         ref = self.card.reference
         base = EngineStatus("ok", f"{self.name}: ready") if self.card.trained else EngineStatus(
             "untrained", f"{self.name}: UNTRAINED weights (card says trained=false), scores are meaningless")
-        if not ref:
-            return EngineStatus(base.state,
-                                base.message + " (self-test skipped: the card records no reference)")
+        if not ref:  # cards read from files always have one (ModelCard.from_dict)
+            return EngineStatus("selftest_failed", f"{self.name}: the card records no self-test reference "
+                                                   "scores, so the weights cannot be checked; refused")
         desc = ref.get("input") or {}
         known = (REFERENCE_INPUT["generator"], REFERENCE_INPUT["version"])
         if (desc.get("generator"), desc.get("version")) != known:

@@ -2,8 +2,15 @@
 
 A model is a weights-only safetensors file plus a JSON card beside it. The card names the
 architecture, the findings (by registry key), the input spec, per-finding thresholds, the
-SHA-256 of the weights, how it was trained and what was measured. Loading checks the hash and
-loads strictly; nothing is ever unpickled.
+SHA-256 of the weights, how it was trained, what was measured and the self-test's reference
+scores. Loading checks the hash and loads strictly; nothing is ever unpickled.
+
+Model folders are untrusted input (``KDVIEWER_MODELS`` may point anywhere): a card is read only
+if it is a regular file of at most :data:`MAX_CARD_BYTES`, parsed without NaN/Infinity,
+duplicate keys or runaway nesting, and validated field by field (:meth:`ModelCard.from_dict`);
+its weights must be a regular file inside the card's folder, at most :data:`MAX_WEIGHTS_BYTES`,
+whose safetensors header accounts for its exact size, before a byte of it is hashed
+(:func:`verified_weights`); every card must carry self-test reference scores.
 """
 
 from __future__ import annotations
@@ -11,18 +18,32 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import math
+import os
+import re
+import stat
+import struct
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 from kdviewer.core.errors import ModelLoadError
 from kdviewer.core.findings import FINDING_KEYS, check_keys
-from kdviewer.core.preprocess import InputSpec
+from kdviewer.core.preprocess import _RESAMPLE, InputSpec
 
 log = logging.getLogger(__name__)
 
 CARD_SCHEMA = 1
 DEFAULT_THRESHOLD = 0.5
+MAX_CARD_BYTES = 1 << 20  # the bundled cards are about 9 KB
+MAX_WEIGHTS_BYTES = 1 << 29  # 512 MiB; the teacher's weights are 28 MB
+MAX_SAFETENSORS_HEADER = 1 << 23  # the bundled headers are about 30 KB
+INPUT_SIZE_RANGE = (32, 1024)  # 0 divided by zero; 60000 asked for 22 GB
+REFERENCE_SIDE_RANGE = (16, 2048)  # the self-test's reference image, allocated before scoring
+
+_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
+_ARCHITECTURE = re.compile(r"[a-z][a-z0-9_]{0,39}")  # also part of the ONNX cache's file name
+_SHA256 = re.compile(r"[0-9a-f]{64}")
 
 
 def sha256_file(path: str | Path) -> str:
@@ -32,6 +53,138 @@ def sha256_file(path: str | Path) -> str:
         for chunk in iter(lambda: f.read(1 << 20), b""):
             h.update(chunk)
     return h.hexdigest()
+
+
+# --------------------------------------------------------------------------- validation helpers
+
+
+def _number(value: Any, what: str, lo: float | None = None, hi: float | None = None) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise ValueError(f"{what} must be a finite number, not {value!r}")
+    if (lo is not None and value < lo) or (hi is not None and value > hi):
+        raise ValueError(f"{what} is {value!r}, outside [{lo}, {hi}]")
+    return float(value)
+
+
+def _integer(value: Any, what: str, lo: int, hi: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ValueError(f"{what} must be an integer, not {value!r}")
+    if not lo <= value <= hi:
+        raise ValueError(f"{what} is {value}, outside [{lo}, {hi}]")
+    return value
+
+
+def _typed(d: dict[str, Any], key: str, types: type | tuple[type, ...], default: Any = None) -> Any:
+    types = types if isinstance(types, tuple) else (types,)
+    value = d.get(key, default)
+    if not isinstance(value, types) or (isinstance(value, bool) and bool not in types):
+        names = " or ".join("null" if t is type(None) else t.__name__ for t in types)
+        raise ValueError(f"{key!r} must be {names}, not {type(value).__name__}")
+    return value
+
+
+def _matching(d: dict[str, Any], key: str, pattern: re.Pattern) -> str:
+    value = _typed(d, key, str, "")
+    if not pattern.fullmatch(value):
+        raise ValueError(f"{key!r} {value[:80]!r} is not a valid value (expected {pattern.pattern})")
+    return value
+
+
+def _plain_file_name(value: Any) -> str:
+    """A bare file name: no folder part, no parent reference, no absolute path."""
+    if not isinstance(value, str) or not value:
+        raise ValueError(f"'weights_file' must be a file name, not {value!r}")
+    if (value in (".", "..") or "/" in value or "\\" in value or "\0" in value or len(value) > 255
+            or os.path.isabs(value)):
+        raise ValueError(f"'weights_file' {value[:80]!r} must be a plain file name in the card's folder")
+    return value
+
+
+def _input_spec(d: Any) -> InputSpec:
+    if not isinstance(d, dict):
+        raise ValueError("'input' must be a table")
+    defaults = InputSpec()
+    extra = set(d) - set(InputSpec.__dataclass_fields__)
+    if extra:
+        raise ValueError(f"unknown input fields {sorted(extra)}")
+    size = _integer(d.get("size", defaults.size), "input.size", *INPUT_SIZE_RANGE)
+    channels = _integer(d.get("channels", defaults.channels), "input.channels", 3, 3)  # the networks take RGB
+    stats = {}
+    for key, lo in (("mean", None), ("std", 1e-6)):
+        values = d.get(key, list(getattr(defaults, key)))
+        if not isinstance(values, list) or len(values) != channels:
+            raise ValueError(f"input.{key} must be a list of {channels} numbers")
+        stats[key] = tuple(_number(v, f"input.{key}", lo, 1e6) for v in values)
+    scaling = _typed(d, "scaling", str, defaults.scaling)
+    resample = _typed(d, "resample", str, defaults.resample)
+    if resample not in _RESAMPLE:
+        raise ValueError(f"input.resample {resample!r} is not one of {sorted(_RESAMPLE)}")
+    gap = d.get("reducing_gap", defaults.reducing_gap)
+    gap = None if gap is None else _number(gap, "input.reducing_gap", 1.0, 16.0)
+    return InputSpec.from_dict({"size": size, "channels": channels, **stats, "scaling": scaling,
+                                "resample": resample, "reducing_gap": gap})
+
+
+def _scores(d: Any, what: str, keys: tuple[str, ...] | None) -> dict[str, float]:
+    """Finding key → probability in [0, 1]; all of ``keys`` when given, else any known keys."""
+    if not isinstance(d, dict):
+        raise ValueError(f"{what} must be a table of finding keys")
+    unknown = [k for k in d if k not in FINDING_KEYS]
+    if unknown:
+        raise ValueError(f"{what} name unknown findings {unknown}; known: {', '.join(FINDING_KEYS)}")
+    if keys is not None and set(d) != set(keys):
+        raise ValueError(f"{what} must give all of {list(keys)}")
+    return {k: _number(d[k], f"{what}[{k!r}]", 0.0, 1.0) for k in FINDING_KEYS if k in d}
+
+
+def _reference(d: Any, findings: tuple[str, ...]) -> dict[str, Any]:
+    if not isinstance(d, dict) or not isinstance(d.get("input"), dict):
+        raise ValueError("'reference' must be a table with 'input' and 'scores' (the self-test needs it)")
+    desc = d["input"]
+    _typed(desc, "generator", str, None)
+    _integer(desc.get("version"), "reference.input.version", 1, 1 << 30)
+    shape = desc.get("shape")
+    if not isinstance(shape, list) or len(shape) != 2:
+        raise ValueError("reference.input.shape must be [rows, cols]")
+    for v in shape:
+        _integer(v, "reference.input.shape", *REFERENCE_SIDE_RANGE)
+    return {**d, "scores": _scores(d.get("scores"), "reference.scores", findings)}
+
+
+def _card_fields(d: dict[str, Any]) -> dict[str, Any]:
+    """The validated keyword arguments of :class:`ModelCard` for a card read from a file."""
+    known = set(ModelCard.__dataclass_fields__)
+    extra = set(d) - known
+    if extra:
+        raise ValueError(f"unknown model card fields {sorted(extra)}")
+    schema = d.get("schema", CARD_SCHEMA)
+    if schema != CARD_SCHEMA or isinstance(schema, bool):
+        raise ValueError(f"model card schema {schema!r} is not supported (expected {CARD_SCHEMA})")
+    findings = _typed(d, "findings", list, list(FINDING_KEYS))
+    if not all(isinstance(k, str) for k in findings):
+        raise ValueError("'findings' must be a list of finding keys")
+    findings = check_keys(findings)
+    versions = _typed(d, "versions", dict, {})
+    if not all(isinstance(v, (str, type(None))) for v in versions.values()):
+        raise ValueError("'versions' must map names to version strings")
+    return {
+        "name": _matching(d, "name", _NAME),
+        "architecture": _matching(d, "architecture", _ARCHITECTURE),
+        "weights_file": _plain_file_name(d.get("weights_file")),
+        "weights_sha256": _matching(d, "weights_sha256", _SHA256),
+        "findings": findings,
+        "input": _input_spec(d.get("input", {})),
+        "thresholds": _scores(d.get("thresholds", {}), "thresholds", None),
+        "trained": _typed(d, "trained", bool, False),
+        "description": _typed(d, "description", str, ""),
+        "version": _typed(d, "version", str, "0"),
+        "training": _typed(d, "training", dict, {}),
+        "metrics": _typed(d, "metrics", dict, {}),
+        "versions": versions,
+        "git_revision": _typed(d, "git_revision", (str, type(None)), None),
+        "reference": _reference(d.get("reference"), findings),
+        "schema": CARD_SCHEMA,
+    }
 
 
 @dataclass(frozen=True)
@@ -60,25 +213,22 @@ class ModelCard:
         d = asdict(self)
         d["findings"] = list(self.findings)
         d["input"] = self.input.as_dict()
-        return json.dumps(d, indent=2, sort_keys=False) + "\n"
+        return json.dumps(d, indent=2, sort_keys=False, allow_nan=False) + "\n"
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "ModelCard":
-        """Validate and build a card: schema, finding keys (registry order), input spec, thresholds;
-        unknown fields are an error."""
-        d = dict(d)
-        if d.get("schema", CARD_SCHEMA) != CARD_SCHEMA:
-            raise ValueError(f"model card schema {d.get('schema')} is not supported (expected {CARD_SCHEMA})")
-        d["findings"] = check_keys(d.get("findings", FINDING_KEYS))
-        d["input"] = InputSpec.from_dict(d.get("input", {}))
-        thresholds = {k: float(v) for k, v in d.get("thresholds", {}).items()}
-        check_keys([k for k in FINDING_KEYS if k in thresholds] + [k for k in thresholds if k not in FINDING_KEYS])
-        d["thresholds"] = thresholds
-        known = set(cls.__dataclass_fields__)
-        extra = set(d) - known
-        if extra:
-            raise ValueError(f"unknown model card fields {sorted(extra)}")
-        return cls(**d)
+        """Validate and build a card read from a file; anything off is a ValueError naming the field.
+
+        Checked: the schema; no unknown fields; name, architecture and SHA-256 spelled as they must
+        be; ``weights_file`` a plain file name; findings the registry's keys in its order; the
+        input spec (``size`` in :data:`INPUT_SIZE_RANGE`, 3 channels, finite mean and positive std
+        per channel, a known resampling); thresholds in [0, 1] for known findings; the self-test
+        ``reference`` present with a bounded input shape and a score in [0, 1] for every finding;
+        every number finite and every field of its type.
+        """
+        if not isinstance(d, dict):
+            raise ValueError("a model card must be a JSON object")
+        return cls(**_card_fields(d))
 
     def with_updates(self, **changes: Any) -> "ModelCard":
         """A copy with ``changes`` applied."""
@@ -89,44 +239,137 @@ class ModelCard:
         return self.weights_sha256[:12]
 
 
-def read_card(path: str | Path) -> ModelCard:
-    """Parse a model card, raising ModelLoadError naming the file on any problem."""
-    path = Path(path)
+# --------------------------------------------------------------------------- reading files
+
+
+def _open_regular(path: Path, max_bytes: int, what: str) -> int:
+    """A read-only descriptor of ``path`` once it is known to be a regular file of at most
+    ``max_bytes``. Opened non-blocking and checked on the descriptor, so neither a FIFO nor a
+    device (``/dev/zero``) nor a file swapped in between the check and the read is ever read."""
     try:
-        return ModelCard.from_dict(json.loads(path.read_text(encoding="utf-8")))
-    except (OSError, ValueError, KeyError, TypeError) as exc:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
+    except FileNotFoundError:
+        raise ModelLoadError(path, f"{what} is missing") from None
+    except OSError as exc:
+        raise ModelLoadError(path, f"{what} cannot be opened: {exc.strerror or exc}") from None
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            raise ModelLoadError(path, f"{what} is not a regular file")
+        if st.st_size > max_bytes:
+            raise ModelLoadError(path, f"{what} is {st.st_size} bytes, more than the {max_bytes} allowed")
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
+
+
+def _strict_json(text: str | bytes) -> Any:
+    def no_constants(name: str):
+        raise ValueError(f"{name} is not a finite number")
+
+    def no_duplicates(pairs):
+        keys = [k for k, _ in pairs]
+        if len(set(keys)) != len(keys):
+            raise ValueError(f"duplicate keys {sorted({k for k in keys if keys.count(k) > 1})}")
+        return dict(pairs)
+
+    try:
+        return json.loads(text, parse_constant=no_constants, object_pairs_hook=no_duplicates)
+    except RecursionError:
+        raise ValueError("JSON nested too deeply") from None
+
+
+def read_card(path: str | Path) -> ModelCard:
+    """Parse and validate a model card, raising ModelLoadError naming the file on any problem."""
+    path = Path(path)
+    fd = _open_regular(path, MAX_CARD_BYTES, "model card")
+    try:
+        with os.fdopen(fd, "rb") as f:
+            data = f.read(MAX_CARD_BYTES + 1)
+        if len(data) > MAX_CARD_BYTES:
+            raise ValueError(f"more than {MAX_CARD_BYTES} bytes")
+        return ModelCard.from_dict(_strict_json(data.decode("utf-8")))
+    except (OSError, ValueError, KeyError, TypeError) as exc:  # UnicodeDecodeError is a ValueError
         raise ModelLoadError(path, f"invalid model card: {exc}") from exc
 
 
 def weights_path(card: ModelCard, card_path: str | Path) -> Path:
-    """Where a card's weights file is: beside the card."""
-    return Path(card_path).parent / card.weights_file
+    """Where a card's weights file is: beside the card (not yet checked; see :func:`verified_weights`)."""
+    return Path(card_path).parent / _plain_file_name(card.weights_file)
+
+
+def _safetensors_size(f, path: Path, size: int) -> None:
+    """Check that a safetensors file's header accounts for exactly ``size`` bytes."""
+    head = f.read(8)
+    if len(head) < 8:
+        raise ModelLoadError(path, "weights file is too short for a safetensors header")
+    (n,) = struct.unpack("<Q", head)
+    if n > MAX_SAFETENSORS_HEADER or 8 + n > size:
+        raise ModelLoadError(path, f"weights file declares a {n}-byte header (file: {size} bytes)")
+    try:
+        header = _strict_json(f.read(n).decode("utf-8"))
+        ends = [int(v["data_offsets"][1]) for k, v in header.items() if k != "__metadata__"]
+    except (ValueError, KeyError, TypeError, IndexError, AttributeError) as exc:
+        raise ModelLoadError(path, f"weights file has no valid safetensors header: {exc}") from None
+    expected = 8 + n + max(ends, default=0)
+    if expected != size:
+        raise ModelLoadError(path, f"weights file is {size} bytes, its safetensors header describes {expected}")
+
+
+def verified_weights(card: ModelCard, card_path: str | Path) -> Path:
+    """The card's weights file, checked before use; raises ModelLoadError naming what is wrong.
+
+    The file must be a plain name resolving (through any symlinks) to a regular file inside the
+    card's folder, of at most :data:`MAX_WEIGHTS_BYTES`, whose safetensors header accounts for
+    its size exactly; only then is it hashed and compared with ``card.weights_sha256``.
+    """
+    try:
+        wpath = weights_path(card, card_path)
+    except ValueError as exc:
+        raise ModelLoadError(card_path, str(exc)) from None
+    folder = os.path.realpath(wpath.parent)
+    real = os.path.realpath(wpath)
+    if os.path.commonpath([folder, real]) != folder:
+        raise ModelLoadError(wpath, f"weights file resolves to {real}, outside the card's folder")
+    fd = _open_regular(Path(real), MAX_WEIGHTS_BYTES, "weights file")
+    with os.fdopen(fd, "rb") as f:
+        size = os.fstat(f.fileno()).st_size
+        _safetensors_size(f, wpath, size)
+        f.seek(0)
+        h = hashlib.sha256()
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    digest = h.hexdigest()
+    if digest != card.weights_sha256:
+        raise ModelLoadError(wpath, f"SHA-256 {digest[:12]}… does not match the model card's {card.weights_sha256[:12]}…")
+    return Path(real)
 
 
 def load_model(card_path: str | Path):
     """Load the card and its verified weights; return ``(model, card)`` with the model in eval mode.
 
-    Raises ModelLoadError when the card is invalid, the weights are missing, their SHA-256 does
-    not match the card, or the tensors do not fit the architecture exactly.
+    Raises ModelLoadError when the card is invalid, the weights are missing, unsafe (see
+    :func:`verified_weights`), do not match the card's SHA-256, hold a non-finite value, or do not
+    fit the architecture exactly.
     """
+    import torch
     from safetensors import SafetensorError
     from safetensors.torch import load_file
 
     from kdviewer.core.models import build_model
 
     card = read_card(card_path)
-    wpath = weights_path(card, card_path)
-    if not wpath.is_file():
-        raise ModelLoadError(wpath, "weights file is missing")
-    digest = sha256_file(wpath)
-    if digest != card.weights_sha256:
-        raise ModelLoadError(wpath, f"SHA-256 {digest[:12]}… does not match the model card's {card.weights_sha256[:12]}…")
+    wpath = verified_weights(card, card_path)
     try:
         model = build_model(card.architecture, len(card.findings))
         state = load_file(str(wpath))
         model.load_state_dict(state, strict=True)
     except (SafetensorError, RuntimeError, KeyError, ValueError) as exc:
         raise ModelLoadError(wpath, f"weights do not load into {card.architecture}: {exc}") from exc
+    bad = [k for k, v in state.items() if v.is_floating_point() and not bool(torch.isfinite(v).all())]
+    if bad:
+        raise ModelLoadError(wpath, f"weights hold NaN or infinite values ({', '.join(bad[:3])}…)")
     model.eval()
     return model, card
 
@@ -134,13 +377,17 @@ def load_model(card_path: str | Path):
 def save_model(model, card: ModelCard, folder: str | Path) -> tuple[Path, ModelCard]:
     """Write ``model``'s weights (safetensors) and its card into ``folder``; return card path and card.
 
-    The card's ``weights_sha256`` is filled in from the written file.
+    The card's ``weights_sha256`` is filled in from the written file. The card must carry its
+    self-test reference (:func:`kdviewer.core.engine.with_reference`): a card without one is refused
+    when read.
     """
     from safetensors.torch import save_file
 
+    if not card.reference:
+        raise ValueError(f"model card {card.name!r} has no self-test reference (engine.with_reference)")
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    wpath = folder / card.weights_file
+    wpath = folder / _plain_file_name(card.weights_file)
     state = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
     save_file(state, str(wpath), metadata={"architecture": card.architecture, "format": "pt"})
     card = card.with_updates(weights_sha256=sha256_file(wpath))
@@ -150,19 +397,49 @@ def save_model(model, card: ModelCard, folder: str | Path) -> tuple[Path, ModelC
     return cpath, card
 
 
-def find_cards(dirs: list[Path] | None = None) -> dict[str, Path]:
-    """Model cards by model name across ``dirs`` (default: the resources locator's), first wins."""
-    from kdviewer.core.resources import models_dirs
+def scan_cards(dirs: list[Path] | None = None) -> tuple[dict[str, Path], list[ModelLoadError]]:
+    """Model cards by name across ``dirs`` (default: the resources locator's, highest precedence
+    first; the first card of a name wins), and the problems found on the way: a card that does
+    not read or validate, two cards of one name in one folder, an unreadable folder, or a
+    ``KDVIEWER_MODELS`` that is not a folder."""
+    from kdviewer.core.resources import models_dirs, override_models_dir
 
     found: dict[str, Path] = {}
+    problems: list[ModelLoadError] = []
+    override = override_models_dir() if dirs is None else None
     for d in dirs if dirs is not None else models_dirs():
-        if not d.is_dir():
+        try:
+            names = sorted(e.name for e in os.scandir(d) if e.name.endswith(".json") and not e.name.startswith("."))
+        except FileNotFoundError:
+            if d == override:
+                problems.append(ModelLoadError(d, "the folder KDVIEWER_MODELS names does not exist"))
+            continue  # otherwise no cards there yet (the user's folder before any export)
+        except OSError as exc:
+            problems.append(ModelLoadError(d, f"models folder unreadable: {exc.strerror or exc}"))
             continue
-        for p in sorted(d.glob("*.json")):
+        here: dict[str, Path] = {}
+        for p in (d / n for n in names):
             try:
                 card = read_card(p)
             except ModelLoadError as exc:
-                log.warning("skipping %s", exc)
+                problems.append(exc)
                 continue
+            if card.name in here:
+                problems.append(ModelLoadError(p, f"a second card named {card.name!r} (first: {here[card.name].name})"))
+                continue
+            here[card.name] = p
             found.setdefault(card.name, p)
+    return found, problems
+
+
+def find_cards(dirs: list[Path] | None = None) -> dict[str, Path]:
+    """Model cards by model name across ``dirs`` (see :func:`scan_cards`).
+
+    Raises ModelLoadError on the first problem :func:`scan_cards` finds: once a card is installed,
+    a broken one is an error, never a silent fall-back to another model.
+    """
+    found, problems = scan_cards(dirs)
+    if problems:
+        more = f" (and {len(problems) - 1} more problem(s))" if len(problems) > 1 else ""
+        raise ModelLoadError(problems[0].path, problems[0].cause + more)
     return found

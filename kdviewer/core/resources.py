@@ -45,13 +45,19 @@ def user_models_dir() -> Path:
     return base / "kdviewer" / "models"
 
 
+def override_models_dir() -> Path | None:
+    """The folder ``KDVIEWER_MODELS`` names, if it is set."""
+    extra = os.environ.get("KDVIEWER_MODELS")
+    return Path(extra) if extra else None
+
+
 def models_dirs() -> list[Path]:
     """Folders searched for model cards, highest precedence first: ``KDVIEWER_MODELS``, then (for
     an installed kdviewer) the user's models folder, then the bundled ``resources/models``."""
     dirs = []
-    extra = os.environ.get("KDVIEWER_MODELS")
-    if extra:
-        dirs.append(Path(extra))
+    extra = override_models_dir()
+    if extra is not None:
+        dirs.append(extra)
     if is_installed():
         dirs.append(user_models_dir())
     dirs.append(resources_dir() / "models")

@@ -222,24 +222,34 @@ def test_tampered_reference_disables_the_model(saved_student):
     assert "edema" in eng.status.message and "disabled" in eng.status.message
     with pytest.raises(EngineUnavailableError, match="self-test failed"):
         eng.predict(H.grey_image((90, 70)))
-    assert InferenceEngine.from_card(path, selftest=False).status.state == "ok"
 
 
 def test_unknown_reference_generator_fails_the_self_test(saved_student):
     path, _, _ = saved_student
     d = json.loads(path.read_text())
-    d["reference"]["input"] = {"generator": "someone.else", "version": 9}
+    d["reference"]["input"].update(generator="someone.else", version=9)
     path.write_text(json.dumps(d))
     assert InferenceEngine.from_card(path).status.state == "selftest_failed"
 
 
-def test_card_without_reference_skips_the_self_test(tmp_path):
-    model = untrained_model("mobilenet_v2", seed=0)
-    card = ModelCard(name="student", architecture="mobilenet_v2", weights_file="s.safetensors",
-                     weights_sha256="")
-    path, _ = save_model(model, card, tmp_path)
-    eng = InferenceEngine.from_card(path)
-    assert eng.status.state == "untrained" and "skipped" in eng.status.message
+def test_card_without_reference_is_refused(saved_student):
+    path, card, model = saved_student
+    d = json.loads(path.read_text())
+    del d["reference"]
+    path.write_text(json.dumps(d))
+    with pytest.raises(ModelLoadError, match="self-test needs it"):
+        InferenceEngine.from_card(path)
+    # an engine built in code from a card without one cannot pass the self-test either
+    eng = InferenceEngine(model, card.with_updates(reference=None), runtime="torch-eager")
+    assert eng.self_test().state == "selftest_failed"
+
+
+def test_non_finite_scores_fail_the_self_test(saved_student):
+    path, card, model = saved_student
+    eng = InferenceEngine(model, card, runtime="torch-eager")
+    eng._runtime.run = lambda x: (np.full(5, np.nan, np.float32), np.zeros((1280, 7, 7), np.float32))
+    status = eng.self_test()
+    assert status.state == "selftest_failed" and "nan" in status.message
 
 
 def test_corrupt_weights_raise(saved_student):
