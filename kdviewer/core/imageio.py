@@ -53,7 +53,7 @@ import re
 import struct
 import warnings
 import zlib
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -182,26 +182,47 @@ def is_image_file(path: str | os.PathLike) -> bool:
 IMAGE_SUFFIXES = frozenset({".dcm", ".dicom", ".dic", ".ima", ".png", ".jpg", ".jpeg"})
 
 
-def iter_image_files(paths: Iterable[str | os.PathLike]) -> Iterator[Path]:
+def iter_image_files(paths: Iterable[str | os.PathLike],
+                     on_error: Callable[[Path, str], None] | None = None) -> Iterator[Path]:
     """The files named by ``paths``: files as given, folders recursed.
 
     A file argument is always yielded (even if missing or not an image) so that the caller
     reports it. Folders are walked recursively in sorted order, skipping hidden files and
     folders (names starting with "."), and yield files that sniff as images or carry an image
     extension (:data:`IMAGE_SUFFIXES`): a corrupt ``.dcm`` in a folder is reported, not skipped,
-    while unrelated files (reports, spreadsheets) are left alone.
+    while unrelated files (reports, spreadsheets) are left alone. A folder or sub-folder that
+    cannot be listed, or an entry that cannot be examined, goes to ``on_error(path, reason)``
+    (default: a logged warning) and the walk goes on.
     """
+    def report(path: Path, exc: OSError) -> None:
+        reason = exc.strerror or str(exc)
+        if on_error is None:
+            log.warning("%s: %s", path, reason)
+        else:
+            on_error(path, reason)
+
     for p in paths:
         path = Path(p)
-        if not path.is_dir():
+        try:
+            is_dir = path.is_dir()
+        except OSError:  # e.g. a name too long for the file system: read_image reports it
+            is_dir = False
+        if not is_dir:
             yield path
             continue
         found = []
-        for root, dirs, files in os.walk(path):
+        for root, dirs, files in os.walk(path, onerror=lambda exc: report(Path(exc.filename or path), exc)):
             dirs[:] = [d for d in dirs if not d.startswith(".")]
             found.extend(Path(root, f) for f in files if not f.startswith("."))
         for f in sorted(found):
-            if f.is_file() and (f.suffix.lower() in IMAGE_SUFFIXES or is_image_file(f)):
+            try:
+                # sniffed directly, not through is_image_file, so that an unreadable file is reported
+                wanted = f.is_file() and (f.suffix.lower() in IMAGE_SUFFIXES
+                                          or sniff_format(_read_head(f)) is not None)
+            except OSError as exc:
+                report(f, exc)
+                continue
+            if wanted:
                 yield f
 
 
