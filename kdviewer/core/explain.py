@@ -20,6 +20,8 @@ import numpy as np
 
 CAM_METHODS: tuple[str, ...] = ("gradcam", "gradcam++", "xgradcam", "eigencam", "layercam")
 DEFAULT_CAM_METHOD = "gradcam"
+# The first principal component of the feature map does not depend on the class asked for.
+CLASS_AGNOSTIC_METHODS: frozenset[str] = frozenset({"eigencam"})
 _FLAT = 1e-5  # relative span below which a map counts as constant
 _MARGIN = 2.0**-21
 
@@ -187,7 +189,7 @@ def library_cams(model, x: np.ndarray, method: str = "gradcam", classes=None) ->
         x = x[None]
     n_classes = model.head_linear.out_features
     classes = list(range(n_classes)) if classes is None else [int(c) for c in classes]
-    class_free = method == "eigencam"  # the first principal component does not depend on a class
+    class_free = method in CLASS_AGNOSTIC_METHODS
     batch = 1 if class_free else len(classes)
     inp = torch.from_numpy(np.repeat(x, batch, axis=0)).requires_grad_(True)
     targets = [ClassifierOutputTarget(c) for c in (classes[:1] if class_free else classes)]

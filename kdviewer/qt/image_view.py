@@ -14,7 +14,9 @@ import math
 import numpy as np
 import pyqtgraph as pg
 from PySide6.QtCore import QPointF, QRectF, Qt, Signal
-from PySide6.QtWidgets import QVBoxLayout, QWidget
+from PySide6.QtWidgets import QComboBox, QLabel, QVBoxLayout, QWidget
+
+from kdviewer.core.display import default_window, full_range_window
 
 log = logging.getLogger(__name__)
 
@@ -60,6 +62,8 @@ class ImageView(QWidget):
 
     cursor_moved = Signal(object)  # (col, row, value) under the cursor, or None outside the image
     window_changed = Signal(float, float)  # centre, width (in the image's value space)
+    window_edited = Signal()  # the user changed the window by hand (drag, histogram)
+    zoom_changed = Signal(float)  # screen pixels per image pixel
 
     def __init__(self, parent=None):
         super().__init__(parent)
@@ -68,6 +72,7 @@ class ImageView(QWidget):
         self._inverted = False
         self._overlay_on = True
         self._colormap = "inferno"
+        self._setting_levels = False
 
         self.graphics = pg.GraphicsLayoutWidget()
         self.graphics.setObjectName("imageGraphics")
@@ -93,12 +98,21 @@ class ImageView(QWidget):
         self.histogram.sigLevelsChanged.connect(self._on_levels_changed)
 
         self.view_box.window_dragged.connect(self._on_window_dragged)
+        self.view_box.sigRangeChanged.connect(self._on_range_changed)
         self.graphics.scene().sigMouseMoved.connect(self._on_mouse_moved)
 
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
         layout.addWidget(self.graphics)
         self.set_colormap(self._colormap)
+
+        # a message over the image area (why a file could not be read); clicks go through
+        self.message_label = QLabel("", self)
+        self.message_label.setObjectName("imageMessage")
+        self.message_label.setAlignment(Qt.AlignmentFlag.AlignCenter)
+        self.message_label.setWordWrap(True)
+        self.message_label.setAttribute(Qt.WidgetAttribute.WA_TransparentForMouseEvents)
+        self.message_label.setVisible(False)
 
     # -- image ---------------------------------------------------------------------------------
     @property
@@ -116,6 +130,7 @@ class ImageView(QWidget):
         """
         self._image = image
         self._display_pixels = image.pixels
+        self.show_message("")
         self.clear_heatmap()
         self.image_item.setImage(image.pixels, autoLevels=False)
         self._fit_item_to_geometry()
@@ -127,8 +142,6 @@ class ImageView(QWidget):
             self.apply_voi_lut()
         else:
             if window is None:
-                from kdviewer.core.display import default_window
-
                 window = default_window(image)
             self.set_window(window.center, window.width)
         self.reset_view()
@@ -149,6 +162,32 @@ class ImageView(QWidget):
             self._use_pixels(image.pixels)
         self._fit_item_to_geometry()
         self.set_levels(*levels)
+
+    def clear_image(self) -> None:
+        """Show nothing (the selected file could not be read)."""
+        self._image = None
+        self._display_pixels = None
+        self.image_item.clear()
+        self.clear_heatmap()
+        self.histogram.plot.setData([], [])
+
+    def show_message(self, text: str) -> None:
+        """Show ``text`` over the image area; "" hides it."""
+        self.message_label.setText(text)
+        self.message_label.setVisible(bool(text))
+        self._place_message()
+
+    @property
+    def message(self) -> str:
+        return self.message_label.text() if self.message_label.isVisible() else ""
+
+    def _place_message(self) -> None:
+        margin = 40
+        self.message_label.setGeometry(self.rect().adjusted(margin, margin, -margin - 110, -margin))
+
+    def resizeEvent(self, event):  # noqa: N802
+        super().resizeEvent(event)
+        self._place_message()
 
     def _fit_item_to_geometry(self) -> None:
         rows, cols = self._image.geometry
@@ -180,7 +219,11 @@ class ImageView(QWidget):
         self.histogram.setHistogramRange(float(pixels.min()), float(pixels.max()))
 
     def set_levels(self, lo: float, hi: float) -> None:
-        self.histogram.setLevels(float(lo), float(hi))
+        self._setting_levels = True
+        try:
+            self.histogram.setLevels(float(lo), float(hi))
+        finally:
+            self._setting_levels = False
 
     def window(self) -> tuple[float, float]:
         """Current (centre, width)."""
@@ -203,6 +246,18 @@ class ImageView(QWidget):
     def zoom(self, factor: float) -> None:
         """Zoom about the view centre; ``factor`` > 1 magnifies."""
         self.view_box.scaleBy((1.0 / factor, 1.0 / factor))
+
+    def zoom_level(self) -> float:
+        """Screen pixels per image pixel (of the full-resolution image)."""
+        px = self.view_box.viewPixelSize()[0]
+        return 1.0 / px if px > 0 else 1.0
+
+    def zoom_to(self, level: float = 1.0) -> None:
+        """Zoom about the view centre to ``level`` screen pixels per image pixel (1: actual pixels)."""
+        self.zoom(level / self.zoom_level())
+
+    def _on_range_changed(self, *_):
+        self.zoom_changed.emit(self.zoom_level())
 
     # -- heat map ------------------------------------------------------------------------------
     def set_heatmap(self, heatmap: np.ndarray | None) -> None:
@@ -238,6 +293,8 @@ class ImageView(QWidget):
     def _on_levels_changed(self, *_):
         c, w = self.window()
         self.window_changed.emit(c, w)
+        if not self._setting_levels:  # the histogram's region dragged by hand
+            self.window_edited.emit()
 
     def _on_window_dragged(self, dx: float, dy: float) -> None:
         if self._image is None:
@@ -248,6 +305,7 @@ class ImageView(QWidget):
         width = max(width + dx * step * 2.0, step)
         center = center + dy * step
         self.set_levels(center - width / 2.0, center + width / 2.0)
+        self.window_edited.emit()
 
     def _on_mouse_moved(self, scene_pos: QPointF) -> None:
         if self._image is None or not self.view_box.sceneBoundingRect().contains(scene_pos):
@@ -262,3 +320,47 @@ class ImageView(QWidget):
             self.cursor_moved.emit((col, row, float(value)))
         else:
             self.cursor_moved.emit(None)
+
+
+class WindowPresetBox(QComboBox):
+    """The image's window/level presets (its VOI LUT, its windows, the full range), applied to an
+    :class:`ImageView`; it says "Custom" once the window is changed by hand."""
+
+    def __init__(self, view: ImageView, parent=None):
+        super().__init__(parent)
+        self._view = view
+        self.setToolTip("Window/level: the file's presets, its VOI LUT, or the full range")
+        self.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToContents)
+        self.activated.connect(self._on_activated)
+        view.window_edited.connect(self._on_window_edited)
+
+    def set_image(self, image) -> None:
+        """List ``image``'s presets; the first is the one the view starts with."""
+        self.clear()
+        if image is None:
+            return
+        if image.voi_lut is not None:
+            self.addItem("VOI LUT (file)", ("voi", None))
+        for i, w in enumerate(image.windows, start=1):
+            label = w.explanation if w.explanation and len(w.explanation) < 24 else f"Preset {i}"
+            function = "" if w.function == "LINEAR" else f" {w.function.lower()}"
+            self.addItem(f"{label}: C {w.center:g} W {w.width:g}{function}", ("window", w))
+        self.addItem("Full range", ("window", full_range_window(image.value_range)))
+        self.setCurrentIndex(0)  # the view starts from the same rule (see ImageView.set_image)
+
+    def _on_activated(self, index: int) -> None:
+        kind, window = self.itemData(index)
+        if kind == "voi":
+            self._view.apply_voi_lut()
+        elif kind == "window":
+            self._view.set_window(window.center, window.width)
+
+    def _on_window_edited(self) -> None:
+        center, width = self._view.window()
+        text = f"Custom: C {center:.0f} W {width:.0f}"
+        last = self.count() - 1
+        if last >= 0 and self.itemData(last)[0] == "custom":
+            self.setItemText(last, text)
+        else:
+            self.addItem(text, ("custom", None))
+        self.setCurrentIndex(self.count() - 1)

@@ -6,6 +6,10 @@ from pathlib import Path
 
 from PySide6.QtCore import QByteArray, QSettings
 
+import kdviewer
+from kdviewer.core.explain import CAM_METHODS, DEFAULT_CAM_METHOD
+from kdviewer.core.findings import FINDING_KEYS
+
 ORGANIZATION = "kdviewer"
 APPLICATION = "kdviewer"
 MAX_RECENT = 10
@@ -48,7 +52,19 @@ class ViewerSettings:
 
     @property
     def last_folder(self) -> str:
-        return self._get_str("files/last_folder", str(Path.home()))
+        """Where Open dialogs start: the last folder opened from, else home; never a folder that
+        is gone or lies inside the installed package (its built-in example)."""
+        home = str(Path.home())
+        folder = Path(self._get_str("files/last_folder", home))
+        package = Path(kdviewer.__file__).resolve().parent
+        try:
+            resolved = folder.resolve()
+        except OSError:
+            return home
+        if not resolved.is_dir() or resolved == package or package in resolved.parents \
+                or {"site-packages", "dist-packages"} & set(resolved.parts):
+            return home
+        return str(folder)
 
     @last_folder.setter
     def last_folder(self, folder: str) -> None:
@@ -82,6 +98,24 @@ class ViewerSettings:
     @overlay_visible.setter
     def overlay_visible(self, on: bool) -> None:
         self._s.setValue("overlay/visible", bool(on))
+
+    @property
+    def finding(self) -> str:
+        key = self._get_str("overlay/finding", FINDING_KEYS[0])
+        return key if key in FINDING_KEYS else FINDING_KEYS[0]
+
+    @finding.setter
+    def finding(self, key: str) -> None:
+        self._s.setValue("overlay/finding", key)
+
+    @property
+    def cam_method(self) -> str:
+        method = self._get_str("overlay/method", DEFAULT_CAM_METHOD)
+        return method if method in CAM_METHODS else DEFAULT_CAM_METHOD
+
+    @cam_method.setter
+    def cam_method(self, method: str) -> None:
+        self._s.setValue("overlay/method", method)
 
     @property
     def teacher_enabled(self) -> bool:

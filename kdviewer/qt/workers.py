@@ -1,11 +1,12 @@
-"""Background workers: one thread per inference engine, one for reading files.
+"""Background workers: one thread per inference engine, one for reading files, one for heat maps.
 
 Each worker is a ``QThread`` with two inboxes: a single *latest* slot, where a newer request
 replaces one still pending (the image the user is looking at), and a FIFO of background jobs
-(scoring or thumbnailing the study list) that only run when no interactive request waits.
+(the study list: read once, thumbnail and score) that only run when no interactive request waits.
 Results travel back through signals, which Qt queues to the GUI thread; they carry the request
-id so the window can drop stale ones. ``stop()`` wakes the thread, lets the job in hand finish
-and joins it, so ``closeEvent`` never leaves a thread running.
+id so the model (:class:`kdviewer.core.viewer_model.ViewerModel`) can drop stale ones. ``stop()``
+wakes the thread, lets the job in hand finish and joins it, so ``closeEvent`` never leaves a
+thread running.
 """
 
 from __future__ import annotations
@@ -22,19 +23,13 @@ import numpy as np
 from PySide6.QtCore import QThread, Signal
 from PySide6.QtGui import QImage
 
+from kdviewer.core.viewer_model import HeatmapJob, PredictRequest
+
 log = logging.getLogger(__name__)
 
 THUMBNAIL_SIZE = 96
 
-
-@dataclass(frozen=True)
-class PredictRequest:
-    """What the window asks an engine for the image on screen."""
-
-    request_id: int
-    image: Any  # LoadedImage
-    heatmaps: bool | tuple[str, ...]
-    cam_method: str
+__all__ = ["EngineWorker", "HeatmapWorker", "LoaderWorker", "PredictRequest", "Thumbnail", "make_thumbnail"]
 
 
 @dataclass(frozen=True)
@@ -75,6 +70,13 @@ class _InboxThread(QThread):
         """Forget queued background jobs (the one running finishes)."""
         with self._cond:
             self._batch.clear()
+
+    def replace_batch(self, jobs: Sequence[Any]) -> None:
+        """Queue ``jobs`` in place of the background jobs still waiting (the one running finishes)."""
+        with self._cond:
+            self._batch.clear()
+            self._batch.extend(jobs)
+            self._cond.notify()
 
     @property
     def pending_batch(self) -> int:
@@ -162,15 +164,21 @@ def _default_model_reader(path: str):
 
 
 class EngineWorker(_InboxThread):
-    """Owns one inference engine: loads it off the GUI thread, then serves predictions."""
+    """Owns one inference engine: loads it off the GUI thread, then serves predictions.
+
+    Its background jobs are study list entries: each file is read once, for a thumbnail and for
+    its scores and low-resolution heat maps (what the image would get on screen, so showing it
+    later needs no second inference). Without a usable engine the jobs still make thumbnails.
+    """
 
     # Every signal leads with the worker's role ("student" / "teacher").
     engine_loaded = Signal(str, object)  # the engine
     engine_failed = Signal(str, str)  # why it could not be loaded
     prediction_ready = Signal(str, object)  # Prediction for the image on screen (request_id set)
     prediction_failed = Signal(str, int, str)  # request id, message
-    study_scored = Signal(str, str, object)  # path, Prediction (no heat maps)
+    study_scored = Signal(str, str, object)  # path, Prediction (low-resolution heat maps)
     study_failed = Signal(str, str, str)  # path, message
+    thumbnail_ready = Signal(str, object)  # Thumbnail of a study list entry
 
     def __init__(
         self,
@@ -191,7 +199,7 @@ class EngineWorker(_InboxThread):
         self._put_latest(request)
 
     def score_paths(self, paths: Sequence[str]) -> None:
-        """Queue files for background scoring (scores only, no heat maps)."""
+        """Queue study list files for the background (read, thumbnail, score)."""
         self._put_batch(list(paths))
 
     def run(self) -> None:
@@ -201,17 +209,19 @@ class EngineWorker(_InboxThread):
         except Exception as exc:
             log.warning("engine %s could not be loaded: %s", self.name, exc)
             self.engine_failed.emit(self.name, str(exc) or type(exc).__name__)
-            return
-        self.engine = engine
-        self.load_seconds = time.perf_counter() - t0
-        log.debug("engine %s loaded in %.0f ms", self.name, 1000 * self.load_seconds)
-        self.engine_loaded.emit(self.name, engine)
-        status = getattr(engine, "status", None)
-        if status is not None and not status.usable:
-            return  # shown as "failed self-test"; nothing to serve
-        self._serve()
+            engine = None
+        else:
+            self.load_seconds = time.perf_counter() - t0
+            log.debug("engine %s loaded in %.0f ms", self.name, 1000 * self.load_seconds)
+            status = getattr(engine, "status", None)
+            self.engine = engine if status is None or status.usable else None
+            self.engine_loaded.emit(self.name, engine)
+        self._serve()  # thumbnails are still made without a usable engine
 
     def _handle_latest(self, req: PredictRequest) -> None:
+        if self.engine is None:
+            self.prediction_failed.emit(self.name, req.request_id, f"the {self.name} model is not available")
+            return
         try:
             pred = self.engine.predict(
                 req.image, heatmaps=req.heatmaps, cam_method=req.cam_method, request_id=req.request_id
@@ -225,28 +235,45 @@ class EngineWorker(_InboxThread):
     def _handle_batch(self, path: str) -> None:
         try:
             image = self._reader(path)
-            pred = self.engine.predict(image, heatmaps=False)
         except Exception as exc:
-            self.study_failed.emit(self.name, path, str(exc))
+            self.study_failed.emit(self.name, path, _read_error(path, exc))
+            return
+        try:
+            self.thumbnail_ready.emit(self.name, Thumbnail(path, make_thumbnail(image), image.metadata))
+        except Exception:
+            log.debug("no thumbnail for %s", path, exc_info=True)
+        if self.engine is None:
+            return
+        try:
+            pred = self.engine.predict(image, heatmaps=True)  # low resolution until shown: cheap
+        except Exception as exc:
+            log.warning("%s could not score %s: %s", self.name, path, exc)
+            self.study_failed.emit(self.name, path, f"could not be scored: {type(exc).__name__}: {exc}")
             return
         self.study_scored.emit(self.name, path, pred)
 
 
+def _read_error(path: str, exc: Exception) -> str:
+    """The message for a failed read: ImageReadError names the file; anything else gets it added."""
+    from kdviewer.core.errors import ImageReadError
+
+    return str(exc) if isinstance(exc, ImageReadError) else f"{path}: {type(exc).__name__}: {exc}"
+
+
 class LoaderWorker(_InboxThread):
-    """Reads files off the GUI thread: the image to show, the list of files, thumbnails."""
+    """Reads files off the GUI thread: the image to show (and its thumbnail), the list of files."""
 
     model_image_ready = Signal(int, object)  # request id, LoadedImage read for the models (first)
     image_loaded = Signal(int, object)  # request id, LoadedImage for display (full resolution)
     load_failed = Signal(int, str, str)  # request id, path, message (names the file and the cause)
     files_found = Signal(int, list)  # request id, sorted image files
-    thumbnail_ready = Signal(object)  # Thumbnail
+    thumbnail_ready = Signal(object)  # Thumbnail of the image just read
 
     def __init__(self, reader: Callable[[str], Any] | None = None, parent=None):
         super().__init__("LoaderWorker", parent)
         self._reader = reader or _default_reader
         # a reader given by the caller serves both purposes
         self._model_reader = reader or _default_model_reader
-        self._thumbnails: dict[str, Thumbnail] = {}  # made from images read for display
 
     def load(self, path: str, request_id: int) -> None:
         """Read one image for display, replacing a read that has not started yet."""
@@ -255,9 +282,6 @@ class LoaderWorker(_InboxThread):
     def expand(self, paths: Sequence[str], request_id: int) -> None:
         """Find the image files in ``paths`` (files and folders, recursively, sorted)."""
         self._put_latest(("expand", request_id, [str(p) for p in paths]))
-
-    def make_thumbnails(self, paths: Sequence[str]) -> None:
-        self._put_batch(list(paths))
 
     def run(self) -> None:
         self._serve()
@@ -274,8 +298,6 @@ class LoaderWorker(_InboxThread):
                 return
             self.files_found.emit(request_id, files)
             return
-        from kdviewer.core.errors import ImageReadError
-
         try:
             model_image = self._model_reader(arg)
             # The models' read comes first (a half-resolution decode for large JPEG 2000, which
@@ -283,27 +305,39 @@ class LoaderWorker(_InboxThread):
             self.model_image_ready.emit(request_id, model_image)
             image = self._reader(arg) if getattr(model_image, "reduced", False) else model_image
         except Exception as exc:
-            message = str(exc) if isinstance(exc, ImageReadError) else f"{arg}: {type(exc).__name__}: {exc}"
-            self.load_failed.emit(request_id, arg, message)
+            self.load_failed.emit(request_id, arg, _read_error(arg, exc))
             return
         self.image_loaded.emit(request_id, image)
         try:  # the list's thumbnail comes from this read rather than decoding the file again
-            self._thumbnails[arg] = Thumbnail(arg, make_thumbnail(image), image.metadata)
+            self.thumbnail_ready.emit(Thumbnail(arg, make_thumbnail(model_image), image.metadata))
         except Exception:
             log.debug("no thumbnail for %s", arg, exc_info=True)
 
-    def _handle_batch(self, path: str) -> None:
-        done = self._thumbnails.pop(path, None)
-        if done is not None:
-            self.thumbnail_ready.emit(done)
-            return
+
+class HeatmapWorker(_InboxThread):
+    """Upsamples the heat map to show to the image's full size (milliseconds, but off the GUI
+    thread); a newer job replaces one not started."""
+
+    heatmap_ready = Signal(object, object)  # HeatmapJob, read-only float32 array
+    heatmap_failed = Signal(object, str)  # HeatmapJob, message
+
+    def __init__(self, parent=None):
+        super().__init__("HeatmapWorker", parent)
+
+    def compute(self, job: HeatmapJob) -> None:
+        self._put_latest(job)
+
+    def run(self) -> None:
+        self._serve()
+
+    def _handle_latest(self, job: HeatmapJob) -> None:
         try:
-            image = self._reader(path)
-            thumb = make_thumbnail(image)
+            heatmap = job.compute()
         except Exception as exc:
-            self.thumbnail_ready.emit(Thumbnail(path, None, None, str(exc)))
+            log.exception("heat map %s failed", job.key)
+            self.heatmap_failed.emit(job, f"{type(exc).__name__}: {exc}")
             return
-        self.thumbnail_ready.emit(Thumbnail(path, thumb, image.metadata))
+        self.heatmap_ready.emit(job, heatmap)
 
 
 def make_thumbnail(image, size: int = THUMBNAIL_SIZE) -> QImage:
