@@ -113,6 +113,7 @@ class _LoadJob:
     path: str
     studies: list[str] | None  # a list to install once the file is read (opened files)
     from_list: bool  # chosen in the study list: a failure is shown in place of the image
+    advance: bool = False  # opening a folder: on failure, try the next entry
     model_image: Any = None
     previewed: bool = False
 
@@ -313,7 +314,7 @@ class ViewerModel:
             self._request_load(paths[0], studies=paths, from_list=False)
         else:
             self._install_studies(paths, current=paths[0])
-            self._request_load(paths[0], from_list=True)
+            self._request_load(paths[0], from_list=True, advance=True)
 
     def files_found(self, request_id: int, files: Sequence[str]) -> None:
         """A worker's answer to ``expand_requested``."""
@@ -326,7 +327,7 @@ class ViewerModel:
             self.events.engine_wanted.emit("student")
             return
         self._install_studies(files, current=files[0])
-        self.select_study(files[0])
+        self._request_load(files[0], from_list=True, advance=True)
 
     def select_study(self, path: str) -> None:
         """The user moved to ``path`` in the study list. A file known to be unreadable is shown as
@@ -342,9 +343,10 @@ class ViewerModel:
             return
         self._request_load(path, from_list=True)
 
-    def _request_load(self, path: str, *, studies: list[str] | None = None, from_list: bool) -> None:
+    def _request_load(self, path: str, *, studies: list[str] | None = None, from_list: bool,
+                      advance: bool = False) -> None:
         rid = next(self._ids)
-        self._load = _LoadJob(rid, path, studies, from_list)
+        self._load = _LoadJob(rid, path, studies, from_list, advance)
         self.events.load_requested.emit(rid, path)
         self._update_batch()
 
@@ -389,6 +391,11 @@ class ViewerModel:
         self.failures[path] = message
         if path in self.studies:
             self.events.study_failed.emit(path, message)
+            later = self.studies[self.studies.index(path) + 1:]
+            following = next((p for p in later if p not in self.failures), None)
+            if job.advance and following is not None:  # a folder opens on its first readable image
+                self._request_load(following, from_list=True, advance=True)
+                return
         if job.from_list:
             self._show_failure(path, message)
         else:

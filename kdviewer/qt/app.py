@@ -111,10 +111,12 @@ def wait_for(predicate: Callable[[], bool], signals: Sequence, timeout_s: float)
 
 
 def _scoring_done(window) -> bool:
+    model = window.model
+    unreadable = sum(1 for p in model.studies if p in model.failures)
     return (
         window.is_view_complete()
-        and window.study_list.scored_count >= len(window.study_list.paths())
-        and window.study_list.thumbnail_count >= len(window.study_list.paths())
+        and model.list_complete()
+        and window.study_list.thumbnail_count + unreadable >= len(model.studies)
     )
 
 
@@ -134,12 +136,17 @@ def screenshot(out: str, path: str | None, *, timeout_s: float = 300.0, scale: f
         window = create_window(_temporary_settings(tmp))
         window.resize(*SCREENSHOT_SIZE)
         window.show()
+        failures: list[str] = []
+        window.image_load_failed.connect(lambda _p, message: failures.append(message))
         window.start([path] if path else [])
         signals = [window.view_ready, window.study_list_scored, window.engine_unavailable,
                    window.prediction_shown, window.image_load_failed]
-        done = wait_for(lambda: _scoring_done(window), signals, timeout_s)
+        # an unreadable file ends the wait at once: nothing will be shown
+        done = wait_for(lambda: _scoring_done(window) or (failures and window.current_image is None),
+                        signals, timeout_s)
         if window.current_image is None:
-            log.error("screenshot: no image could be shown (%s)", path or "built-in example")
+            reason = failures[-1] if failures else "nothing was shown"
+            log.error("screenshot: cannot open %s: %s", path or "the built-in example", reason)
             window.close()
             return 1
         if not done:

@@ -14,8 +14,8 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from PySide6.QtCore import Qt, QTimer, Signal
-from PySide6.QtWidgets import QLabel, QMainWindow, QSplitter, QToolBar, QVBoxLayout, QWidget
+from PySide6.QtCore import QSize, Qt, QTimer, Signal
+from PySide6.QtWidgets import QComboBox, QLabel, QMainWindow, QToolBar, QVBoxLayout, QWidget
 
 from kdviewer import RESEARCH_NOTICE
 from kdviewer.core.viewer_model import ViewerModel
@@ -30,6 +30,7 @@ from kdviewer.qt.actions import (
     show_sheet,
 )
 from kdviewer.qt.controller import ViewerController
+from kdviewer.qt.docks import panel_dock, restore_window
 from kdviewer.qt.image_view import ImageView, WindowPresetBox
 from kdviewer.qt.metadata_strip import MetadataStrip
 from kdviewer.qt.models_view import ModelsView
@@ -118,28 +119,10 @@ class ViewerWindow(QMainWindow):
         self.study_list = StudyListPanel()
         self.study_list.study_selected.connect(self.model.select_study)
         self.scores_panel = ScoresPanel()
-        self.scores_panel.setMinimumWidth(430)
         self.scores_panel.finding_selected.connect(self.model.select_finding)
         self.scores_panel.teacher_toggled.connect(self.set_teacher_enabled)
         self.telemetry_panel = TelemetryPanel()
-
-        right = QSplitter(Qt.Orientation.Vertical)
-        right.setObjectName("rightSplitter")
-        right.addWidget(self.scores_panel)
-        right.addWidget(self.telemetry_panel)
-        right.setStretchFactor(0, 0)
-        right.setStretchFactor(1, 1)
-        right.setSizes([330, 520])
-        self.splitter = QSplitter(Qt.Orientation.Horizontal)
-        self.splitter.setObjectName("mainSplitter")
-        self.splitter.addWidget(self.study_list)
-        self.splitter.addWidget(center)
-        self.splitter.addWidget(right)
-        self.splitter.setStretchFactor(0, 0)
-        self.splitter.setStretchFactor(1, 1)
-        self.splitter.setStretchFactor(2, 0)
-        self.splitter.setSizes([230, 900, 460])
-        self.setCentralWidget(self.splitter)
+        self._build_docks(center)
 
         self.preset_combo = WindowPresetBox(self.image_view)
         self.controls = OverlayControls(self)
@@ -151,6 +134,19 @@ class ViewerWindow(QMainWindow):
         c.finding_chosen.connect(self.model.select_finding)
         c.model_chosen.connect(self.model.select_overlay_model)
         c.method_chosen.connect(self.model.select_cam_method)
+
+    def _build_docks(self, center: QWidget) -> None:
+        # The image is the central widget and takes what the panels leave; each panel is a dock
+        # the reader can close (View ▸ Panels brings it back), resize or float.
+        self.setCentralWidget(center)
+        self.study_dock = panel_dock("Studies", self.study_list, "studiesDock", scroll=False)
+        self.scores_dock = panel_dock("Findings", self.scores_panel, "scoresDock")
+        self.telemetry_dock = panel_dock("Latency and power", self.telemetry_panel, "telemetryDock")
+        self.addDockWidget(Qt.DockWidgetArea.LeftDockWidgetArea, self.study_dock)
+        self.addDockWidget(Qt.DockWidgetArea.RightDockWidgetArea, self.scores_dock)
+        self.splitDockWidget(self.scores_dock, self.telemetry_dock, Qt.Orientation.Vertical)
+        self.resizeDocks([self.study_dock, self.scores_dock], [190, 370], Qt.Orientation.Horizontal)
+        self.resizeDocks([self.scores_dock, self.telemetry_dock], [330, 450], Qt.Orientation.Vertical)
 
     def _action_slots(self) -> dict[str, Callable]:
         view = self.image_view
@@ -172,6 +168,17 @@ class ViewerWindow(QMainWindow):
         # shortcuts are the window's; aliases kept for callers that name actions directly
         self.next_action, self.prev_action, self.invert_action = a.next, a.previous, a.invert
         self.teacher_action, self.identifiers_action, self.finding_actions = a.teacher, a.identifiers, a.findings
+        view_menu = next(m.menu() for m in self.menuBar().actions() if m.text() == "&View")
+        panels = view_menu.addMenu("&Panels")
+        for dock in (self.study_dock, self.scores_dock, self.telemetry_dock):
+            panels.addAction(dock.toggleViewAction())
+        # Short toolbar labels (the menus keep the full names) so the toolbar fits 1366 px; what
+        # does not fit a narrower window goes to the toolbar's » overflow menu.
+        for action, short in ((a.open, "Open"), (a.open_folder, "Folder"), (a.previous, "◀ Prev"),
+                              (a.next, "Next ▶"), (a.reset, "Reset"), (a.identifiers, "IDs"), (a.tags, "Tags")):
+            action.setIconText(short)
+        self.preset_combo.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
+        self.preset_combo.setMinimumContentsLength(12)  # long preset names are elided; the list shows them
         tb = QToolBar("Main")
         tb.setObjectName("mainToolbar")
         tb.setMovable(False)
@@ -188,10 +195,7 @@ class ViewerWindow(QMainWindow):
 
     def _restore_settings(self) -> None:
         s = self.settings
-        if s.geometry is not None:
-            self.restoreGeometry(s.geometry)
-        else:
-            self.resize(1600, 980)
+        restore_window(self, s.geometry, s.window_state, QSize(1600, 980))
         self._rebuild_recent_menu()
 
     def _connect_model(self) -> None:
@@ -250,6 +254,7 @@ class ViewerWindow(QMainWindow):
     def _save_settings(self) -> None:
         s = self.settings
         s.geometry = self.saveGeometry()
+        s.window_state = self.saveState()  # which panels are shown, and their sizes
         s.finding = self.model.finding
         s.cam_method = self.model.cam_method
         if "teacher" not in self.model.unavailable:
@@ -283,11 +288,11 @@ class ViewerWindow(QMainWindow):
         self.preset_combo.set_image(image)
         self.metadata_strip.set_metadata(getattr(image, "metadata", None), path)
         self._refresh_tags()
+        self.study_list.select_path(path)
         if image is None:  # unreadable: the reason comes with load_failed
             self.image_view.clear_image()
             return
         self.image_view.set_image(image)
-        self.study_list.select_path(path)
         self.settings.add_recent(path)
         self._rebuild_recent_menu()
         self.timings_ms.setdefault("time_to_image", 1000 * (time.perf_counter() - self.t_start))

@@ -31,10 +31,18 @@ class ModelsView(QObject):
         model.events.image_changed.connect(self._on_image_changed)
         model.events.selection_changed.connect(self._on_selection_changed)
 
-    def _on_image_changed(self, _path: str, image) -> None:
+    def _pending(self, role: str) -> str:
+        """What a model's column says until its scores for the image on screen come."""
+        m = self.model
+        if m.image is None:
+            return "—"
+        if role not in m.engines:
+            return "loading…" if role in m.wanted else "waiting…"
+        return "…" if m.usable(role) else "not used"
+
+    def _on_image_changed(self, _path: str, _image) -> None:
         for role in self.model.active_roles():
-            self.scores.set_pending(role, "—" if image is None else "…" if role in self.model.engines
-                                    else "loading…")
+            self.scores.set_pending(role, self._pending(role))
         self.update_summary()
 
     def _on_prediction_changed(self, role: str, pred) -> None:
@@ -55,8 +63,8 @@ class ModelsView(QObject):
         self.scores.set_selected_finding(self.model.finding)
         if not on:
             self.scores.set_pending("teacher", "off")
-        elif "teacher" not in self.model.engines:
-            self.scores.set_pending("teacher", "loading…" if "teacher" in self.model.wanted else "waiting…")
+        elif self.model.prediction("teacher") is None:
+            self.scores.set_pending("teacher", self._pending("teacher"))
         self.update_summary()
 
     def _on_engines_changed(self, role: str) -> None:
@@ -75,11 +83,11 @@ class ModelsView(QObject):
             self._shown.add(role)
             self.scores.set_model(role, engine)
             self.telemetry.set_engine(role, engine)
-            if not m.usable(role):
-                self.scores.set_pending(role, "not used")
+            if m.prediction(role) is None and role in m.active_roles():
+                self.scores.set_pending(role, self._pending(role))
             self.engine_ready.emit(role)
-        elif engine is None and role in m.wanted and (role != "teacher" or m.teacher_enabled):
-            self.scores.set_pending(role, "loading…")
+        elif engine is None and role in m.active_roles():
+            self.scores.set_pending(role, self._pending(role))
         self.update_summary()
 
     def update_summary(self) -> None:

@@ -162,12 +162,17 @@ def test_folder_without_images_says_so_and_folder_of_bad_files_completes():
     assert "No DICOM, PNG or JPEG" in rec.of("load_failed")[0][1]
     model.open_paths(["/bad"], is_dir=lambda p: True)
     rid = rec.of("expand_requested")[-1][0]
-    model.files_found(rid, ["/bad/1.png", "/bad/2.png"])
+    model.files_found(rid, ["/bad/1.png", "/bad/2.png", "/bad/3.png"])
     (load_id, _), = [a for a in rec.of("load_requested") if a[1] == "/bad/1.png"]
+    model.study_failed("/bad/2.png", "2.png: truncated")  # background scoring found this one
     model.load_failed(load_id, "/bad/1.png", "1.png: truncated")
-    model.study_failed("/bad/2.png", "2.png: truncated")
+    # opening a folder moves on to its first entry not known to be unreadable
+    assert model.path is None and model.loading_path == "/bad/3.png"
+    (load_id, _), = [a for a in rec.of("load_requested") if a[1] == "/bad/3.png"]
+    model.load_failed(load_id, "/bad/3.png", "3.png: truncated")
     assert model.list_complete() and len(rec.of("list_scored")) == 1
-    assert model.path == "/bad/1.png" and model.loading_path is None
+    assert model.path == "/bad/3.png" and model.image is None and model.loading_path is None
+    assert model.error == "3.png: truncated"
 
 
 def test_background_scoring_skips_what_is_known_and_its_result_is_reused():

@@ -292,3 +292,23 @@ def test_untrained_models_are_marked_in_the_scores_panel_and_banner(make_window,
     assert not w.prediction("student").trained
     assert w.scores_panel.state_labels["student"].isVisibleTo(w)
     assert "UNTRAINED" in w.untrained_banner.text() and w.untrained_banner.isVisibleTo(w)
+
+
+def test_folder_of_only_unreadable_files_says_why_and_never_stays_loading(make_window, tmp_path, qtbot,
+                                                                          recorded_warnings):
+    folder = tmp_path / "bad"
+    folder.mkdir()
+    bad = [write_truncated_png(folder / f"{i}.png") for i in range(3)]
+    w = make_window()
+    with qtbot_wait(w.study_list_scored):
+        w.start([str(folder)])
+    qtbot.waitUntil(lambda: w.model.loading_path is None and w.model.error is not None, timeout=LONG)
+    assert w.current_image is None and w.current_path in bad
+    assert Path(w.current_path).name in w.image_view.message
+    for p in bad:
+        assert "unreadable" in w.study_list.item_text(p)
+    assert "Reading" not in w.statusBar().currentMessage()
+    shown = [w.scores_panel.bars[("student", k)].text for k in FINDING_KEYS]
+    assert not any("loading" in t for t in shown), shown
+    qtbot.waitUntil(lambda: "loading" not in w.models_label.text(), timeout=LONG)
+    assert recorded_warnings == []
