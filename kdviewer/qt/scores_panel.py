@@ -126,16 +126,10 @@ class ScoresPanel(QWidget):
         outer.setContentsMargins(8, 8, 8, 8)
         outer.setSpacing(6)
 
-        title = QLabel("Findings")
-        title.setObjectName("panelTitle")
         self.teacher_checkbox = QCheckBox("Compare with teacher")
         self.teacher_checkbox.setToolTip("Run the DenseNet-121 teacher too (loaded in the background)")
         self.teacher_checkbox.toggled.connect(self.teacher_toggled)
-        head = QHBoxLayout()
-        head.addWidget(title)
-        head.addStretch(1)
-        head.addWidget(self.teacher_checkbox)
-        outer.addLayout(head)
+        outer.addWidget(self.teacher_checkbox)  # the dock's title says "Findings"
 
         for role in ROLES:
             name = QLabel(f"<b style='color:{ROLE_COLORS[role]}'>{ROLE_TITLES[role]}</b> · loading…")

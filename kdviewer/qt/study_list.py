@@ -6,7 +6,7 @@ from pathlib import Path
 
 from PySide6.QtCore import QSize, Qt, Signal
 from PySide6.QtGui import QColor, QIcon, QPixmap
-from PySide6.QtWidgets import QLabel, QListWidget, QListWidgetItem, QProgressBar, QVBoxLayout, QWidget
+from PySide6.QtWidgets import QListWidget, QListWidgetItem, QProgressBar, QVBoxLayout, QWidget
 
 from kdviewer.core.findings import finding
 
@@ -34,18 +34,15 @@ class StudyListPanel(QWidget):
     def __init__(self, parent=None):
         super().__init__(parent)
         self.setObjectName("studyListPanel")
-        self.setMinimumWidth(210)
+        self.setMinimumWidth(150)
         self._rows: dict[str, int] = {}
         self._info: dict[str, dict] = {}
         self._scored: set[str] = set()
         self._thumbs: set[str] = set()
 
         layout = QVBoxLayout(self)
-        layout.setContentsMargins(6, 8, 6, 6)
+        layout.setContentsMargins(6, 6, 6, 6)
         layout.setSpacing(4)
-        title = QLabel("Studies")
-        title.setObjectName("panelTitle")
-        layout.addWidget(title)
         self.list = QListWidget()
         self.list.setIconSize(QSize(64, 64))
         self.list.setUniformItemSizes(True)
@@ -74,7 +71,7 @@ class StudyListPanel(QWidget):
         for i, path in enumerate(paths):
             item = QListWidgetItem(QIcon(placeholder), "")
             item.setData(PATH_ROLE, path)
-            item.setSizeHint(QSize(220, 70))
+            item.setSizeHint(QSize(160, 70))
             item.setToolTip(path)
             self.list.addItem(item)
             self._rows[path] = i

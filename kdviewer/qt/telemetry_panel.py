@@ -91,10 +91,7 @@ class TelemetryPanel(QWidget):
         layout = QVBoxLayout(self)
         layout.setContentsMargins(8, 8, 8, 8)
         layout.setSpacing(4)
-        head = QHBoxLayout()
-        title = QLabel("Latency and power")
-        title.setObjectName("panelTitle")
-        head.addWidget(title)
+        head = QHBoxLayout()  # the dock's title says "Latency and power"
         head.addStretch(1)
         self.pause_button = QPushButton("Pause")
         self.pause_button.setCheckable(True)

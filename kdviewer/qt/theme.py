@@ -27,6 +27,12 @@ QSplitter::handle {{ background: {BORDER}; }}
 QSplitter::handle:horizontal {{ width: 1px; }}
 QSplitter::handle:vertical {{ height: 1px; }}
 #studyListPanel, #scoresPanel, #telemetryPanel {{ background: {PANEL}; }}
+QScrollArea#panelScroll {{ background: {PANEL}; border: none; }}
+QDockWidget {{ color: {MUTED}; font-weight: 600; }}
+QDockWidget::title {{ background: {PANEL}; padding: 3px 6px; border-bottom: 1px solid {BORDER}; }}
+QMainWindow::separator {{ background: {BORDER}; width: 3px; height: 3px; }}
+QMainWindow::separator:hover {{ background: #2f5673; }}
+QToolBar QToolButton#qt_toolbar_ext_button {{ background: #2a2f36; }}
 QLabel#panelTitle {{ color: {TEXT}; font-size: 10pt; font-weight: 600; letter-spacing: 0.5px; }}
 QLabel#hint {{ color: {MUTED}; font-size: 8pt; }}
 QLabel#metric {{ color: {TEXT}; font-family: "DejaVu Sans Mono", monospace; }}
