@@ -8,9 +8,12 @@ from __future__ import annotations
 
 import argparse
 import csv
+import difflib
+import io
 import json
 import logging
 import math
+import os
 import sys
 from pathlib import Path
 from typing import Any, Sequence
@@ -20,6 +23,7 @@ from kdviewer import RESEARCH_NOTICE, __version__
 log = logging.getLogger("kdviewer")
 
 SUBCOMMANDS = ("predict", "info", "bench", "screenshot")
+FORMATS = ("json", "jsonl", "csv")
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -38,7 +42,8 @@ def _parser() -> argparse.ArgumentParser:
     pr = sub.add_parser("predict", help="score image files or folders without the GUI")
     pr.add_argument("paths", nargs="*", metavar="PATH", help="files or folders (recursed); default: the built-in example")
     pr.add_argument("--teacher", action="store_true", help="also score with the teacher model")
-    pr.add_argument("--format", choices=("json", "csv"), default="json", help="output format (default: json)")
+    pr.add_argument("--format", choices=FORMATS, default="json",
+                    help="json: one array, one record per line; jsonl: JSON Lines; csv: RFC 4180 (default: json)")
     pr.add_argument("--runtime", choices=("auto", "onnxruntime", "torch-eager"), default="auto")
     pr.add_argument("-o", "--output", type=Path, help="write the records here instead of standard output")
 
@@ -61,11 +66,31 @@ def _setup_logging(verbosity: int) -> None:
     logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
 
 
+def _exists(path: str) -> bool:
+    try:
+        return os.path.lexists(path)
+    except (OSError, ValueError):  # a NUL in the name
+        return False
+
+
+def _not_a_command(word: str) -> int:
+    """``kdviewer predcit x.png``: say so and list the commands, rather than open the viewer on a
+    file that does not exist."""
+    close = difflib.get_close_matches(word, SUBCOMMANDS, n=1)
+    hint = f" (did you mean {close[0]!r}?)" if close else ""
+    print(f"kdviewer: error: {word!r} is neither a command nor an existing file or folder{hint}\n"
+          f"commands: {', '.join(SUBCOMMANDS)}; kdviewer [PATH...] opens the viewer; kdviewer --help",
+          file=sys.stderr)
+    return 2
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    # Anything that is not a sub-command or an option is a path for the viewer.
+    # A first positional argument that is not a sub-command must be a path for the viewer.
     first_positional = next((a for a in argv if not a.startswith("-")), None)
     if first_positional is not None and first_positional not in SUBCOMMANDS:
+        if not _exists(first_positional):
+            return _not_a_command(first_positional)
         return _run_viewer(argv)
     args = _parser().parse_args(argv)
     _setup_logging(args.verbose)
@@ -99,58 +124,148 @@ def _run_viewer(argv: list[str]) -> int:
 # predict
 
 
+def display_path(path: str | os.PathLike) -> str:
+    """A file name as written to records and messages: always valid UTF-8. Bytes of a name that
+    are not UTF-8 (kept by Python as lone surrogates) are written as ``\\xNN``."""
+    return os.fsencode(path).decode("utf-8", "backslashreplace")
+
+
 def _energy_mj(energy) -> float | None:
     """Marginal energy in mJ, or None where the meter had no valid reading for the window."""
     if energy is None or not getattr(energy, "complete", True):
         return None
     joules = energy.marginal_energy_j
-    return None if joules is None or math.isnan(joules) else round(joules * 1e3, 4)
+    return None if joules is None or not math.isfinite(joules) else round(joules * 1e3, 4)
 
 
 def _idle_w(energy) -> float | None:
     """The idle baseline the marginal energy was measured against (W), shown beside it."""
     value = getattr(energy, "idle_power_w", None)
-    return None if value is None or math.isnan(value) else round(float(value), 4)
+    return None if value is None or not math.isfinite(value) else round(float(value), 4)
+
+
+def _finite(value: float, what: str) -> float:
+    value = float(value)
+    if not math.isfinite(value):
+        raise ValueError(f"non-finite {what} ({value})")
+    return value
 
 
 def _record(path: Path, pred) -> dict[str, Any]:
+    """One image scored by one model; ValueError if any figure is not a finite number."""
     energy = pred.energy
     return {
-        "file": str(path),
+        "file": display_path(path),
         "model": pred.model_name,
         "architecture": pred.architecture,
         "weights_sha256": pred.weights_sha256,
         "trained": pred.trained,
-        "latency_ms": round(float(pred.timings_ms["total"]), 3),
+        "latency_ms": round(_finite(pred.timings_ms["total"], "latency"), 3),
         "energy_mj": _energy_mj(energy),
         "idle_power_w": _idle_w(energy),
         "energy_is_estimate": None if energy is None else bool(energy.is_estimate),
         "energy_method": None if energy is None else energy.method,
         "findings": {
             k: {
-                "score": round(float(pred.scores[k]), 6),
-                "threshold": float(pred.thresholds[k]),
+                "score": round(_finite(pred.scores[k], f"score for {k}"), 6),
+                "threshold": _finite(pred.thresholds[k], f"threshold for {k}"),
                 "positive": bool(pred.positive[k]),
             }
             for k in pred.findings
         },
+        "error": None,
     }
 
 
-def _csv_rows(records: list[dict[str, Any]]) -> tuple[list[str], list[dict[str, Any]]]:
-    from kdviewer.core.findings import FINDING_KEYS
+def _error_record(path: str | os.PathLike, model: str | None, reason: str) -> dict[str, Any]:
+    return {"file": display_path(path), "model": model, "error": reason}
 
-    head = ["file", "model", "architecture", "weights_sha256", "trained", "latency_ms", "energy_mj",
-            "idle_power_w", "energy_is_estimate", "energy_method"]
-    cols = head + [f"{k}_{x}" for k in FINDING_KEYS for x in ("score", "threshold", "positive")]
-    rows = []
-    for r in records:
-        row = {c: r[c] for c in head}
-        for k, v in r["findings"].items():
+
+_CSV_HEAD = ("file", "model", "architecture", "weights_sha256", "trained", "latency_ms", "energy_mj",
+             "idle_power_w", "energy_is_estimate", "energy_method")
+
+
+class RecordWriter:
+    """Streams predict's records as they are made, flushed one by one, so that a run that stops
+    early (a crash, Ctrl+C, a full disk) keeps every record made before it.
+
+    ``json``: one array, a record per line, closed by :meth:`close` whatever happened; ``jsonl``:
+    one record per line; ``csv``: RFC 4180 (comma, double quotes, CRLF), a header first. JSON is
+    strict (no NaN or Infinity) and ASCII; every output is UTF-8.
+    """
+
+    def __init__(self, fmt: str, stream):
+        from kdviewer.core.findings import FINDING_KEYS
+
+        self.fmt, self.stream, self.count = fmt, stream, 0
+        if fmt == "csv":
+            cols = [*_CSV_HEAD, *(f"{k}_{x}" for k in FINDING_KEYS for x in ("score", "threshold", "positive")),
+                    "error"]
+            self._csv = csv.DictWriter(stream, fieldnames=cols, lineterminator="\r\n")
+            self._csv.writeheader()
+        elif fmt == "json":
+            stream.write("[")
+        stream.flush()
+
+    def encode(self, record: dict[str, Any]):
+        """The record in this format; ValueError if it is not strict JSON (checked for CSV too)."""
+        text = json.dumps(record, allow_nan=False)
+        if self.fmt != "csv":
+            return text
+        row = {c: record.get(c) for c in _CSV_HEAD}
+        row["error"] = record.get("error")
+        for k, v in (record.get("findings") or {}).items():
             for x in ("score", "threshold", "positive"):
                 row[f"{k}_{x}"] = v[x]
-        rows.append(row)
-    return cols, rows
+        return row
+
+    def write(self, encoded) -> None:
+        if self.fmt == "csv":
+            self._csv.writerow(encoded)
+        elif self.fmt == "json":
+            self.stream.write(("\n" if self.count == 0 else ",\n") + encoded)
+        else:
+            self.stream.write(encoded + "\n")
+        self.stream.flush()
+        self.count += 1
+
+    def close(self) -> None:
+        if self.fmt == "json":
+            self.stream.write("\n]\n")
+        self.stream.flush()
+
+
+def _open_output(output: Path | None):
+    """A UTF-8 text stream without newline translation (CSV writes its own CRLF): the file, or
+    standard output."""
+    if output is not None:
+        return open(output, "w", encoding="utf-8", newline="")
+    sys.stdout.flush()
+    return io.TextIOWrapper(sys.stdout.buffer, encoding="utf-8", newline="", line_buffering=False)
+
+
+def _close_output(stream, output: Path | None) -> None:
+    if output is not None:
+        stream.close()
+    else:
+        stream.flush()
+        stream.detach()  # standard output stays open
+
+
+def _load_engines(teacher: bool, runtime: str) -> list:
+    """The student (and the teacher), usable; RuntimeError saying which model failed and why."""
+    from kdviewer.core.engine import load_engine
+
+    engines = []
+    for name in ("student", "teacher") if teacher else ("student",):
+        try:
+            engine = load_engine(name, runtime=runtime)
+        except Exception as exc:  # noqa: BLE001 - any failure to load is this command's failure
+            raise RuntimeError(f"model {name!r} unavailable: {exc}") from exc
+        if not engine.status.usable:
+            raise RuntimeError(f"model {name!r} disabled: {engine.status.message}")
+        engines.append(engine)
+    return engines
 
 
 def predict_command(
@@ -161,56 +276,77 @@ def predict_command(
     runtime: str = "auto",
     output: Path | None = None,
 ) -> int:
-    """Score every image under ``paths``; unreadable files go to stderr and make the exit status 1."""
-    from kdviewer.core.engine import load_engine
-    from kdviewer.core.errors import KdviewerError
-    from kdviewer.core.imageio import iter_image_files, read_image
+    """Score every image under ``paths`` with the student (and the teacher), streaming one record
+    per image and model as it is made (:class:`RecordWriter`).
+
+    Every input that fails — a path that cannot be read or listed, a file that does not decode
+    (decoded in the isolated reader, :func:`~kdviewer.core.readpool.read_image_isolated`), a
+    model call that fails or gives a non-finite score — is reported on stderr with its reason and
+    as an error record, and the others are still scored. Returns 0 when everything was scored, 1
+    when some inputs failed, 2 when the command itself failed (no usable model, the output
+    cannot be written).
+    """
+    from kdviewer.core.imageio import iter_image_files
     from kdviewer.core.preprocess import MODEL_READ_MIN_SIDE
+    from kdviewer.core.readpool import read_image_isolated
     from kdviewer.core.resources import example_image
 
-    files = list(iter_image_files([Path(p) for p in paths])) if paths else [example_image()]
-    failures = 0
-
-    engines = []
-    for name in ("student", "teacher") if teacher else ("student",):
-        try:
-            engine = load_engine(name, runtime=runtime)
-        except KdviewerError as exc:
-            print(f"kdviewer: error: model {name!r} unavailable: {exc}", file=sys.stderr)
-            return 2
-        if not engine.status.usable:
-            print(f"kdviewer: error: model {name!r} disabled: {engine.status.message}", file=sys.stderr)
-            return 2
-        engines.append(engine)
-
-    records: list[dict[str, Any]] = []
-    for path in files:
-        try:
-            image = read_image(path, reduce_to=MODEL_READ_MIN_SIDE)
-        except KdviewerError as exc:
-            print(f"kdviewer: error: {exc}", file=sys.stderr)
-            failures += 1
-            continue
-        for engine in engines:
-            pred = engine.predict(image, heatmaps=False)
-            records.append(_record(Path(path), pred))
-
-    out = open(output, "w", newline="", encoding="utf-8") if output else sys.stdout
     try:
-        if fmt == "json":
-            json.dump(records, out, indent=2)
-            out.write("\n")
-        else:
-            cols, rows = _csv_rows(records)
-            writer = csv.DictWriter(out, fieldnames=cols)
-            writer.writeheader()
-            writer.writerows(rows)
+        engines = _load_engines(teacher, runtime)
+        example = None if paths else example_image()
+    except (RuntimeError, FileNotFoundError) as exc:
+        print(f"kdviewer: error: {exc}", file=sys.stderr)
+        return 2
+    try:
+        stream = _open_output(output)
+    except OSError as exc:
+        print(f"kdviewer: error: cannot write {display_path(output)}: {exc.strerror or exc}", file=sys.stderr)
+        return 2
+
+    failed: set[str] = set()
+    writer: RecordWriter | None = None
+
+    def fail(path, model: str | None, reason: str) -> None:
+        failed.add(display_path(path))
+        who = f" ({model})" if model else ""
+        print(f"kdviewer: error: {display_path(path)}{who}: {reason}", file=sys.stderr)
+        writer.write(writer.encode(_error_record(path, model, reason)))
+
+    def score(path) -> None:
+        try:
+            image = read_image_isolated(path, reduce_to=MODEL_READ_MIN_SIDE)
+        except Exception as exc:  # noqa: BLE001 - ImageReadError, or anything else: this file's failure
+            fail(path, None, getattr(exc, "cause", None) or f"{type(exc).__name__}: {exc}")
+            return
+        for engine in engines:
+            try:
+                encoded = writer.encode(_record(path, engine.predict(image, heatmaps=False)))
+            except Exception as exc:  # noqa: BLE001 - one model call never stops the run
+                fail(path, engine.name, str(exc) or type(exc).__name__)
+                continue
+            writer.write(encoded)
+
+    try:
+        writer = RecordWriter(fmt, stream)
+        sources = [example] if example else iter_image_files(paths, on_error=lambda p, why: fail(p, None, why))
+        for path in sources:
+            score(path)
+    except KeyboardInterrupt:
+        print("kdviewer: interrupted; the records made so far are written", file=sys.stderr)
+        return 130
+    except OSError as exc:
+        print(f"kdviewer: error: cannot write the output: {exc.strerror or exc}", file=sys.stderr)
+        return 2
     finally:
-        if output:
-            out.close()
-    if failures:
-        print(f"kdviewer: {failures} file(s) could not be scored", file=sys.stderr)
-    return 1 if failures else 0
+        try:
+            if writer is not None:
+                writer.close()
+            _close_output(stream, output)
+        except OSError:
+            pass  # the write error itself is reported above
+    if failed:
+        print(f"kdviewer: {len(failed)} file(s) could not be scored", file=sys.stderr)
+    return 1 if failed else 0
 
 
 # --------------------------------------------------------------------------------------------
@@ -234,26 +370,28 @@ def _versions() -> dict[str, str | None]:
 
 
 def gather_info() -> dict[str, Any]:
-    """Everything ``kdviewer info`` reports, as a dict."""
-    import os
+    """Everything ``kdviewer info`` reports, as a dict.
 
+    Every model card found is listed with whether it and its weights pass the checks of
+    :func:`~kdviewer.core.modelcard.verified_weights` (never reading a FIFO or a device); a card that
+    does not read or validate is listed with ``name`` None and its ``problem``.
+    """
     from kdviewer.core.errors import ModelLoadError
-    from kdviewer.core.modelcard import find_cards, read_card, sha256_file, weights_path
+    from kdviewer.core.modelcard import read_card, scan_cards, verified_weights
     from kdviewer.core.power import meter_report
     from kdviewer.core.resources import models_dirs
 
     import torch
 
+    found, problems = scan_cards()
     models = []
-    for name, card_path in sorted(find_cards().items()):
+    for name, card_path in sorted(found.items()):
         card = read_card(card_path)
-        wpath = weights_path(card, card_path)
         try:
-            digest = sha256_file(wpath)
-            verified = digest == card.weights_sha256
-            problem = None if verified else f"SHA-256 {digest[:12]}… does not match the card"
-        except OSError as exc:
-            verified, problem = False, f"weights unreadable: {exc}"
+            verified_weights(card, card_path)
+            verified, problem = True, None
+        except ModelLoadError as exc:
+            verified, problem = False, exc.cause
         models.append({
             "name": name,
             "architecture": card.architecture,
@@ -264,6 +402,9 @@ def gather_info() -> dict[str, Any]:
             "trained": card.trained,
             "version": card.version,
         })
+    for exc in problems:
+        models.append({"name": None, "architecture": None, "card": display_path(exc.path), "weights_sha256": None,
+                       "verified": False, "problem": exc.cause, "trained": None, "version": None})
     meters = [
         {"name": m.name, "available": m.available, "chosen": m.chosen, "reason": m.reason} for m in meter_report()
     ]
@@ -291,10 +432,12 @@ def gather_info() -> dict[str, Any]:
 
 
 def info_command(as_json: bool = False) -> int:
+    """Print :func:`gather_info`; exit status 1 when a model card or its weights fail the checks."""
     info = gather_info()
+    status = 1 if any(not m["verified"] for m in info["models"]) else 0
     if as_json:
         print(json.dumps(info, indent=2))
-        return 0
+        return status
     print(f"kdviewer {info['versions']['kdviewer']} — {info['notice']}")
     print("versions:")
     for k, v in info["versions"].items():
@@ -307,6 +450,9 @@ def info_command(as_json: bool = False) -> int:
     if not info["models"]:
         print("models: none found — the viewer and predict use UNTRAINED random weights")
     for m in info["models"]:
+        if m["name"] is None:
+            print(f"  BROKEN CARD    {m['card']}: {m['problem']}")
+            continue
         state = "verified" if m["verified"] else f"FAILED: {m['problem']}"
         trained = "trained" if m["trained"] else "UNTRAINED"
         print(f"  {m['name']:14s} {m['architecture']:13s} sha256 {m['weights_sha256'][:16]}… {state}, {trained}")
@@ -314,7 +460,7 @@ def info_command(as_json: bool = False) -> int:
     for m in info["power_meters"]:
         mark = "*" if m["chosen"] else " "
         print(f" {mark}{m['name']:16s} {'available' if m['available'] else 'unavailable'}: {m['reason']}")
-    return 0
+    return status
 
 
 if __name__ == "__main__":  # pragma: no cover
