@@ -141,7 +141,8 @@ EVENTS = (
     # work for the Qt side to forward to its workers
     "load_requested",  # (request_id, path): read one image
     "expand_requested",  # (request_id, paths): list the image files in files and folders
-    "batch_changed",  # (paths): what background scoring still has to do, in order (replaces the last)
+    "batch_changed",  # (paths, fresh): background scoring's to-do list, in order, replacing the last
+    #                    one; ``fresh`` when it is a new study list (what was done before is forgotten)
     "engine_wanted",  # (role): start that model's worker if it is not running
     "prediction_requested",  # (role, PredictRequest)
     "heatmap_requested",  # (HeatmapJob)
@@ -415,7 +416,7 @@ class ViewerModel:
                 self.events.study_failed.emit(p, self.failures[p])
             elif p in self.list_scores:
                 self.events.study_scored.emit(p, self.list_scores[p])
-        self._update_batch()
+        self._update_batch(fresh=True)
         self._check_list_scored()
 
     def _new_screen(self, path: str) -> _Screen:
@@ -575,7 +576,7 @@ class ViewerModel:
         self.events.study_failed.emit(path, message)
         self._check_list_scored()
 
-    def _update_batch(self) -> None:
+    def _update_batch(self, fresh: bool = False) -> None:
         """Background scoring: every entry neither scored, unreadable, on screen nor being read,
         starting after the current one (the neighbours are likely next)."""
         if not self.studies:
@@ -585,7 +586,7 @@ class ViewerModel:
         start = self.studies.index(current) + 1 if current in self.studies else 0
         order = self.studies[start:] + self.studies[:start]
         todo = [p for p in order if p not in skip and p not in self.failures and p not in self.list_scores]
-        self.events.batch_changed.emit(todo)
+        self.events.batch_changed.emit(todo, fresh)
 
     def _check_list_scored(self) -> None:
         if not self._list_scored_emitted and self.list_complete():

@@ -87,11 +87,11 @@ class ViewerController(QObject):
             thread.stop()
 
     # -- model -> workers ---------------------------------------------------------------------
-    def _on_batch_changed(self, paths: list[str]) -> None:
+    def _on_batch_changed(self, paths: list[str], fresh: bool) -> None:
         self._batch = list(paths)
         student = self.workers.get("student")
         if student is not None:
-            student.replace_batch(self._batch)
+            student.replace_batch(self._batch, fresh=fresh)
 
     # -- workers -> model (queued to the GUI thread) --------------------------------------------
     def _live(self) -> bool:

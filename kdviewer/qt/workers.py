@@ -51,6 +51,7 @@ class _InboxThread(QThread):
         self._cond = threading.Condition()
         self._latest: Any = None
         self._batch: deque[Any] = deque()
+        self._batch_taken: set[Any] = set()
         self._stopping = False
 
     # -- called from the GUI thread ---------------------------------------------------------
@@ -71,11 +72,16 @@ class _InboxThread(QThread):
         with self._cond:
             self._batch.clear()
 
-    def replace_batch(self, jobs: Sequence[Any]) -> None:
-        """Queue ``jobs`` in place of the background jobs still waiting (the one running finishes)."""
+    def replace_batch(self, jobs: Sequence[Any], *, fresh: bool = False) -> None:
+        """Queue ``jobs`` in place of the background jobs still waiting (the one running finishes).
+
+        A job already taken up is not queued again (its result may still be on its way to the
+        caller, who cannot know it yet), unless ``fresh`` says to forget what was done."""
         with self._cond:
+            if fresh:
+                self._batch_taken.clear()
             self._batch.clear()
-            self._batch.extend(jobs)
+            self._batch.extend(j for j in jobs if j not in self._batch_taken)
             self._cond.notify()
 
     @property
@@ -109,7 +115,9 @@ class _InboxThread(QThread):
             if self._latest is not None:
                 job, self._latest = self._latest, None
                 return "latest", job
-            return "batch", self._batch.popleft()
+            job = self._batch.popleft()
+            self._batch_taken.add(job)
+            return "batch", job
 
     @property
     def stopping(self) -> bool:

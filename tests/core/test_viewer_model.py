@@ -177,14 +177,14 @@ def test_folder_without_images_says_so_and_folder_of_bad_files_completes():
 
 def test_background_scoring_skips_what_is_known_and_its_result_is_reused():
     model, rec = showing(paths=("a.png", "b.png", "c.png", "d.png"))
-    assert rec.of("batch_changed")[-1] == (["b.png", "c.png", "d.png"],)  # not the image on screen
+    assert rec.of("batch_changed")[-1] == (["b.png", "c.png", "d.png"], False)  # not the image on screen
     answer(model, rec)
     model.study_failed("c.png", "c.png: truncated")
     batch_pred = Pred(None, heatmaps=maps(5.0))
     model.study_scored("b.png", batch_pred)
     rec.clear()
     model.select_study("b.png")
-    assert rec.of("batch_changed")[-1] == (["d.png"],)  # after b, without c (unreadable) or a (scored)
+    assert rec.of("batch_changed")[-1] == (["d.png"], False)  # after b, without c (unreadable) or a (scored)
     (rid, _), = rec.of("load_requested")
     model.image_loaded(rid, image("b.png"))
     assert rec.of("prediction_requested") == []  # scored in the background already: no second inference

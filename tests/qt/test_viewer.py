@@ -312,3 +312,96 @@ def test_folder_of_only_unreadable_files_says_why_and_never_stays_loading(make_w
     assert not any("loading" in t for t in shown), shown
     qtbot.waitUntil(lambda: "loading" not in w.models_label.text(), timeout=LONG)
     assert recorded_warnings == []
+
+
+class CountingEngine:
+    """Wraps an engine and records every inference: (file, heat maps asked, method)."""
+
+    def __init__(self, engine, gate=None):
+        self._engine = engine
+        self.calls: list[tuple[str, object, str]] = []
+        self.gate = gate  # a threading.Event that slow methods wait for (None: no wait)
+
+    def __getattr__(self, name):
+        return getattr(self._engine, name)
+
+    def predict(self, image, *, heatmaps=True, cam_method="gradcam", **kwargs):
+        from dataclasses import replace
+
+        self.calls.append((Path(image.path).name, heatmaps, cam_method))
+        if cam_method == "gradcam":
+            return self._engine.predict(image, heatmaps=heatmaps, cam_method=cam_method, **kwargs)
+        # a stand-in for a library method: as slow as the test wants, a recognisably different map
+        assert self.gate is None or self.gate.wait(60)
+        pred = self._engine.predict(image, heatmaps=heatmaps, **kwargs)
+        flipped = {k: np.ascontiguousarray(1.0 - pred.heatmaps[k]) for k in pred.heatmaps}
+        return replace(pred, heatmaps=flipped, cam_method=cam_method)
+
+
+def test_one_inference_per_image_and_model(make_window, settings, tmp_path):
+    """Background scoring, stepping through the list, all five findings and the teacher: each
+    readable image is scored once by each model, and never for a finding switch."""
+    from collections import Counter
+
+    from tests.qt.conftest import shared_engine_loader
+
+    settings.teacher_enabled = True
+    folder = tmp_path / "study"
+    folder.mkdir()
+    good = [write_png(folder / f"{i}.png", (40 + 8 * i, 36), i) for i in range(4)]
+    write_truncated_png(folder / "2b.png")
+    student = CountingEngine(shared_engine_loader("student")())
+    teacher = CountingEngine(shared_engine_loader("teacher")())
+    w = make_window(loaders={"student": lambda: student, "teacher": lambda: teacher})
+    with qtbot_wait(w.study_list_scored):
+        w.start([str(folder)])
+    listed = w.study_list.paths()
+    for i, path in enumerate(listed):
+        if i:
+            if path in good:
+                with qtbot_wait(w.view_ready):
+                    w.next_action.trigger()
+            else:
+                w.next_action.trigger()
+                continue
+        _QTBOT.waitUntil(w.is_view_complete, timeout=LONG)
+        for action, key in zip(w.finding_actions, FINDING_KEYS):
+            action.trigger()
+            _QTBOT.waitUntil(lambda: w.model.shown_heatmap_key == ("student", "gradcam", key), timeout=LONG)
+            np.testing.assert_array_equal(_overlay(w), w.prediction("student").heatmaps[key])
+    names = sorted(Path(p).name for p in good)
+    student_calls = Counter(name for name, _, _ in student.calls)
+    teacher_calls = Counter(name for name, _, _ in teacher.calls)
+    assert sorted(student_calls) == names and set(student_calls.values()) == {1}, student.calls
+    assert sorted(teacher_calls) == names and set(teacher_calls.values()) == {1}, teacher.calls
+    assert all(h is True for _, h, _ in student.calls + teacher.calls)  # all five maps at once
+
+
+def test_slow_heat_map_method_shows_busy_and_keeps_the_previous_map(make_window, tmp_path):
+    import threading
+
+    from tests.qt.conftest import shared_engine_loader
+
+    gate = threading.Event()
+    student = CountingEngine(shared_engine_loader("student")(), gate=gate)
+    w = make_window(loaders={"student": lambda: student})
+    with qtbot_wait(w.view_ready):
+        w.start([write_png(tmp_path / "a.png", (48, 40))])
+    before = _overlay(w)
+    try:
+        w.method_combo.setCurrentText("eigencam")
+        w.method_combo.activated.emit(w.method_combo.currentIndex())
+        _QTBOT.waitUntil(lambda: len(student.calls) == 2, timeout=LONG)
+        assert w.status.busy_bar.isVisibleTo(w) and "eigencam" in w.statusBar().currentMessage()
+        assert _overlay(w) is before  # the previous map stays while the new one is computed
+        assert "same map for every finding" in w.method_combo.toolTip()
+        with qtbot_wait(w.view_ready):
+            gate.set()
+    finally:
+        gate.set()
+    assert not w.status.busy_bar.isVisibleTo(w)
+    assert w.current_heatmap_key == ("student", "eigencam", FINDING_KEYS[0])
+    shown = _overlay(w)
+    np.testing.assert_array_equal(shown, w.model.prediction("student").heatmaps[FINDING_KEYS[0]])
+    np.testing.assert_allclose(shown, 1.0 - before, atol=1e-6)  # the stand-in method's map
+    assert "same map for every finding" in w.statusBar().currentMessage()
