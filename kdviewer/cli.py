@@ -43,7 +43,7 @@ def _parser() -> argparse.ArgumentParser:
     pr.add_argument("paths", nargs="*", metavar="PATH", help="files or folders (recursed); default: the built-in example")
     pr.add_argument("--teacher", action="store_true", help="also score with the teacher model")
     pr.add_argument("--format", choices=FORMATS, default="json",
-                    help="json: one array, one record per line; jsonl: JSON Lines; csv: RFC 4180 (default: json)")
+                    help="json: an array, a record per line; jsonl: JSON Lines; csv: RFC 4180 (default json)")
     pr.add_argument("--runtime", choices=("auto", "onnxruntime", "torch-eager"), default="auto")
     pr.add_argument("-o", "--output", type=Path, help="write the records here instead of standard output")
 
@@ -199,8 +199,8 @@ class RecordWriter:
 
         self.fmt, self.stream, self.count = fmt, stream, 0
         if fmt == "csv":
-            cols = [*_CSV_HEAD, *(f"{k}_{x}" for k in FINDING_KEYS for x in ("score", "threshold", "positive")),
-                    "error"]
+            per_finding = [f"{k}_{x}" for k in FINDING_KEYS for x in ("score", "threshold", "positive")]
+            cols = [*_CSV_HEAD, *per_finding, "error"]
             self._csv = csv.DictWriter(stream, fieldnames=cols, lineterminator="\r\n")
             self._csv.writeheader()
         elif fmt == "json":
@@ -328,7 +328,8 @@ def predict_command(
 
     try:
         writer = RecordWriter(fmt, stream)
-        sources = [example] if example else iter_image_files(paths, on_error=lambda p, why: fail(p, None, why))
+        sources = [example] if example else iter_image_files(
+            paths, on_error=lambda p, why: fail(p, None, why))
         for path in sources:
             score(path)
     except KeyboardInterrupt:
@@ -403,8 +404,9 @@ def gather_info() -> dict[str, Any]:
             "version": card.version,
         })
     for exc in problems:
-        models.append({"name": None, "architecture": None, "card": display_path(exc.path), "weights_sha256": None,
-                       "verified": False, "problem": exc.cause, "trained": None, "version": None})
+        models.append({"name": None, "architecture": None, "card": display_path(exc.path),
+                       "weights_sha256": None, "verified": False, "problem": exc.cause, "trained": None,
+                       "version": None})
     meters = [
         {"name": m.name, "available": m.available, "chosen": m.chosen, "reason": m.reason} for m in meter_report()
     ]

@@ -39,7 +39,8 @@ def mixed_folder(tmp_path):
     folder = tmp_path / "study"
     (folder / "sub").mkdir(parents=True)
     _png(folder / "a.png")
-    Image.fromarray(np.random.default_rng(1).integers(0, 255, (64, 64), dtype=np.uint8)).save(folder / "sub" / "b.jpg")
+    rng = np.random.default_rng(1)
+    Image.fromarray(rng.integers(0, 255, (64, 64), dtype=np.uint8)).save(folder / "sub" / "b.jpg")
     # A DICOM without extension (the built-in JPEG 2000 chest CR): detected by content.
     shutil.copy(example_image(), folder / "sub" / "IM0001")
     (folder / "broken.dcm").write_text("this is not a DICOM file\n")
@@ -177,7 +178,8 @@ def test_records_reach_the_file_as_each_image_finishes(tmp_path):
     )
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
     assert proc.returncode == 9, proc.stderr
-    assert [Path(json.loads(line)["file"]).name for line in out.read_text().splitlines()] == ["0.png", "1.png"]
+    names = [Path(json.loads(line)["file"]).name for line in out.read_text().splitlines()]
+    assert names == ["0.png", "1.png"]
 
 
 def test_csv_and_json_take_any_file_name(capsys, tmp_path):
@@ -224,8 +226,8 @@ def test_every_unreadable_path_is_reported_and_the_rest_scored(tmp_path):
     for p in (study / "secret.png", study / "IM0002", study / "locked", locked_arg):
         p.chmod(0)
     try:
-        cmd = [*_without_root_privilege(), sys.executable, "-m", "kdviewer", "predict", str(study), str(locked_arg),
-               too_long, str(tmp_path / "missing.png"), "--format", "jsonl"]
+        cmd = [*_without_root_privilege(), sys.executable, "-m", "kdviewer", "predict", str(study),
+               str(locked_arg), too_long, str(tmp_path / "missing.png"), "--format", "jsonl"]
         proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300, cwd=REPO)
     finally:
         for p in (study / "locked", locked_arg):
@@ -244,7 +246,8 @@ def test_every_unreadable_path_is_reported_and_the_rest_scored(tmp_path):
 
 
 def test_output_that_cannot_be_written_fails_the_command(capsys, tmp_path, mixed_folder):
-    code, out, err = _run(capsys, "predict", str(mixed_folder / "a.png"), "-o", str(tmp_path / "no" / "out.json"))
+    out_file = tmp_path / "no" / "out.json"
+    code, out, err = _run(capsys, "predict", str(mixed_folder / "a.png"), "-o", str(out_file))
     assert code == 2 and out == "" and "cannot write" in err and "out.json" in err
 
 

@@ -29,7 +29,8 @@ needs_strace = pytest.mark.skipif(
 
 
 def _python_with_audit(log: Path, body: str) -> list[str]:
-    code = f"import sys; sys.path.insert(0, {TESTS!r}); import offline_audit; offline_audit.install({str(log)!r})\n"
+    code = (f"import sys; sys.path.insert(0, {TESTS!r}); import offline_audit; "
+            f"offline_audit.install({str(log)!r})\n")
     return [sys.executable, "-c", code + body]
 
 
@@ -62,7 +63,8 @@ def test_audit_hook_catches_and_blocks_a_deliberate_lookup(tmp_path):
 def test_strace_audit_catches_a_deliberate_socket(tmp_path):
     log = tmp_path / "strace.log"
     code = "import socket; a, b = socket.socketpair(); s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)"
-    subprocess.run([*offline_audit.strace_prefix(str(log)), sys.executable, "-c", code], check=True, timeout=60)
+    subprocess.run([*offline_audit.strace_prefix(str(log)), sys.executable, "-c", code], check=True,
+                   timeout=60)
     found = offline_audit.network_calls(log.read_text())
     assert len(found) == 1 and "socket(AF_INET, SOCK_DGRAM" in found[0]  # the socketpair is not network
 
@@ -90,4 +92,5 @@ def test_predict_with_teacher_for_20_seconds_opens_no_socket(tmp_path):
     assert offline_audit.network_calls(strace_log.read_text()) == []
     assert audit_log.read_text() == ""
     assert not (home / ".cache" / "Microsoft").exists()
-    assert [p for p in home.rglob("*") if "onnxruntime" in p.name.lower() or "microsoft" in p.name.lower()] == []
+    telemetry = [p for p in home.rglob("*") if any(w in p.name.lower() for w in ("onnxruntime", "microsoft"))]
+    assert telemetry == []

@@ -314,7 +314,8 @@ def _safetensors_size(f, path: Path, size: int) -> None:
         raise ModelLoadError(path, f"weights file has no valid safetensors header: {exc}") from None
     expected = 8 + n + max(ends, default=0)
     if expected != size:
-        raise ModelLoadError(path, f"weights file is {size} bytes, its safetensors header describes {expected}")
+        raise ModelLoadError(path, f"weights file is {size} bytes, its safetensors header describes "
+                                   f"{expected}")
 
 
 def verified_weights(card: ModelCard, card_path: str | Path) -> Path:
@@ -342,7 +343,8 @@ def verified_weights(card: ModelCard, card_path: str | Path) -> Path:
             h.update(chunk)
     digest = h.hexdigest()
     if digest != card.weights_sha256:
-        raise ModelLoadError(wpath, f"SHA-256 {digest[:12]}… does not match the model card's {card.weights_sha256[:12]}…")
+        raise ModelLoadError(wpath, f"SHA-256 {digest[:12]}… does not match the model card's "
+                                    f"{card.weights_sha256[:12]}…")
     return Path(real)
 
 
@@ -409,7 +411,8 @@ def scan_cards(dirs: list[Path] | None = None) -> tuple[dict[str, Path], list[Mo
     override = override_models_dir() if dirs is None else None
     for d in dirs if dirs is not None else models_dirs():
         try:
-            names = sorted(e.name for e in os.scandir(d) if e.name.endswith(".json") and not e.name.startswith("."))
+            names = sorted(e.name for e in os.scandir(d)
+                           if e.name.endswith(".json") and not e.name.startswith("."))
         except FileNotFoundError:
             if d == override:
                 problems.append(ModelLoadError(d, "the folder KDVIEWER_MODELS names does not exist"))
@@ -425,7 +428,8 @@ def scan_cards(dirs: list[Path] | None = None) -> tuple[dict[str, Path], list[Mo
                 problems.append(exc)
                 continue
             if card.name in here:
-                problems.append(ModelLoadError(p, f"a second card named {card.name!r} (first: {here[card.name].name})"))
+                first = here[card.name].name
+                problems.append(ModelLoadError(p, f"a second card named {card.name!r} (first: {first})"))
                 continue
             here[card.name] = p
             found.setdefault(card.name, p)

@@ -111,8 +111,10 @@ def test_onnxruntime_imported_before_its_telemetry_was_off_is_refused():
     code = ("import os; os.environ.pop('ORT_DISABLE_TELEMETRY', None); import onnxruntime\n"
             "from kdviewer.core import runtime\n"
             "try:\n    runtime._onnxruntime()\nexcept RuntimeError as exc:\n    print('refused:', exc)\n")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True).stdout
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
+                         check=True).stdout
     assert out.startswith("refused:") and "ORT_DISABLE_TELEMETRY=1" in out
-    code = "from kdviewer.core import runtime; import os; runtime._onnxruntime(); print(os.environ['ORT_DISABLE_TELEMETRY'])"
+    code = ("from kdviewer.core import runtime; import os; runtime._onnxruntime(); "
+            "print(os.environ['ORT_DISABLE_TELEMETRY'])")
     assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
                           check=True).stdout.strip() == "1"
