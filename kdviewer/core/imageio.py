@@ -256,7 +256,7 @@ def read_image(
     path = Path(path)
     notes: list[str] = []
     try:
-        with _captured_warnings(notes):
+        with captured_warnings(notes):
             image = _read(path, max_pixels, max_bytes, reduce_to, notes)
     except ImageReadError:
         raise
@@ -317,7 +317,7 @@ def _describe(exc: BaseException) -> str:
 
 
 @contextlib.contextmanager
-def _captured_warnings(notes: list[str]):
+def captured_warnings(notes: list[str]):
     """Collect warnings (scrubbed of values) into ``notes`` and keep pydicom's log off stderr.
 
     pydicom both warns and logs what it finds malformed, quoting the value; a decoder failure
@@ -364,9 +364,10 @@ def read_dicom_dataset(
     try:
         with _dicom_source(path, max_bytes + _DEFLATE_HEADER_ROOM) as source:
             header = source.parse(stop_before_pixels=True)
-            _check_parsed(path, header, notes)
+            _check_parsed(path, header)
             _check_image_header(path, header, max_pixels, max_bytes)
             ds = source.parse(stop_before_pixels=False)
+            _convert_all(path, ds, notes, 0)
     except ImageReadError:
         raise
     except MemoryError:
@@ -390,12 +391,15 @@ class _ReadBudget:
 
     def __init__(self, raw, budget: int, name: str):
         self._raw, self.left, self.name = raw, budget, name
+        self._end = raw.seek(0, os.SEEK_END)
+        raw.seek(0)
 
     def read(self, size: int = -1) -> bytes:
         self.left -= 1
         if self.left < 0:
             raise _BudgetExceeded
-        return self._raw.read(size)
+        # an element may claim 4 GB in a 1 kB file: never ask for more than the file holds
+        return self._raw.read(max(0, min(self._end - self._raw.tell(), size if size >= 0 else self._end)))
 
     def seek(self, offset: int, whence: int = 0) -> int:
         return self._raw.seek(offset, whence)
@@ -456,9 +460,10 @@ def _deflated_file_meta(fh):
     from pydicom.uid import DeflatedExplicitVRLittleEndian
 
     try:
-        read_preamble(fh, True)
         # pydicom has no public way to read the File Meta and stay positioned after it
-        meta = _read_file_meta_info(_ReadBudget(fh, MAX_DICOM_READS, fh.name))
+        budget = _ReadBudget(fh, MAX_DICOM_READS, fh.name)
+        read_preamble(budget, True)
+        meta = _read_file_meta_info(budget)
     except Exception:  # whatever is wrong is reported by the real parse
         meta = None
     if meta is None or meta.get("TransferSyntaxUID") != DeflatedExplicitVRLittleEndian:
@@ -502,11 +507,10 @@ def _inflate(path: Path, fh, meta, cap: int) -> io.BytesIO:
     return out
 
 
-def _check_parsed(path: Path, ds, notes: list[str]) -> None:
-    """Reject what ``force=True`` turned into a dataset but is not DICOM; convert every value."""
+def _check_parsed(path: Path, ds) -> None:
+    """Reject what ``force=True`` turned into a dataset but is not DICOM."""
     if len(ds) == 0:
         raise ImageReadError(path, "not a DICOM file (no data elements found)")
-    _convert_all(path, ds, notes, 0)
     known = {"SOPClassUID", "Modality", "Rows", "Columns", "PatientID", "StudyInstanceUID"}
     if not any(k in ds for k in known):
         raise ImageReadError(path, "not a DICOM file (no recognisable DICOM attributes)")
@@ -514,6 +518,8 @@ def _check_parsed(path: Path, ds, notes: list[str]) -> None:
 
 def _convert_all(path: Path, ds, notes: list[str], depth: int) -> None:
     """Convert every value now (garbage fails here, not later in a viewer), naming invalid ones."""
+    from pydicom.multival import MultiValue
+
     if depth > MAX_SEQUENCE_DEPTH:
         raise ImageReadError(path, f"DICOM sequences nested more than {MAX_SEQUENCE_DEPTH} levels deep")
     for tag in list(ds.keys()):
@@ -529,6 +535,10 @@ def _convert_all(path: Path, ds, notes: list[str], depth: int) -> None:
         if elem.VR == "SQ":
             for item in value:
                 _convert_all(path, item, notes, depth + 1)
+        elif elem.VR == "PN" and isinstance(value, MultiValue):
+            # pydicom 3.0 builds multi-valued names with a local function, which cannot be
+            # pickled (the dataset travels back from the reader process); set anew, they can
+            elem.value = list(value)
 
 
 def _element_name(ds, tag) -> str:

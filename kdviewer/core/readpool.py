@@ -33,7 +33,7 @@ from typing import Any
 
 from kdviewer.core.errors import ImageReadError
 from kdviewer.core.image import LoadedImage
-from kdviewer.core.imageio import read_image
+from kdviewer.core.imageio import captured_warnings, read_image
 
 log = logging.getLogger(__name__)
 
@@ -125,7 +125,10 @@ class _Helper:
         if not self.conn.poll(timeout):
             raise _HelperTimedOut
         try:
-            return self.conn.recv()
+            # unpickling a dataset re-validates its values, and pydicom would print invalid UIDs
+            # here; the helper has already reported them without their values
+            with captured_warnings([]):
+                return self.conn.recv()
         except (EOFError, OSError):
             raise _HelperDied(self._death()) from None
 

@@ -1,17 +1,20 @@
 """Synthetic DICOM files for the reader's tests: every case the real corpus lacks.
 
 Build a dataset from a stored-value array with :func:`make_dataset`, then write it with
-:func:`write` in any transfer syntax (uncompressed ones, deflated, big endian, RLE, JPEG-LS,
-JPEG 2000), with or without the 128-byte preamble and File Meta.
+:func:`write` (or get the file's bytes from :func:`encode`) in any transfer syntax (uncompressed
+ones, deflated, big endian, RLE, JPEG-LS, JPEG 2000), with or without the 128-byte preamble and
+File Meta; :func:`encode_encapsulated` wraps codestreams made elsewhere (e.g. Pillow's JPEG).
 """
 
 from __future__ import annotations
 
+import io
 from pathlib import Path
 
 import numpy as np
 import pydicom
 from pydicom.dataset import Dataset, FileMetaDataset
+from pydicom.encaps import encapsulate
 from pydicom.sequence import Sequence
 from pydicom.uid import (
     DeflatedExplicitVRLittleEndian,
@@ -144,7 +147,14 @@ def write(
     preamble: bool = True,
     file_meta: bool = True,
 ) -> Path:
-    """Write ``ds`` to ``path`` in ``transfer_syntax`` (a key of TRANSFER_SYNTAXES).
+    """Write ``ds`` to ``path`` in ``transfer_syntax`` (a key of TRANSFER_SYNTAXES); see :func:`encode`."""
+    path = Path(path)
+    path.write_bytes(encode(ds, transfer_syntax, preamble=preamble, file_meta=file_meta))
+    return path
+
+
+def encode(ds: Dataset, transfer_syntax: str = "explicit_le", *, preamble: bool = True, file_meta: bool = True) -> bytes:
+    """The file ``ds`` makes in ``transfer_syntax`` (a key of TRANSFER_SYNTAXES).
 
     ``preamble=False`` omits the 128-byte preamble and "DICM"; ``file_meta=False`` also omits the
     File Meta group, leaving a bare dataset (only valid in implicit VR little endian, as the
@@ -163,16 +173,31 @@ def write(
             dt = ">i2" if ds.PixelRepresentation else ">u2"
             little = np.frombuffer(ds.PixelData, dtype=dt.replace(">", "<"))
             ds.PixelData = little.astype(dt).tobytes()
-    path = Path(path)
+    out = io.BytesIO()
     if not file_meta:
         if uid != ImplicitVRLittleEndian:
             raise ValueError("a dataset without File Meta must be implicit VR little endian")
         del ds.file_meta
-        pydicom.dcmwrite(path, ds, implicit_vr=True, little_endian=True)
-        return path
-    pydicom.dcmwrite(path, ds, enforce_file_format=True)
+        pydicom.dcmwrite(out, ds, implicit_vr=True, little_endian=True)
+        return out.getvalue()
+    pydicom.dcmwrite(out, ds, enforce_file_format=True)
+    data = out.getvalue()
     if not preamble:
-        data = path.read_bytes()
         assert data[128:132] == b"DICM"
-        path.write_bytes(data[132:])
-    return path
+        data = data[132:]
+    return data
+
+
+def encode_encapsulated(ds: Dataset, transfer_syntax_uid: str, frames: list[bytes]) -> bytes:
+    """The file ``ds`` makes with ``frames`` (already compressed codestreams) as its pixel data."""
+    ds = ds.copy()
+    ds.file_meta = ds.file_meta.copy()
+    ds.file_meta.TransferSyntaxUID = transfer_syntax_uid
+    ds.PixelData = encapsulate(frames)
+    ds["PixelData"].VR = "OB"
+    ds["PixelData"].is_undefined_length = True
+    if len(frames) > 1:
+        ds.NumberOfFrames = len(frames)
+    out = io.BytesIO()
+    pydicom.dcmwrite(out, ds, enforce_file_format=True)
+    return out.getvalue()
