@@ -343,18 +343,23 @@ def re_sof(data: bytes) -> int:
     raise ValueError("no SOF marker")
 
 
+def rescale_file(slope: str, intercept: str, ts: str = "explicit_le") -> bytes:
+    """A 12-bit image whose RescaleSlope and RescaleIntercept are the given (invalid) texts."""
+    ds = fac.make_dataset(fac.ramp(16, 16, 0, 4095), bits_stored=12)
+    saved = config.settings.writing_validation_mode, config.settings.reading_validation_mode
+    config.settings.writing_validation_mode = config.settings.reading_validation_mode = config.IGNORE
+    try:  # the point is to write invalid values
+        ds.RescaleSlope, ds.RescaleIntercept = slope, intercept
+        return fac.encode(ds, ts)
+    finally:
+        config.settings.writing_validation_mode, config.settings.reading_validation_mode = saved
+
+
 def rescale(rng: random.Random) -> Case:
     slope, intercept = rng.choice(
         [("NaN", "0"), ("1", "NaN"), ("inf", "0"), ("1", "-inf"), ("1e308", "0"), ("3e38", "0"), ("1", "1e39")]
     )
-    ds = fac.make_dataset(fac.ramp(16, 16, 0, 4095), bits_stored=12)
-    saved = config.settings.writing_validation_mode
-    config.settings.writing_validation_mode = config.IGNORE  # the point is to write invalid values
-    try:
-        ds.RescaleSlope, ds.RescaleIntercept = slope, intercept
-        data = fac.encode(ds, rng.choice(["explicit_le", "implicit_le"]))
-    finally:
-        config.settings.writing_validation_mode = saved
+    data = rescale_file(slope, intercept, rng.choice(["explicit_le", "implicit_le"]))
     return Case("rescale", f"rescale-{slope}-{intercept}", data, expect_error=True)
 
 
