@@ -3,7 +3,8 @@
 Separate from the model path (:mod:`kdviewer.core.preprocess`), which always scales from the
 full value range. Everything here works in the value space of
 :attr:`kdviewer.core.image.LoadedImage.pixels` (Modality LUT applied, MONOCHROME1 already
-inverted), so a higher output is always brighter.
+inverted), so a higher output is always brighter. The viewer's image view, the study list's
+thumbnails and therefore the screenshots all render through this module.
 """
 
 from __future__ import annotations
@@ -86,3 +87,76 @@ def to_display_uint8(image: LoadedImage, window: Window | None = None) -> np.nda
         return apply_voi_lut(image.pixels, image.voi_lut)
     w = window or default_window(image)
     return apply_window(image.pixels, w.center, w.width, w.function)
+
+
+CUSTOM = "custom"
+
+
+def window_bounds(window: Window) -> tuple[float, float]:
+    """The values a window's ramp spans, from black to white (SIGMOID: where it passes 12 % and 88 %).
+
+    LINEAR: ``c - 0.5 ∓ (w - 1) / 2``; LINEAR_EXACT and SIGMOID: ``c ∓ w / 2`` (PS3.3 C.11.2.1.2).
+    """
+    c, w = float(window.center), float(window.width)
+    if window.function.upper() == "LINEAR":
+        return c - 0.5 - (w - 1.0) / 2.0, c - 0.5 + (w - 1.0) / 2.0
+    return c - w / 2.0, c + w / 2.0
+
+
+def window_from_bounds(lo: float, hi: float) -> Window:
+    """A hand-made window showing ``lo`` as black and ``hi`` as white (LINEAR_EXACT, so the ramp is
+    exactly the interval drawn), named :data:`CUSTOM`."""
+    lo, hi = float(min(lo, hi)), float(max(lo, hi))
+    width = max(hi - lo, 1e-6)
+    return Window(center=lo + width / 2.0, width=width, explanation=CUSTOM, function="LINEAR_EXACT")
+
+
+# A lookup over every value pays off only for integer-valued pixels in a modest range.
+_MAX_LOOKUP_VALUES = 1 << 16
+
+
+class DisplayRenderer:
+    """Renders one image through any window or its VOI LUT, for an interactive view.
+
+    The result is always that of :func:`apply_window` / :func:`apply_voi_lut` on the pixels. For
+    integer-valued pixels spanning at most 65536 values (every DICOM radiograph), the function is
+    evaluated once per value and looked up, which is the same computation on the same float32
+    values, several times faster than evaluating it per pixel (window/level drags re-render often).
+    """
+
+    def __init__(self, image: LoadedImage):
+        self.image = image
+        self._index: np.ndarray | None = None
+        self._values: np.ndarray | None = None
+        self._lookup_checked = False
+        self._renders = 0
+
+    def render(self, window: Window | None = None, *, voi_lut: bool = False) -> np.ndarray:
+        """uint8 grey: the image's VOI LUT with ``voi_lut``, else ``window`` (default: the image's
+        default, see :func:`to_display_uint8`)."""
+        self._renders += 1
+        if self._renders > 1 and not self._lookup_checked:  # a second render: a drag may follow
+            self._prepare_lookup()
+        if self._index is None:
+            if voi_lut:
+                return apply_voi_lut(self.image.pixels, self.image.voi_lut)
+            return to_display_uint8(self.image, window or default_window(self.image))
+        if voi_lut:
+            table = apply_voi_lut(self._values, self.image.voi_lut)
+        else:
+            w = window or default_window(self.image)
+            table = apply_window(self._values, w.center, w.width, w.function)
+        return table[self._index]
+
+    def _prepare_lookup(self) -> None:
+        self._lookup_checked = True
+        pixels = self.image.pixels
+        lo, hi = float(pixels.min()), float(pixels.max())
+        if not (np.isfinite(lo) and np.isfinite(hi)) or hi - lo >= _MAX_LOOKUP_VALUES:
+            return
+        offset = pixels - np.float32(lo)
+        index = offset.astype(np.uint16)
+        if not np.array_equal(index, offset):  # not integer-valued
+            return
+        self._values = (np.arange(int(hi - lo) + 1, dtype=np.float32) + np.float32(lo))
+        self._index = index

@@ -2,8 +2,10 @@
 
 The heat map is a second ``ImageItem`` in the same view box with the image's geometry (the
 engine returns heat maps in the original pixel grid), so the two stay aligned at every zoom and
-pan. Window/level lives in the histogram item: dragging with the left button, picking a DICOM
-preset and dragging the histogram region all end up as ``HistogramLUTItem.setLevels``.
+pan. What the screen shows is rendered by :mod:`kdviewer.core.display` (the same code as the
+thumbnails): a DICOM window with its own VOI LUT function (LINEAR, LINEAR_EXACT, SIGMOID) or the
+file's VOI LUT, to 8-bit grey; the image item only draws those bytes. A left drag or a drag of
+the histogram's region makes a custom window.
 """
 
 from __future__ import annotations
@@ -16,12 +18,22 @@ import pyqtgraph as pg
 from PySide6.QtCore import QPointF, QRectF, Qt, Signal
 from PySide6.QtWidgets import QComboBox, QLabel, QVBoxLayout, QWidget
 
-from kdviewer.core.display import default_window, full_range_window
+from kdviewer.core.display import (
+    CUSTOM,
+    DisplayRenderer,
+    default_window,
+    full_range_window,
+    window_bounds,
+    window_from_bounds,
+)
+from kdviewer.core.image import Window
 
 log = logging.getLogger(__name__)
 
 _GREY = {"mode": "rgb", "ticks": [(0.0, (0, 0, 0, 255)), (1.0, (255, 255, 255, 255))]}
 _GREY_INVERTED = {"mode": "rgb", "ticks": [(0.0, (255, 255, 255, 255)), (1.0, (0, 0, 0, 255))]}
+_INVERT_LUT = np.arange(255, -1, -1, dtype=np.ubyte)
+_HISTOGRAM_SAMPLES = 250_000  # pixels the histogram is computed from (strided), as pyqtgraph does
 
 
 def overlay_lookup_table(name: str, n: int = 256) -> np.ndarray:
@@ -68,7 +80,8 @@ class ImageView(QWidget):
     def __init__(self, parent=None):
         super().__init__(parent)
         self._image = None
-        self._display_pixels: np.ndarray | None = None
+        self._renderer: DisplayRenderer | None = None
+        self._window: Window | None = None  # None: the file's VOI LUT
         self._inverted = False
         self._overlay_on = True
         self._colormap = "inferno"
@@ -88,7 +101,8 @@ class ImageView(QWidget):
         self.view_box.addItem(self.image_item)
         self.view_box.addItem(self.overlay_item)
 
-        self.histogram = pg.HistogramLUTItem(image=self.image_item, fillHistogram=True)
+        # the histogram shows the image's values and the window's span; it does not render
+        self.histogram = pg.HistogramLUTItem(fillHistogram=True)
         self.histogram.gradient.restoreState(_GREY)
         self.histogram.setFixedWidth(110)
         self.histogram.plot.setBrush((150, 160, 175, 90))
@@ -119,7 +133,7 @@ class ImageView(QWidget):
     def image(self):
         return self._image
 
-    def set_image(self, image, window=None) -> None:
+    def set_image(self, image, window: Window | None = None) -> None:
         """Show ``image`` (a LoadedImage) in ``window``.
 
         Without ``window`` it starts as :func:`kdviewer.core.display.to_display_uint8` does: the
@@ -129,21 +143,14 @@ class ImageView(QWidget):
         heat maps all line up.
         """
         self._image = image
-        self._display_pixels = image.pixels
+        self._renderer = DisplayRenderer(image)
         self.show_message("")
         self.clear_heatmap()
-        self.image_item.setImage(image.pixels, autoLevels=False)
-        self._fit_item_to_geometry()
-        lo, hi = (float(v) for v in image.value_range)
-        if hi <= lo:
-            hi = lo + 1.0
-        self.histogram.setHistogramRange(lo, hi)
+        self._show_histogram()
         if window is None and image.voi_lut is not None:
             self.apply_voi_lut()
         else:
-            if window is None:
-                window = default_window(image)
-            self.set_window(window.center, window.width)
+            self.apply_window(window or default_window(image))
         self.reset_view()
 
     def replace_image(self, image) -> None:
@@ -152,21 +159,15 @@ class ImageView(QWidget):
         if self._image is None or image.geometry != self._image.geometry:
             self.set_image(image)
             return
-        levels = self.histogram.getLevels()
-        using_lut = self._display_pixels is not self._image.pixels
         self._image = image
-        self._display_pixels = None
-        if using_lut and image.voi_lut is not None:
-            self.apply_voi_lut()
-        else:
-            self._use_pixels(image.pixels)
-        self._fit_item_to_geometry()
-        self.set_levels(*levels)
+        self._renderer = DisplayRenderer(image)
+        self._show_histogram()
+        self._render()
 
     def clear_image(self) -> None:
         """Show nothing (the selected file could not be read)."""
         self._image = None
-        self._display_pixels = None
+        self._renderer = None
         self.image_item.clear()
         self.clear_heatmap()
         self.histogram.plot.setData([], [])
@@ -193,46 +194,75 @@ class ImageView(QWidget):
         rows, cols = self._image.geometry
         self.image_item.setRect(QRectF(0, 0, cols, rows))
 
-    def set_window(self, center: float, width: float) -> None:
-        """Show values in ``center ± width/2`` over the full grey scale (linear VOI)."""
-        self._use_pixels(self._image.pixels if self._image is not None else None)
-        width = max(float(width), 1e-6)
-        self.set_levels(center - width / 2.0, center + width / 2.0)
+    def set_window(self, center: float, width: float, function: str = "LINEAR") -> None:
+        """Show the window ``center``/``width`` with a DICOM VOI LUT function."""
+        self.apply_window(Window(float(center), float(width), function=function))
+
+    def apply_window(self, window: Window) -> None:
+        """Show ``window`` exactly as PS3.3 C.11.2.1.2 defines its function (see core.display)."""
+        self._window = window
+        self._render()
 
     def apply_voi_lut(self) -> bool:
         """Display through the file's VOI LUT Sequence; False when the file has none."""
         if self._image is None or self._image.voi_lut is None:
             return False
-        from kdviewer.core.display import apply_voi_lut
-
-        self._use_pixels(apply_voi_lut(self._image.pixels, self._image.voi_lut))
-        self.set_levels(0.0, 255.0)
+        self._window = None
+        self._render()
         return True
 
-    def _use_pixels(self, pixels: np.ndarray | None) -> None:
-        if pixels is None or pixels is self._display_pixels:
-            return
-        self._display_pixels = pixels
-        self.image_item.setImage(pixels, autoLevels=False)
-        if self._image is not None:
-            self._fit_item_to_geometry()
-        self.histogram.setHistogramRange(float(pixels.min()), float(pixels.max()))
+    @property
+    def current_window(self) -> Window | None:
+        """The window on screen (``explanation`` "custom" when made by hand); None: the VOI LUT."""
+        return self._window
 
-    def set_levels(self, lo: float, hi: float) -> None:
+    @property
+    def display_pixels(self) -> np.ndarray | None:
+        """The 8-bit grey on screen, before inversion."""
+        return self.image_item.image
+
+    def _render(self) -> None:
+        if self._renderer is None:
+            return
+        grey = self._renderer.render(self._window, voi_lut=self._window is None)
+        self.image_item.setImage(grey, autoLevels=False, levels=(0, 255),
+                                 lut=_INVERT_LUT if self._inverted else None)
+        self._fit_item_to_geometry()
+        lo, hi = (window_bounds(self._window) if self._window is not None
+                  else (float(v) for v in self._image.value_range))
         self._setting_levels = True
         try:
-            self.histogram.setLevels(float(lo), float(hi))
+            self.histogram.setLevels(lo, hi)
         finally:
             self._setting_levels = False
+        self.window_changed.emit(*self.window())
+
+    def _show_histogram(self) -> None:
+        pixels = self._image.pixels
+        step = max(1, int(math.sqrt(pixels.size / _HISTOGRAM_SAMPLES)))
+        sample = pixels[::step, ::step]
+        lo, hi = (float(v) for v in self._image.value_range)
+        if hi <= lo:
+            hi = lo + 1.0
+        counts, edges = np.histogram(sample, bins=min(500, max(2, int(hi - lo) + 1)), range=(lo, hi))
+        self.histogram.plot.setData(edges[:-1], counts.astype(np.float64))
+        self.histogram.setHistogramRange(lo, hi)
+
+    def set_levels(self, lo: float, hi: float) -> None:
+        """Show ``lo`` as black and ``hi`` as white (a custom window)."""
+        self.apply_window(window_from_bounds(lo, hi))
 
     def window(self) -> tuple[float, float]:
-        """Current (centre, width)."""
+        """Current (centre, width); the VOI LUT's input range when it is shown."""
+        if self._window is not None:
+            return float(self._window.center), float(self._window.width)
         lo, hi = self.histogram.getLevels()
         return (lo + hi) / 2.0, hi - lo
 
     def set_inverted(self, on: bool) -> None:
         self._inverted = bool(on)
         self.histogram.gradient.restoreState(_GREY_INVERTED if on else _GREY)
+        self.image_item.setLookupTable(_INVERT_LUT if self._inverted else None)
 
     @property
     def inverted(self) -> bool:
@@ -291,20 +321,22 @@ class ImageView(QWidget):
 
     # -- events --------------------------------------------------------------------------------
     def _on_levels_changed(self, *_):
-        c, w = self.window()
-        self.window_changed.emit(c, w)
-        if not self._setting_levels:  # the histogram's region dragged by hand
-            self.window_edited.emit()
+        if self._setting_levels or self._image is None:
+            return
+        # the histogram's region dragged by hand
+        self.apply_window(window_from_bounds(*self.histogram.getLevels()))
+        self.window_edited.emit()
 
     def _on_window_dragged(self, dx: float, dy: float) -> None:
         if self._image is None:
             return
         lo, hi = (float(v) for v in self._image.value_range)
         step = max(hi - lo, 1.0) / 600.0  # about the full range across a 600-pixel drag
-        center, width = self.window()
+        lo, hi = window_bounds(self._window) if self._window is not None else self.histogram.getLevels()
+        center, width = (lo + hi) / 2.0, hi - lo
         width = max(width + dx * step * 2.0, step)
         center = center + dy * step
-        self.set_levels(center - width / 2.0, center + width / 2.0)
+        self.apply_window(window_from_bounds(center - width / 2.0, center + width / 2.0))
         self.window_edited.emit()
 
     def _on_mouse_moved(self, scene_pos: QPointF) -> None:
@@ -353,11 +385,11 @@ class WindowPresetBox(QComboBox):
         if kind == "voi":
             self._view.apply_voi_lut()
         elif kind == "window":
-            self._view.set_window(window.center, window.width)
+            self._view.apply_window(window)
 
     def _on_window_edited(self) -> None:
         center, width = self._view.window()
-        text = f"Custom: C {center:.0f} W {width:.0f}"
+        text = f"{CUSTOM.capitalize()}: C {center:.0f} W {width:.0f}"
         last = self.count() - 1
         if last >= 0 and self.itemData(last)[0] == "custom":
             self.setItemText(last, text)

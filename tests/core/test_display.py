@@ -6,11 +6,14 @@ import numpy as np
 import pytest
 
 from kdviewer.core.display import (
+    DisplayRenderer,
     apply_voi_lut,
     apply_window,
     default_window,
     full_range_window,
     to_display_uint8,
+    window_bounds,
+    window_from_bounds,
 )
 from kdviewer.core.image import ImageMetadata, LoadedImage, Window
 
@@ -97,3 +100,56 @@ def test_display_does_not_modify_the_image():
     to_display_uint8(img)
     to_display_uint8(img, Window(5, 3, function="SIGMOID"))
     np.testing.assert_array_equal(img.pixels, before)
+
+
+@pytest.mark.parametrize("function", ["LINEAR", "LINEAR_EXACT", "SIGMOID"])
+@pytest.mark.parametrize(("center", "width"), [(1000.0, 800.0), (2047.5, 4096.0), (300.0, 2.0)])
+def test_windowing_agrees_with_pydicom(function, center, width):
+    """pydicom's apply_windowing (PS3.3 C.11.2.1.2 into the stored range) is the reference."""
+    from pydicom.dataset import Dataset
+    from pydicom.pixels import apply_windowing
+
+    ds = Dataset()
+    ds.BitsStored, ds.PixelRepresentation, ds.PhotometricInterpretation = 12, 0, "MONOCHROME2"
+    ds.WindowCenter, ds.WindowWidth, ds.VOILUTFunction = center, width, function
+    stored = np.arange(0, 4096, dtype=np.uint16).reshape(64, 64)
+    reference = apply_windowing(stored.astype(np.float64), ds)
+    expected = np.rint((reference - 0.0) / 4095.0 * 255.0)
+    ours = apply_window(stored.astype(np.float32), center, width, function)
+    # float32 here against float64 there: a value exactly between two grey levels may round apart
+    assert np.abs(ours.astype(int) - expected).max() <= 1
+    assert np.mean(ours == expected) > 0.99
+
+
+@pytest.mark.parametrize("window", [Window(1000, 800), Window(1000, 800, function="SIGMOID"),
+                                    Window(5, 3, function="LINEAR_EXACT"), None])
+def test_renderer_equals_the_direct_computation(window):
+    """The view's renderer looks values up for integer pixels: the very same result."""
+    rng = np.random.default_rng(1)
+    lut = (np.arange(0, 4096, 16, dtype=np.float32), np.linspace(0, 1, 256, dtype=np.float32) ** 0.5)
+    img = _image(rng.integers(-20, 4000, size=(40, 30)).astype(np.float32), voi_lut=lut)
+    renderer = DisplayRenderer(img)
+    first = renderer.render(window, voi_lut=window is None)  # direct
+    second = renderer.render(window, voi_lut=window is None)  # looked up
+    direct = apply_voi_lut(img.pixels, lut) if window is None else apply_window(
+        img.pixels, window.center, window.width, window.function)
+    np.testing.assert_array_equal(first, direct)
+    np.testing.assert_array_equal(second, direct)
+    assert renderer._index is not None  # the lookup was used
+
+
+def test_renderer_on_fractional_pixels_computes_directly():
+    img = _image(np.linspace(0.0, 1.0, 12, dtype=np.float32).reshape(3, 4))
+    renderer = DisplayRenderer(img)
+    for _ in range(2):
+        np.testing.assert_array_equal(renderer.render(Window(0.5, 0.5, function="LINEAR_EXACT")),
+                                      apply_window(img.pixels, 0.5, 0.5, "LINEAR_EXACT"))
+    assert renderer._index is None
+
+
+def test_window_bounds_and_custom_windows():
+    assert window_bounds(Window(100, 21)) == (89.5, 109.5)
+    assert window_bounds(Window(100, 20, function="SIGMOID")) == (90.0, 110.0)
+    w = window_from_bounds(110, 90)
+    assert (w.center, w.width, w.function, w.explanation) == (100.0, 20.0, "LINEAR_EXACT", "custom")
+    assert window_bounds(w) == (90.0, 110.0)

@@ -405,3 +405,42 @@ def test_slow_heat_map_method_shows_busy_and_keeps_the_previous_map(make_window,
     np.testing.assert_array_equal(shown, w.model.prediction("student").heatmaps[FINDING_KEYS[0]])
     np.testing.assert_allclose(shown, 1.0 - before, atol=1e-6)  # the stand-in method's map
     assert "same map for every finding" in w.statusBar().currentMessage()
+
+
+def test_sigmoid_preset_is_rendered_as_the_dicom_standard_defines_it(make_window, tmp_path):
+    """A DICOM whose presets are SIGMOID: the pixels drawn follow PS3.3 C.11.2.1.2's formula and
+    pydicom's reference; thumbnails render through the same code; a hand drag makes it "Custom"."""
+    import pydicom
+    from pydicom.pixels import apply_windowing
+
+    from kdviewer.core.display import to_display_uint8
+    from tests.core.dicom_factory import make_dataset, ramp, write
+
+    ds = make_dataset(ramp(96, 80, 0, 4095), bits_stored=12, windows=[(1000.0, 800.0), (2000.0, 1500.0)],
+                      window_explanations=["LUNG", "SOFT"], VOILUTFunction="SIGMOID")
+    path = write(ds, tmp_path / "sigmoid.dcm")
+    w = make_window(loaders={"student": lambda: (_ for _ in ()).throw(RuntimeError("not needed"))})
+    with qtbot_wait(w.image_shown):
+        w.open_paths([str(path)])
+    box, view = w.preset_combo, w.image_view
+    assert "sigmoid" in box.currentText() and view.current_window.function == "SIGMOID"
+    # the same bytes as the thumbnails' rendering of the file's default (first) preset
+    np.testing.assert_array_equal(view.display_pixels, to_display_uint8(w.current_image))
+    index = next(i for i in range(box.count()) if box.itemText(i).startswith("SOFT"))
+    box.setCurrentIndex(index)
+    box.activated.emit(index)
+    x = w.current_image.pixels.astype(np.float64)
+    standard = np.rint(255.0 / (1.0 + np.exp(-4.0 * (x - 2000.0) / 1500.0)))
+    shown = view.display_pixels
+    assert shown.dtype == np.uint8 and np.abs(shown.astype(int) - standard).max() <= 1
+    assert np.mean(shown == standard) > 0.99
+    on_disk = pydicom.dcmread(path)
+    reference = apply_windowing(on_disk.pixel_array.astype(np.float64), on_disk, index=1) / 4095.0 * 255.0
+    assert np.abs(shown.astype(int) - np.rint(reference)).max() <= 1
+    # what the item draws is those bytes: no further levels or colour table
+    assert tuple(view.image_item.getLevels()) == (0, 255) and view.image_item.lut is None
+    # a hand drag: a custom window, and the box says so
+    view._on_window_dragged(25.0, 0.0)
+    assert box.currentText().startswith("Custom") and view.current_window.explanation == "custom"
+    w.invert_action.trigger()
+    assert view.image_item.lut is not None and view.image_item.lut[0] == 255
