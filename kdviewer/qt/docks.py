@@ -9,10 +9,12 @@ Which panels are shown and their sizes are saved with the window's state (QSetti
 from __future__ import annotations
 
 from PySide6.QtCore import QRect, QSize, Qt
-from PySide6.QtWidgets import QDockWidget, QFrame, QMainWindow, QScrollArea, QWidget
+from PySide6.QtWidgets import QDockWidget, QFrame, QMainWindow, QScrollArea, QTabWidget, QWidget
 
 # The share of the screen a window takes when no size was saved (or the saved one no longer fits).
 SCREEN_SHARE = 0.94
+# Screen height (px) from which the scores and the telemetry panels sit one above the other.
+TALL_SCREEN = 900
 
 
 def panel_dock(title: str, panel: QWidget, object_name: str, *, scroll: bool = True) -> QDockWidget:
@@ -29,6 +31,10 @@ def panel_dock(title: str, panel: QWidget, object_name: str, *, scroll: bool = T
         area.setWidgetResizable(True)
         area.setFrameShape(QFrame.Shape.NoFrame)
         area.setWidget(panel)
+        # never a horizontal scroll bar: the dock is at least as wide as the panel needs
+        area.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        panel.ensurePolished()
+        area.setMinimumWidth(panel.minimumSizeHint().width() + area.verticalScrollBar().sizeHint().width())
         dock.setWidget(area)
     else:
         dock.setWidget(panel)
@@ -40,6 +46,23 @@ def panel_dock(title: str, panel: QWidget, object_name: str, *, scroll: bool = T
     dock.toggleViewAction().setText(title)
     dock.toggleViewAction().setToolTip(f"Show or hide the {title.lower()} panel")
     return dock
+
+
+def arrange_docks(window: QMainWindow, left: QDockWidget, right: QDockWidget, below: QDockWidget) -> None:
+    """The default arrangement: ``left`` beside the image, ``right`` on the other side with ``below``
+    under it, or, on a screen less than :data:`TALL_SCREEN` high, ``below`` as a tab behind ``right``
+    (stacked there, neither would have room for its content)."""
+    window.addDockWidget(Qt.DockWidgetArea.LeftDockWidgetArea, left)
+    window.addDockWidget(Qt.DockWidgetArea.RightDockWidgetArea, right)
+    screen = window.screen()
+    if screen is None or screen.availableGeometry().height() >= TALL_SCREEN:
+        window.splitDockWidget(right, below, Qt.Orientation.Vertical)
+        window.resizeDocks([right, below], [350, 430], Qt.Orientation.Vertical)
+    else:
+        window.setTabPosition(Qt.DockWidgetArea.RightDockWidgetArea, QTabWidget.TabPosition.North)
+        window.tabifyDockWidget(right, below)
+        right.raise_()
+    window.resizeDocks([left, right], [190, 380], Qt.Orientation.Horizontal)
 
 
 def fit_size(wanted: QSize, available: QRect) -> QSize:

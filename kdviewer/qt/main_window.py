@@ -30,7 +30,7 @@ from kdviewer.qt.actions import (
     show_sheet,
 )
 from kdviewer.qt.controller import ViewerController
-from kdviewer.qt.docks import panel_dock, restore_window
+from kdviewer.qt.docks import arrange_docks, panel_dock, restore_window
 from kdviewer.qt.image_view import ImageView, WindowPresetBox
 from kdviewer.qt.metadata_strip import MetadataStrip
 from kdviewer.qt.models_view import ModelsView
@@ -142,11 +142,7 @@ class ViewerWindow(QMainWindow):
         self.study_dock = panel_dock("Studies", self.study_list, "studiesDock", scroll=False)
         self.scores_dock = panel_dock("Findings", self.scores_panel, "scoresDock")
         self.telemetry_dock = panel_dock("Latency and power", self.telemetry_panel, "telemetryDock")
-        self.addDockWidget(Qt.DockWidgetArea.LeftDockWidgetArea, self.study_dock)
-        self.addDockWidget(Qt.DockWidgetArea.RightDockWidgetArea, self.scores_dock)
-        self.splitDockWidget(self.scores_dock, self.telemetry_dock, Qt.Orientation.Vertical)
-        self.resizeDocks([self.study_dock, self.scores_dock], [190, 370], Qt.Orientation.Horizontal)
-        self.resizeDocks([self.scores_dock, self.telemetry_dock], [330, 450], Qt.Orientation.Vertical)
+        arrange_docks(self, self.study_dock, self.scores_dock, self.telemetry_dock)
 
     def _action_slots(self) -> dict[str, Callable]:
         view = self.image_view
@@ -175,7 +171,8 @@ class ViewerWindow(QMainWindow):
         # Short toolbar labels (the menus keep the full names) so the toolbar fits 1366 px; what
         # does not fit a narrower window goes to the toolbar's » overflow menu.
         for action, short in ((a.open, "Open"), (a.open_folder, "Folder"), (a.previous, "◀ Prev"),
-                              (a.next, "Next ▶"), (a.reset, "Reset"), (a.identifiers, "IDs"), (a.tags, "Tags")):
+                              (a.next, "Next ▶"), (a.reset, "Reset"), (a.zoom_actual, "1:1"), (a.identifiers, "IDs"),
+                              (a.tags, "Tags")):
             action.setIconText(short)
         self.preset_combo.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
         self.preset_combo.setMinimumContentsLength(12)  # long preset names are elided; the list shows them

@@ -11,6 +11,9 @@ from kdviewer.core.image import IDENTIFYING_FIELDS
 from kdviewer.qt.elided_label import ElidedLabel
 
 
+NAME_WIDTH = 260  # px of the strip a file name may take
+
+
 def describe_metadata(meta, path: str | None = None) -> list[str]:
     """Non-identifying facts in reading order: modality, view, body part, date, size, encoding."""
     parts = []
@@ -50,12 +53,24 @@ class MetadataStrip(QWidget):
         self._show_identifiers = False
         layout = QHBoxLayout(self)
         layout.setContentsMargins(8, 3, 8, 3)
-        self.label = ElidedLabel("", elide=Qt.TextElideMode.ElideMiddle)  # keeps the size and encoding
+        self.label = ElidedLabel("")
         self.identifiers = ElidedLabel("")
         self.identifiers.setObjectName("identifiers")
         self.identifiers.setAlignment(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
         layout.addWidget(self.label, 1)
         layout.addWidget(self.identifiers)
+
+    def resizeEvent(self, event):  # noqa: N802 (Qt naming)
+        super().resizeEvent(event)
+        self._share_width()
+
+    def _share_width(self) -> None:
+        """The description first; identifiers take what it leaves, and at least 40 % when both are long."""
+        layout = self.layout()
+        m = layout.contentsMargins()
+        room = self.width() - m.left() - m.right() - layout.spacing()
+        wanted = max(room - self.label.sizeHint().width(), room * 2 // 5)
+        self.identifiers.setMaximumWidth(max(self.identifiers.minimumSizeHint().width(), wanted))
 
     def set_metadata(self, meta, path: str | None = None) -> None:
         self._meta, self._path = meta, path
@@ -74,9 +89,15 @@ class MetadataStrip(QWidget):
             self.label.setText("")
             self.identifiers.setText("")
             return
-        self.label.setText("  ·  ".join(describe_metadata(self._meta, self._path)))
+        parts = describe_metadata(self._meta)
+        if self._path:  # a long name keeps its start and extension and leaves room for the facts
+            name = Path(self._path).name
+            parts.insert(0, self.label.fontMetrics().elidedText(name, Qt.TextElideMode.ElideMiddle, NAME_WIDTH))
+        self.label.setText("  ·  ".join(parts))
+        self.label.set_tooltip_text(self._path or "")
         if self._show_identifiers:
             ids = describe_identifiers(self._meta)
             self.identifiers.setText("  ·  ".join(ids) if ids else "no identifiers in file")
         else:
             self.identifiers.setText("identifiers hidden")
+        self._share_width()

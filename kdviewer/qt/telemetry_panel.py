@@ -11,7 +11,7 @@ from collections import deque
 from pathlib import Path
 
 import pyqtgraph as pg
-from PySide6.QtCore import Qt, QTimer, Signal
+from PySide6.QtCore import QSize, Qt, QTimer, Signal
 from PySide6.QtWidgets import (
     QFileDialog,
     QGridLayout,
@@ -68,6 +68,14 @@ def _median(values) -> float | None:
 
 def _fmt(value: float | None, unit: str, digits: int = 1) -> str:
     return "—" if value is None else f"{value:.{digits}f} {unit}"
+
+
+class _CompactPlot(pg.PlotWidget):
+    """A plot that asks for little height: three of them and the summary fit a laptop's side panel,
+    and they grow when there is room (pyqtgraph's default asks for 480 px each)."""
+
+    def sizeHint(self) -> QSize:  # noqa: N802 (Qt naming)
+        return QSize(240, 80)
 
 
 class TelemetryPanel(QWidget):
@@ -159,7 +167,7 @@ class TelemetryPanel(QWidget):
         layout.addWidget(self.method_label)
 
     def _make_plot(self, title: str, unit: str, time_axis: bool = False) -> pg.PlotWidget:
-        plot = pg.PlotWidget()
+        plot = _CompactPlot()
         plot.setObjectName(f"plot_{unit}")
         plot.setTitle(f"<span style='color:#bdc1c6; font-size:9pt'>{title} ({unit})</span>")
         plot.showGrid(x=True, y=True, alpha=0.15)

@@ -30,6 +30,9 @@ QSplitter::handle:vertical {{ height: 1px; }}
 QScrollArea#panelScroll {{ background: {PANEL}; border: none; }}
 QDockWidget {{ color: {MUTED}; font-weight: 600; }}
 QDockWidget::title {{ background: {PANEL}; padding: 3px 6px; border-bottom: 1px solid {BORDER}; }}
+QMainWindow > QTabBar::tab {{ background: {BACKGROUND}; color: {MUTED}; padding: 4px 12px;
+    border: 1px solid {BORDER}; }}
+QMainWindow > QTabBar::tab:selected {{ background: {PANEL}; color: {TEXT}; border-bottom-color: {ACCENT}; }}
 QMainWindow::separator {{ background: {BORDER}; width: 3px; height: 3px; }}
 QMainWindow::separator:hover {{ background: #2f5673; }}
 QToolBar QToolButton#qt_toolbar_ext_button {{ background: #2a2f36; }}
