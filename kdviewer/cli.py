@@ -237,9 +237,11 @@ class RecordWriter:
 
 def _open_output(output: Path | None):
     """A UTF-8 text stream without newline translation (CSV writes its own CRLF): the file, or
-    standard output."""
+    standard output (as it is, where it is not a byte stream underneath)."""
     if output is not None:
         return open(output, "w", encoding="utf-8", newline="")
+    if not hasattr(sys.stdout, "buffer"):
+        return sys.stdout
     sys.stdout.flush()
     return io.TextIOWrapper(sys.stdout.buffer, encoding="utf-8", newline="", line_buffering=False)
 
@@ -247,7 +249,7 @@ def _open_output(output: Path | None):
 def _close_output(stream, output: Path | None) -> None:
     if output is not None:
         stream.close()
-    else:
+    elif stream is not sys.stdout:
         stream.flush()
         stream.detach()  # standard output stays open
 
