@@ -171,6 +171,7 @@ class ImageView(QWidget):
         self.image_item.clear()
         self.clear_heatmap()
         self.histogram.plot.setData([], [])
+        self.cursor_moved.emit(None)
 
     def show_message(self, text: str) -> None:
         """Show ``text`` over the image area; "" hides it."""
@@ -284,7 +285,11 @@ class ImageView(QWidget):
 
     def zoom_to(self, level: float = 1.0) -> None:
         """Zoom about the view centre to ``level`` screen pixels per image pixel (1: actual pixels)."""
-        self.zoom(level / self.zoom_level())
+        centre = self.view_box.viewRect().center()
+        half_w = self.view_box.width() / level / 2.0
+        half_h = self.view_box.height() / level / 2.0
+        self.view_box.setRange(xRange=(centre.x() - half_w, centre.x() + half_w),
+                               yRange=(centre.y() - half_h, centre.y() + half_h), padding=0)
 
     def _on_range_changed(self, *_):
         self.zoom_changed.emit(self.zoom_level())

@@ -444,3 +444,47 @@ def test_sigmoid_preset_is_rendered_as_the_dicom_standard_defines_it(make_window
     assert box.currentText().startswith("Custom") and view.current_window.explanation == "custom"
     w.invert_action.trigger()
     assert view.image_item.lut is not None and view.image_item.lut[0] == 255
+
+
+def test_help_menu_settings_zoom_and_stale_messages(make_window, settings, tmp_path):
+    """Help has the shortcut sheet and About (versions, model hashes, the notice); the finding and
+    heat-map method are remembered; Open dialogs never start inside the installed package; the
+    zoom level is shown and 1:1 gives actual pixels; a message about one image goes with the next."""
+    import kdviewer
+    from kdviewer.qt.actions import about_text, shortcut_sheet
+
+    menus = {m.title().replace("&", ""): m for m in (a.menu() for a in make_window().menuBar().actions()) if m}
+    w = make_window()
+    help_menu = next(m for t, m in menus.items() if t == "Help")
+    assert [a.text().replace("&", "") for a in help_menu.actions()] == ["Keyboard shortcuts", "About kdviewer"]
+    sheet = shortcut_sheet(w.actions_)
+    assert "Next study" in sheet and "PgDown" in sheet and "Actual pixels" in sheet
+    a, b = write_png(tmp_path / "a.png", (64, 48), 1), write_png(tmp_path / "b.png", (64, 48), 2)
+    with qtbot_wait(w.view_ready):
+        w.start([a, b])
+    about = about_text(w.model.engines)
+    assert RESEARCH_NOTICE in about and w.model.engines["student"].card.weights_sha256 in about
+    assert "PySide6" in about and "Python" in about
+    # zoom shown, 1:1 = one screen pixel per image pixel
+    w.actions_.zoom_actual.trigger()
+    assert w.image_view.zoom_level() == pytest.approx(1.0, rel=0.02)
+    assert w.status.zoom_label.text() == "zoom 100 %"
+    # remembered choices
+    w.finding_actions[3].trigger()
+    w.model.select_cam_method("layercam")
+    w.statusBar().showMessage("about a.png")
+    with qtbot_wait(w.image_shown):
+        w.next_action.trigger()
+    assert w.statusBar().currentMessage() == ""  # stale message gone with the image it was about
+    w.close()
+    assert (settings.finding, settings.cam_method) == (FINDING_KEYS[3], "layercam")
+    w2 = make_window()
+    assert (w2.model.finding, w2.model.cam_method) == (FINDING_KEYS[3], "layercam")
+    assert w2.finding_combo.currentIndex() == 3 and w2.method_combo.currentText() == "layercam"
+    # the built-in example lives in the installed packages: dialogs start at home instead
+    settings.last_folder = str(Path(example_image()).parent)
+    assert settings.last_folder == str(Path.home())
+    settings.last_folder = str(Path(kdviewer.__file__).parent)
+    assert settings.last_folder == str(Path.home())
+    settings.last_folder = str(tmp_path)
+    assert settings.last_folder == str(tmp_path)
