@@ -175,7 +175,8 @@ class ViewerWindow(QMainWindow):
                               (a.tags, "Tags")):
             action.setIconText(short)
         self.preset_combo.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
-        self.preset_combo.setMinimumContentsLength(12)  # long preset names are elided; the list shows them
+        self.preset_combo.setMinimumContentsLength(10)  # long preset names are elided; the list shows them
+        self.opacity_slider.setFixedWidth(70)
         tb = QToolBar("Main")
         tb.setObjectName("mainToolbar")
         tb.setMovable(False)

@@ -16,8 +16,8 @@ STYLESHEET = f"""
 QWidget {{ font-size: 9pt; }}
 QMainWindow, QDialog {{ background: {BACKGROUND}; }}
 QToolBar {{ background: {PANEL}; border: none; border-bottom: 1px solid {BORDER};
-    spacing: 4px; padding: 3px; }}
-QToolBar QToolButton {{ color: {TEXT}; padding: 3px 7px; border-radius: 3px; }}
+    spacing: 2px; padding: 3px; }}
+QToolBar QToolButton {{ color: {TEXT}; padding: 3px 4px; border-radius: 3px; }}
 QToolBar QToolButton:hover {{ background: #2a2f36; }}
 QToolBar QToolButton:checked {{ background: #2d3e4d; color: {ACCENT}; }}
 QStatusBar {{ background: {PANEL}; color: {MUTED}; border-top: 1px solid {BORDER}; }}
