@@ -9,11 +9,12 @@ STAMP := $(VENV)/.kdviewer-installed
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
 
+# Developers get everything (the light `pip install kdviewer` lacks PyTorch: see the README).
 # torch/torchvision are pinned first so pip takes the builds on this machine's disk.
 $(STAMP): pyproject.toml | $(BIN)/python
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q torch==2.14.1 torchvision==0.29.1
-	$(BIN)/python -m pip install -q -e '.[test]'
+	$(BIN)/python -m pip install -q -e '.[test,train,explain]'
 	touch $(STAMP)
 
 setup: $(STAMP)

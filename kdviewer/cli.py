@@ -380,18 +380,22 @@ def gather_info() -> dict[str, Any]:
     does not read or validate is listed with ``name`` None and its ``problem``.
     """
     from kdviewer.core.errors import ModelLoadError
-    from kdviewer.core.modelcard import read_card, scan_cards, verified_weights
+    from kdviewer.core.explain import library_methods_available
+    from kdviewer.core.extras import torch_available
+    from kdviewer.core.modelcard import parameter_count, read_card, scan_cards, verified_graph, verified_weights
     from kdviewer.core.power import meter_report
     from kdviewer.core.resources import models_dirs
-
-    import torch
+    from kdviewer.core.runtime import thread_count
 
     found, problems = scan_cards()
     models = []
+    counted: dict[str, int] = {}  # parameters by architecture, from verified weights
     for name, card_path in sorted(found.items()):
         card = read_card(card_path)
         try:
-            verified_weights(card, card_path)
+            weights = verified_weights(card, card_path)
+            verified_graph(card, card_path)
+            counted.setdefault(card.architecture, parameter_count(weights))
             verified, problem = True, None
         except ModelLoadError as exc:
             verified, problem = False, exc.cause
@@ -404,30 +408,36 @@ def gather_info() -> dict[str, Any]:
             "problem": problem,
             "trained": card.trained,
             "version": card.version,
+            "onnx_sha256": card.onnx_sha256,
         })
     for exc in problems:
         models.append({"name": None, "architecture": None, "card": display_path(exc.path),
                        "weights_sha256": None, "verified": False, "problem": exc.cause, "trained": None,
-                       "version": None})
+                       "version": None, "onnx_sha256": None})
     meters = [
         {"name": m.name, "available": m.available, "chosen": m.chosen, "reason": m.reason} for m in meter_report()
     ]
-    try:
-        from kdviewer.core.runtime import thread_count
+    threads = thread_count()
+    torch_threads = None
+    if torch_available():
+        import torch
 
-        threads = thread_count()
-    except (ImportError, ModelLoadError):
-        threads = torch.get_num_threads()
-    from kdviewer.core.models import ARCHITECTURES, build_model, count_parameters
+        from kdviewer.core.models import ARCHITECTURES, build_model, count_parameters
 
-    architectures = {
-        arch: {"role": info.role, "parameters": count_parameters(build_model(arch))}
-        for arch, info in ARCHITECTURES.items()
-    }
+        torch_threads = torch.get_num_threads()
+        architectures = {arch: {"role": info.role, "parameters": count_parameters(build_model(arch))}
+                         for arch, info in ARCHITECTURES.items()}
+    else:  # the light install: the architectures of the installed models, counted from their weights
+        from kdviewer.core.engine import DEFAULT_ARCH
+
+        roles = {arch: role for role, arch in DEFAULT_ARCH.items()}
+        architectures = {arch: {"role": roles.get(arch, "model"), "parameters": n}
+                         for arch, n in sorted(counted.items())}
     return {
         "versions": _versions(),
         "architectures": architectures,
-        "threads": {"engine": threads, "torch": torch.get_num_threads(), "cpu_count": os.cpu_count()},
+        "extras": {"pytorch": torch_available(), "library_heatmaps": library_methods_available()},
+        "threads": {"engine": threads, "torch": torch_threads, "cpu_count": os.cpu_count()},
         "models_dirs": [str(d) for d in models_dirs()],
         "models": models,
         "power_meters": meters,
@@ -447,7 +457,12 @@ def info_command(as_json: bool = False) -> int:
     for k, v in info["versions"].items():
         print(f"  {k:20s} {v or 'not installed'}")
     t = info["threads"]
-    print(f"threads: engine {t['engine']}, torch {t['torch']}, logical CPUs {t['cpu_count']}")
+    torch_threads = t["torch"] if t["torch"] is not None else "not installed"
+    print(f"threads: engine {t['engine']}, torch {torch_threads}, logical CPUs {t['cpu_count']}")
+    if not info["extras"]["library_heatmaps"]:
+        from kdviewer.core.extras import EXPLAIN_INSTALL
+
+        print(f"heat maps: Grad-CAM only (the other methods need PyTorch: {EXPLAIN_INSTALL})")
     for arch, a in info["architectures"].items():
         print(f"architecture {arch}: {a['role']}, {a['parameters'] / 1e6:.2f} M parameters (5-finding head)")
     print("models searched in: " + ", ".join(info["models_dirs"]))

@@ -5,6 +5,7 @@
     kdviewer-train distill  ...   (MobileNetV2 distilled from the teacher run)
     kdviewer-train evaluate ...
     kdviewer-train export   ... [--out DIR]
+    kdviewer-train graphs   [--models DIR]   (add the ONNX graphs to existing model cards)
     kdviewer-train all      ...   (teacher, student, distill, evaluate, export)
     kdviewer-train speed    ...   (seconds per training image on this machine)
     kdviewer-train prepare  ...   (splits and the decoded-image cache only)
@@ -27,7 +28,7 @@ from training.config import Config, load_config, read_config
 log = logging.getLogger("training")
 
 TRAIN_STAGES = ("teacher", "student", "distill")
-STAGES = (*TRAIN_STAGES, "evaluate", "export", "all", "speed", "prepare")
+STAGES = (*TRAIN_STAGES, "evaluate", "export", "graphs", "all", "speed", "prepare")
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -53,7 +54,8 @@ def _parser() -> argparse.ArgumentParser:
                    help="stop after N epochs of this invocation, leaving a resumable checkpoint")
     p.add_argument("--out", type=Path, help="export: folder for weights + cards (default: resources/models)")
     p.add_argument("--models", type=Path, metavar="DIR",
-                   help="evaluate: the model cards in DIR (e.g. resources/models) instead of the work folder's runs")
+                   help="evaluate: the model cards in DIR (e.g. resources/models) instead of the work folder's "
+                        "runs; graphs: the folder whose cards get ONNX graphs (default: resources/models)")
     p.add_argument("--epochs", type=int, help="train.epochs")
     p.add_argument("--batch-size", type=int, help="train.batch_size (global, across ranks)")
     p.add_argument("--device", help="train.device: auto, cpu, cuda, cuda:N")
@@ -175,6 +177,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     from training.workspace import Workspace
 
     try:
+        if a.stage == "graphs":
+            from training.export import export_graphs
+
+            for name, path in export_graphs(a.models).items():
+                print(f"{name}: {path}")
+            return 0
         if a.stage == "speed":
             from training.speed import run_speed
 

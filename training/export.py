@@ -5,16 +5,25 @@ Cards go to ``resources/models/`` (where the viewer and ``kdviewer predict`` loo
 the findings, the input spec, the thresholds chosen on the validation split (Youden's J), the
 resolved training config, a description of the data and splits, the evaluation metrics with
 their bootstrap CIs and the paired comparisons, library versions, the git revision and, where the
-engine provides it, the reference self-test scores.
+engine provides it, the reference self-test scores. Beside the weights goes the model's ONNX
+graph (:func:`export_graph`: checked against the PyTorch model within :data:`GRAPH_TOLERANCE` and
+recorded in the card with its SHA-256), which the viewer runs without PyTorch;
+``kdviewer-train graphs --models DIR`` (:func:`export_graphs`) adds or renews the graphs of cards
+that exist, changing no other field.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
+import os
+import tempfile
 from pathlib import Path
 
-from kdviewer.core.modelcard import ModelCard, save_model
+import numpy as np
+
+from kdviewer.core.modelcard import ModelCard, find_cards, load_model, read_card, save_model
 
 from training.config import Config
 from training.evaluate import evaluate, load_trained, trained_models
@@ -22,6 +31,12 @@ from training.runlog import clean_json, git_revision, versions
 from training.workspace import Workspace
 
 log = logging.getLogger(__name__)
+
+GRAPH_TOLERANCE = 1e-4  # largest difference of the graph's logits from PyTorch's
+# ... and of its feature maps, relative to their largest value: float32 sums in another order
+# differ by up to 5e-4 of it in an untrained network (2e-6 in the shipped ones); heat maps are
+# min-max normalised, so this is invisible in them.
+FEATURE_TOLERANCE = 1e-3
 
 DESCRIPTIONS = {
     "teacher": "DenseNet-121 teacher trained with masked, pos-weighted BCE.",
@@ -80,6 +95,94 @@ def export_models(cfg: Config, ws: Workspace, out: str | Path | None = None,
         )
         card = _with_reference(model, card)
         path, card = save_model(model, card, out_dir)
+        card = export_graph(model, path)
         cards[name] = path
         log.info("exported %s (%s…) to %s", name, card.short_hash, path)
+    return cards
+
+
+def graph_deviation(model, graph: bytes, card: ModelCard) -> tuple[float, float]:
+    """Largest differences between the ONNX graph's outputs and the PyTorch model's, on the
+    self-test's reference input and on two seeded random inputs: of the logits, and of the
+    feature maps relative to their largest value."""
+    import torch
+
+    from kdviewer.core.engine import reference_image
+    from kdviewer.core.preprocess import image_to_model_input
+    from kdviewer.core.runtime import OnnxRuntime
+
+    session = OnnxRuntime.from_graph(graph, card.onnx_file or "<graph>")
+    size, channels = card.input.size, card.input.channels
+    rng = np.random.default_rng(0)
+    inputs = [image_to_model_input(reference_image(), card.input)[None],
+              *(rng.standard_normal((1, channels, size, size)).astype(np.float32) for _ in range(2))]
+    model.eval()
+    worst_logits = worst_feats = 0.0
+    for x in inputs:
+        with torch.inference_mode():
+            feats = model.forward_features(torch.from_numpy(x))
+            logits = model.forward_head(feats).numpy()[0]
+            feats = feats.numpy()[0]
+        got_logits, got_feats = session.run(x)
+        worst_logits = max(worst_logits, float(np.abs(got_logits - logits).max()))
+        scale = max(1.0, float(np.abs(feats).max()))
+        worst_feats = max(worst_feats, float(np.abs(got_feats - feats).max()) / scale)
+    return worst_logits, worst_feats
+
+
+def _write_card_fields(card_path: Path, **fields) -> None:
+    """Set ``fields`` in the card's JSON after ``weights_sha256``, leaving every other field and
+    its formatting as it is; written atomically, then read back through the validator."""
+    data = json.loads(card_path.read_text(encoding="utf-8"))
+    out = {}
+    for key, value in data.items():
+        if key not in fields:
+            out[key] = value
+        if key == "weights_sha256":
+            out.update(fields)
+    fd, tmp = tempfile.mkstemp(suffix=".json.tmp", dir=card_path.parent)
+    with os.fdopen(fd, "w", encoding="utf-8") as f:
+        f.write(json.dumps(out, indent=2, allow_nan=False) + "\n")
+    os.chmod(tmp, 0o644)  # as save_model writes it, not mkstemp's private mode
+    os.replace(tmp, card_path)
+    read_card(card_path)
+
+
+def export_graph(model, card_path: str | Path) -> ModelCard:
+    """Export ``model`` (the weights of the card at ``card_path``) as ``<weights stem>.onnx``
+    beside the card, check it against the PyTorch model (:func:`graph_deviation` at most
+    :data:`GRAPH_TOLERANCE` for the logits and :data:`FEATURE_TOLERANCE` for the feature maps,
+    else ValueError and no graph) and record its file name and SHA-256 in the card; return the
+    updated card."""
+    from kdviewer.core.runtime import export_onnx
+
+    card_path = Path(card_path)
+    card = read_card(card_path)
+    name = f"{Path(card.weights_file).stem}.onnx"
+    path = card_path.parent / name
+    export_onnx(model, path, card.input.size, card.input.channels, sidecar=False)
+    graph = path.read_bytes()
+    logits, feats = graph_deviation(model, graph, card.with_updates(onnx_file=name))
+    if not (logits <= GRAPH_TOLERANCE and feats <= FEATURE_TOLERANCE):  # NaN fails too
+        path.unlink()
+        raise ValueError(f"{path}: the exported graph differs from the PyTorch model by {logits:.2e} in the "
+                         f"logits (at most {GRAPH_TOLERANCE}) and {feats:.2e} in the feature maps "
+                         f"(at most {FEATURE_TOLERANCE})")
+    _write_card_fields(card_path, onnx_file=name, onnx_sha256=hashlib.sha256(graph).hexdigest())
+    log.info("exported %s's ONNX graph to %s (largest difference from PyTorch: logits %.1e, features %.1e)",
+             card.name, path, logits, feats)
+    return read_card(card_path)
+
+
+def export_graphs(models_dir: str | Path | None = None) -> dict[str, Path]:
+    """Add (or renew) the ONNX graph of every model card in ``models_dir`` (default: where
+    :func:`export_models` writes): weights verified and loaded, graph exported and checked, card
+    updated in its ONNX fields only. Returns card paths by model name."""
+    folder = Path(models_dir or default_out_dir())
+    cards = find_cards([folder])
+    if not cards:
+        raise FileNotFoundError(f"no model cards in {folder}")
+    for name, card_path in sorted(cards.items()):
+        model, _ = load_model(card_path)
+        export_graph(model, card_path)
     return cards

@@ -1,7 +1,8 @@
 """The inference engine: one model (student or teacher) → immutable predictions with heat maps.
 
 An :class:`InferenceEngine` owns a verified model, the card's input spec and a forward runtime
-(:mod:`kdviewer.core.runtime`: cached ONNX Runtime graph by default, eager PyTorch as reference).
+(:mod:`kdviewer.core.runtime`: ONNX Runtime by default, on the graph the card ships or else a
+cached export; eager PyTorch as reference). A card that ships its graph needs no PyTorch at all.
 ``predict`` runs the one preprocessing path, one forward pass that yields logits and the feature
 map, and heat maps for the requested findings (:mod:`kdviewer.core.explain`), timing every stage
 and recording a telemetry sample. It is safe to call from one worker thread (calls are serialised
@@ -28,7 +29,9 @@ from typing import TYPE_CHECKING, Any, Mapping, Sequence
 import numpy as np
 
 from kdviewer.core.errors import KdviewerError, ModelLoadError
-from kdviewer.core.explain import CAM_METHODS, DEFAULT_CAM_METHOD, cam_weights, check_method
+from kdviewer.core.extras import require_torch
+from kdviewer.core.explain import (CAM_METHODS, DEFAULT_CAM_METHOD, cam_weights, check_method,
+                                   require_library_methods)
 from kdviewer.core.findings import finding
 from kdviewer.core.image import ImageMetadata, LoadedImage
 from kdviewer.core.modelcard import ModelCard
@@ -342,9 +345,9 @@ class InferenceEngine:
         """
         from kdviewer.core.modelcard import load_model
 
-        engine = cls._from_cache(card_path) if runtime in ("auto", "onnxruntime") else None
+        engine = cls._without_torch(card_path) if runtime in ("auto", "onnxruntime") else None
         if engine is None:
-            model, card = load_model(card_path)
+            model, card = load_model(card_path)  # MissingExtraError without PyTorch
             engine = cls(model, card, runtime=runtime, card_path=card_path)
         engine.status = engine.self_test()
         log.info("%s engine: %s (%s, %d threads)", engine.name, engine.status.message, engine.runtime_name,
@@ -352,22 +355,33 @@ class InferenceEngine:
         return engine
 
     @classmethod
-    def _from_cache(cls, card_path: str | Path) -> "InferenceEngine | None":
-        """The lean start: verified weights + an intact cached ONNX export, no PyTorch import.
+    def _without_torch(cls, card_path: str | Path) -> "InferenceEngine | None":
+        """The lean start, PyTorch never imported: verified weights (for the heat maps' head) and
+        the card's own ONNX graph, verified by its SHA-256, or else an intact cached export.
 
-        The head's weights for the heat maps come from the safetensors file itself. Returns
-        ``None`` when there is no cached export yet (the caller loads PyTorch and exports).
+        A graph the card names that is missing, altered or does not load is a ModelLoadError
+        naming it, never a fall-back. Returns ``None`` when the card ships no graph and nothing is
+        cached yet (the caller loads PyTorch and exports).
         """
-        from kdviewer.core.modelcard import read_card, verified_weights
+        from kdviewer.core.modelcard import read_card, verified_graph, verified_weights
         from kdviewer.core.runtime import OnnxRuntime
 
         card = read_card(card_path)
         wpath = verified_weights(card, card_path)
-        forward = OnnxRuntime.from_cache(card.architecture, card.weights_sha256, card.input.size)
-        if forward is None:
-            return None
         head = _head_weights(wpath, len(card.findings))
-        if head is None:
+        graph = verified_graph(card, card_path)
+        if graph is not None:
+            if head is None:
+                raise ModelLoadError(wpath, "the weights hold no classifier layer for the heat maps")
+            gpath = Path(card_path).parent / card.onnx_file
+            try:
+                forward = OnnxRuntime.from_graph(graph, gpath)
+            except Exception as exc:  # onnxruntime's own errors: this file's failure
+                raise ModelLoadError(gpath, f"ONNX graph does not load: {exc}") from exc
+            log.info("%s: started from its ONNX graph %s (PyTorch not loaded)", card.name, gpath)
+            return cls(None, card, card_path=card_path, forward=forward, head_weights=head)
+        forward = OnnxRuntime.from_cache(card.architecture, card.weights_sha256, card.input.size)
+        if forward is None or head is None:
             return None
         log.info("%s: started from cached ONNX export %s (PyTorch not loaded)", card.name, forward.path)
         return cls(None, card, card_path=card_path, forward=forward, head_weights=head)
@@ -379,6 +393,7 @@ class InferenceEngine:
         ``status.state == "untrained"`` and ``card.trained is False``."""
         from kdviewer.core.runtime import state_sha256
 
+        require_torch("running without any model card (untrained random weights)")
         model = untrained_model(architecture, seed)
         card = ModelCard(
             name=name, architecture=architecture, weights_file="", weights_sha256=state_sha256(model),
@@ -501,6 +516,7 @@ class InferenceEngine:
                     if cam_method == DEFAULT_CAM_METHOD:
                         low = class_activation_maps(feats, self._weights, idx)
                     else:
+                        require_library_methods(cam_method)  # before loading PyTorch for it
                         low = library_cams(self.model, x, cam_method, idx)
                     maps = Heatmaps(wanted, normalize_for_upsampling(low, shape), shape)
                 t3 = time.perf_counter()

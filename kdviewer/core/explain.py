@@ -56,6 +56,23 @@ def _library_classes() -> dict[str, type]:
     }
 
 
+def library_methods_available() -> bool:
+    """Whether the methods other than the forward pass's Grad-CAM can run here: they need
+    PyTorch and the ``grad-cam`` library (the ``explain`` extra), found without importing them."""
+    from kdviewer.core.extras import installed, torch_available
+
+    return torch_available() and installed("pytorch_grad_cam")
+
+
+def require_library_methods(method: str) -> None:
+    """Raise :class:`~kdviewer.core.extras.MissingExtraError` naming ``method`` if it cannot run."""
+    from kdviewer.core.extras import EXPLAIN_INSTALL, MissingExtraError
+
+    if not library_methods_available():
+        raise MissingExtraError(f"the {method} heat map needs PyTorch and grad-cam, which this "
+                                f"installation lacks; install them with: {EXPLAIN_INSTALL}")
+
+
 def check_method(method: str) -> str:
     """Return ``method`` if it is one of :data:`CAM_METHODS`, else raise ValueError."""
     if method not in CAM_METHODS:
@@ -179,10 +196,11 @@ def library_cams(model, x: np.ndarray, method: str = "gradcam", classes=None) ->
     (the model is in eval mode, so batch items are independent). Hooks are released afterwards,
     also on error, and parameter gradients are cleared.
     """
+    check_method(method)
+    require_library_methods(method)
     import torch
     from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
 
-    check_method(method)
     cls = _library_classes()[method]
     x = np.asarray(x, dtype=np.float32)
     if x.ndim == 3:

@@ -11,6 +11,10 @@ duplicate keys or runaway nesting, and validated field by field (:meth:`ModelCar
 its weights must be a regular file inside the card's folder, at most :data:`MAX_WEIGHTS_BYTES`,
 whose safetensors header accounts for its exact size, before a byte of it is hashed
 (:func:`verified_weights`); every card must carry self-test reference scores.
+
+A card may also name the model's exported ONNX graph (``onnx_file``, ``onnx_sha256``) beside the
+weights: the viewer then runs it without PyTorch (:func:`verified_graph` checks it the same way
+and returns its verified bytes). Cards without one are exported on first use into a cache.
 """
 
 from __future__ import annotations
@@ -28,6 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from kdviewer.core.errors import ModelLoadError
+from kdviewer.core.extras import require_torch
 from kdviewer.core.findings import FINDING_KEYS, check_keys
 from kdviewer.core.preprocess import _RESAMPLE, InputSpec
 
@@ -37,6 +42,7 @@ CARD_SCHEMA = 1
 DEFAULT_THRESHOLD = 0.5
 MAX_CARD_BYTES = 1 << 20  # the bundled cards are about 9 KB
 MAX_WEIGHTS_BYTES = 1 << 29  # 512 MiB; the teacher's weights are 28 MB
+MAX_GRAPH_BYTES = 1 << 29  # the teacher's ONNX graph is about 28 MB
 MAX_SAFETENSORS_HEADER = 1 << 23  # the bundled headers are about 30 KB
 INPUT_SIZE_RANGE = (32, 1024)  # 0 divided by zero; 60000 asked for 22 GB
 REFERENCE_SIDE_RANGE = (16, 2048)  # the self-test's reference image, allocated before scoring
@@ -90,14 +96,24 @@ def _matching(d: dict[str, Any], key: str, pattern: re.Pattern) -> str:
     return value
 
 
-def _plain_file_name(value: Any) -> str:
+def _plain_file_name(value: Any, key: str = "weights_file") -> str:
     """A bare file name: no folder part, no parent reference, no absolute path."""
     if not isinstance(value, str) or not value:
-        raise ValueError(f"'weights_file' must be a file name, not {value!r}")
+        raise ValueError(f"{key!r} must be a file name, not {value!r}")
     if (value in (".", "..") or "/" in value or "\\" in value or "\0" in value or len(value) > 255
             or os.path.isabs(value)):
-        raise ValueError(f"'weights_file' {value[:80]!r} must be a plain file name in the card's folder")
+        raise ValueError(f"{key!r} {value[:80]!r} must be a plain file name in the card's folder")
     return value
+
+
+def _graph_fields(d: dict[str, Any]) -> dict[str, Any]:
+    """``onnx_file`` and ``onnx_sha256``: both absent (or null), or a plain file name and a hash."""
+    file, digest = d.get("onnx_file"), d.get("onnx_sha256")
+    if file is None and digest is None:
+        return {"onnx_file": None, "onnx_sha256": None}
+    if file is None or digest is None:
+        raise ValueError("'onnx_file' and 'onnx_sha256' go together")
+    return {"onnx_file": _plain_file_name(file, "onnx_file"), "onnx_sha256": _matching(d, "onnx_sha256", _SHA256)}
 
 
 def _input_spec(d: Any) -> InputSpec:
@@ -172,6 +188,7 @@ def _card_fields(d: dict[str, Any]) -> dict[str, Any]:
         "architecture": _matching(d, "architecture", _ARCHITECTURE),
         "weights_file": _plain_file_name(d.get("weights_file")),
         "weights_sha256": _matching(d, "weights_sha256", _SHA256),
+        **_graph_fields(d),
         "findings": findings,
         "input": _input_spec(d.get("input", {})),
         "thresholds": _scores(d.get("thresholds", {}), "thresholds", None),
@@ -207,12 +224,16 @@ class ModelCard:
     git_revision: str | None = None
     reference: dict[str, Any] | None = None  # self-test: {"input": ..., "scores": {key: float}}
     schema: int = CARD_SCHEMA
+    onnx_file: str | None = None  # the exported graph beside the weights (runs without PyTorch)
+    onnx_sha256: str | None = None
 
     def to_json(self) -> str:
         """The card as indented JSON (findings as keys, the input spec as a table)."""
         d = asdict(self)
         d["findings"] = list(self.findings)
         d["input"] = self.input.as_dict()
+        if self.onnx_file is None:  # a card without a graph reads as before graphs existed
+            del d["onnx_file"], d["onnx_sha256"]
         return json.dumps(d, indent=2, sort_keys=False, allow_nan=False) + "\n"
 
     @classmethod
@@ -220,7 +241,7 @@ class ModelCard:
         """Validate and build a card read from a file; anything off is a ValueError naming the field.
 
         Checked: the schema; no unknown fields; name, architecture and SHA-256 spelled as they must
-        be; ``weights_file`` a plain file name; findings the registry's keys in its order; the
+        be; ``weights_file`` (and ``onnx_file``, with its SHA-256, if given) a plain file name; findings the registry's keys in its order; the
         input spec (``size`` in :data:`INPUT_SIZE_RANGE`, 3 channels, finite mean and positive std
         per channel, a known resampling); thresholds in [0, 1] for known findings; the self-test
         ``reference`` present with a bounded input shape and a score in [0, 1] for every finding;
@@ -318,6 +339,15 @@ def _safetensors_size(f, path: Path, size: int) -> None:
                                    f"{expected}")
 
 
+def _inside_folder(path: Path, what: str) -> Path:
+    """``path`` resolved through any symlinks; ModelLoadError if that leaves the card's folder."""
+    folder = os.path.realpath(path.parent)
+    real = os.path.realpath(path)
+    if os.path.commonpath([folder, real]) != folder:
+        raise ModelLoadError(path, f"{what} resolves to {real}, outside the card's folder")
+    return Path(real)
+
+
 def verified_weights(card: ModelCard, card_path: str | Path) -> Path:
     """The card's weights file, checked before use; raises ModelLoadError naming what is wrong.
 
@@ -329,11 +359,8 @@ def verified_weights(card: ModelCard, card_path: str | Path) -> Path:
         wpath = weights_path(card, card_path)
     except ValueError as exc:
         raise ModelLoadError(card_path, str(exc)) from None
-    folder = os.path.realpath(wpath.parent)
-    real = os.path.realpath(wpath)
-    if os.path.commonpath([folder, real]) != folder:
-        raise ModelLoadError(wpath, f"weights file resolves to {real}, outside the card's folder")
-    fd = _open_regular(Path(real), MAX_WEIGHTS_BYTES, "weights file")
+    real = _inside_folder(wpath, "weights file")
+    fd = _open_regular(real, MAX_WEIGHTS_BYTES, "weights file")
     with os.fdopen(fd, "rb") as f:
         size = os.fstat(f.fileno()).st_size
         _safetensors_size(f, wpath, size)
@@ -345,7 +372,50 @@ def verified_weights(card: ModelCard, card_path: str | Path) -> Path:
     if digest != card.weights_sha256:
         raise ModelLoadError(wpath, f"SHA-256 {digest[:12]}… does not match the model card's "
                                     f"{card.weights_sha256[:12]}…")
-    return Path(real)
+    return real
+
+
+def graph_path(card: ModelCard, card_path: str | Path) -> Path | None:
+    """Where a card's ONNX graph is (beside the card), or None if the card names none."""
+    if card.onnx_file is None:
+        return None
+    return Path(card_path).parent / _plain_file_name(card.onnx_file, "onnx_file")
+
+
+def verified_graph(card: ModelCard, card_path: str | Path) -> bytes | None:
+    """The bytes of the card's ONNX graph once checked, or None if the card names none.
+
+    Checked like the weights: a regular file inside the card's folder, of at most
+    :data:`MAX_GRAPH_BYTES`, whose SHA-256 equals ``card.onnx_sha256``. The bytes returned are
+    the ones hashed (the runtime builds its session from them), so the file cannot change between
+    the check and the use. Raises ModelLoadError naming the file otherwise.
+    """
+    path = graph_path(card, card_path)
+    if path is None:
+        return None
+    real = _inside_folder(path, "ONNX graph")
+    fd = _open_regular(real, MAX_GRAPH_BYTES, "ONNX graph")
+    with os.fdopen(fd, "rb") as f:
+        data = f.read(MAX_GRAPH_BYTES + 1)
+    digest = hashlib.sha256(data).hexdigest()
+    if digest != card.onnx_sha256:
+        raise ModelLoadError(path, f"SHA-256 {digest[:12]}… does not match the model card's "
+                                   f"{card.onnx_sha256[:12]}…")
+    return data
+
+
+def parameter_count(weights: str | Path) -> int:
+    """Learnable parameters in a (verified) safetensors file, counted from its header without
+    PyTorch: every tensor but batch-norm running statistics."""
+    from safetensors import safe_open
+
+    buffers = ("running_mean", "running_var", "num_batches_tracked")
+    total = 0
+    with safe_open(str(weights), framework="numpy") as f:
+        for key in f.keys():
+            if not key.endswith(buffers):
+                total += math.prod(f.get_slice(key).get_shape())
+    return total
 
 
 def load_model(card_path: str | Path):
@@ -355,13 +425,14 @@ def load_model(card_path: str | Path):
     :func:`verified_weights`), do not match the card's SHA-256, hold a non-finite value, or do not
     fit the architecture exactly.
     """
+    card = read_card(card_path)
+    require_torch(f"loading {Path(card_path).name} into PyTorch")
     import torch
     from safetensors import SafetensorError
     from safetensors.torch import load_file
 
     from kdviewer.core.models import build_model
 
-    card = read_card(card_path)
     wpath = verified_weights(card, card_path)
     try:
         model = build_model(card.architecture, len(card.findings))

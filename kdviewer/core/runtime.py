@@ -4,9 +4,11 @@ Both return, from one forward pass, the logits *and* the post-activation feature
 (``model.forward_features``), so class activation maps for every finding come at almost no
 extra cost (see :mod:`kdviewer.core.explain`).
 
-The ONNX file is exported on first use and cached in :func:`cache_dir` with the weights' SHA-256
-in its name; a sidecar file holds the ONNX file's own SHA-256 so that a truncated or corrupted
-cache is detected and rebuilt. The intra-op thread count is resolved once per process
+A model card that ships its ONNX graph (``kdviewer-train export`` writes one beside the weights)
+runs from that graph, verified by its SHA-256 (:meth:`OnnxRuntime.from_graph`), and PyTorch is
+never imported. For a card without one, the graph is exported on first use and cached in
+:func:`cache_dir` with the weights' SHA-256 in its name; a sidecar file holds the ONNX file's own
+SHA-256 so that a truncated or corrupted cache is detected and rebuilt. The intra-op thread count is resolved once per process
 (:func:`thread_count`: ``KDVIEWER_THREADS`` or the number of physical cores) and used by every
 ONNX Runtime session and by PyTorch.
 
@@ -182,12 +184,13 @@ def _file_sha256(path: Path) -> str:
     return h.hexdigest()
 
 
-def export_onnx(model, path: str | Path, size: int = 224, channels: int = 3) -> Path:
+def export_onnx(model, path: str | Path, size: int = 224, channels: int = 3, *, sidecar: bool = True) -> Path:
     """Export ``model`` to ONNX with two outputs, ``logits`` and ``features``; write atomically.
 
     Uses the TorchScript-based exporter (fast, no extra dependencies at run time) and falls back
-    to the dynamo exporter when it is unavailable. A sidecar ``.sha256`` file records the
-    graph's own hash so a corrupted cache file is detected later.
+    to the dynamo exporter when it is unavailable. A sidecar ``.sha256`` file (for the cache; a
+    model card records its graph's hash itself) holds the graph's own hash so a corrupted cache
+    file is detected later.
     """
     import torch
 
@@ -212,8 +215,10 @@ def export_onnx(model, path: str | Path, size: int = 224, channels: int = 3) -> 
                 log.info("TorchScript ONNX export failed (%s); trying the dynamo exporter", exc)
                 torch.onnx.export(wrapper, (dummy,), tmp, dynamo=True, external_data=False, **kwargs)
         digest = _file_sha256(Path(tmp))
+        os.chmod(tmp, 0o644)  # mkstemp makes it private; a shipped graph is read by every user
         os.replace(tmp, path)
-        Path(str(path) + ".sha256").write_text(digest + "\n", encoding="ascii")
+        if sidecar:
+            Path(str(path) + ".sha256").write_text(digest + "\n", encoding="ascii")
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
@@ -286,6 +291,10 @@ class OnnxRuntime:
     def __init__(self, model, weights_sha256: str, size: int = 224, channels: int = 3, *,
                  threads: int | None = None, spinning: bool | None = None, architecture: str | None = None):
         ort = _onnxruntime()
+        if model is not None:
+            from kdviewer.core.extras import require_torch
+
+            require_torch("exporting a model to ONNX")
         arch = architecture or model.arch
         self.threads = threads or thread_count()
         self.path = onnx_path(arch, weights_sha256, size)
@@ -307,6 +316,21 @@ class OnnxRuntime:
                     raise
                 log.warning("cached ONNX graph %s does not load (%s); rebuilding", self.path, exc)
         self._input = self.session.get_inputs()[0].name
+
+    @classmethod
+    def from_graph(cls, graph: bytes, path: str | Path, *, threads: int | None = None,
+                   spinning: bool | None = None) -> "OnnxRuntime":
+        """A session over an already verified graph (its bytes; ``path`` is where they came from,
+        for messages): how a card that ships its graph runs, without PyTorch."""
+        ort = _onnxruntime()
+        self = cls.__new__(cls)
+        self.threads = threads or thread_count()
+        self.path = Path(path)
+        self.rebuilt = False
+        self.session = ort.InferenceSession(graph, session_options(self.threads, spinning=spinning),
+                                            providers=["CPUExecutionProvider"])
+        self._input = self.session.get_inputs()[0].name
+        return self
 
     @classmethod
     def from_cache(cls, architecture: str, weights_sha256: str, size: int = 224) -> "OnnxRuntime | None":

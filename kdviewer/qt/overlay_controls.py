@@ -5,7 +5,8 @@ from __future__ import annotations
 from PySide6.QtCore import QObject, Qt, Signal
 from PySide6.QtWidgets import QCheckBox, QComboBox, QHBoxLayout, QLabel, QSlider, QWidget
 
-from kdviewer.core.explain import CAM_METHODS
+from kdviewer.core.explain import CAM_METHODS, DEFAULT_CAM_METHOD, library_methods_available
+from kdviewer.core.extras import EXPLAIN_INSTALL
 from kdviewer.core.findings import FINDING_KEYS, FINDINGS
 from kdviewer.qt.settings import COLORMAPS
 
@@ -33,6 +34,12 @@ class OverlayControls(QObject):
         self.model_combo.activated.connect(lambda i: self.model_chosen.emit(self.model_combo.itemData(i)))
         self.method_combo = QComboBox()
         self.method_combo.addItems(list(CAM_METHODS))
+        if not library_methods_available():  # the light install: the forward pass's Grad-CAM only
+            for i, method in enumerate(CAM_METHODS):
+                if method != DEFAULT_CAM_METHOD:
+                    self.method_combo.model().item(i).setEnabled(False)
+                    self.method_combo.setItemData(i, f"needs the explain extra: {EXPLAIN_INSTALL}",
+                                                  Qt.ItemDataRole.ToolTipRole)
         self.method_combo.setToolTip(METHOD_TIP)
         self.method_combo.activated.connect(lambda i: self.method_chosen.emit(self.method_combo.itemText(i)))
         self.colormap_combo = QComboBox()
