@@ -22,7 +22,7 @@ from kdviewer import RESEARCH_NOTICE, __version__
 
 log = logging.getLogger("kdviewer")
 
-SUBCOMMANDS = ("predict", "info", "bench", "screenshot")
+SUBCOMMANDS = ("predict", "info", "bench", "screenshot", "listen", "pacs")
 FORMATS = ("json", "jsonl", "csv")
 
 
@@ -58,6 +58,10 @@ def _parser() -> argparse.ArgumentParser:
     shot.add_argument("out", type=Path, metavar="OUT.png", help="PNG, or JPEG for .jpg/.jpeg")
     shot.add_argument("path", nargs="?", help="image to open (default: the built-in example)")
     shot.add_argument("--scale", type=float, default=1.0, help="resize the picture (default: 1)")
+
+    from kdviewer.net.commands import add_parsers  # the DICOM node's commands (listen, pacs)
+
+    add_parsers(sub)
     return p
 
 
@@ -104,6 +108,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         from kdviewer.core.bench import bench_command
 
         return bench_command(runs=args.runs, as_json=args.json)
+    if args.command in ("listen", "pacs"):
+        from kdviewer.net.commands import listen_command, pacs_command
+
+        return listen_command(args) if args.command == "listen" else pacs_command(args)
     if args.command == "screenshot":
         from kdviewer.qt.app import screenshot
 
