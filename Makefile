@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.kdviewer-installed
 
-.PHONY: setup run predict test bench wheel-check clean
+.PHONY: setup run predict test bench wheel-check bundle bundle-check clean
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -31,5 +31,25 @@ test: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/kdviewer bench
 
+# The desktop bundle: PyInstaller over the light install (no PyTorch) in its own environment.
+# PyInstaller is pinned to the version `make bundle-check` last passed with.
+BUNDLE_VENV ?= .venv-bundle
+PYINSTALLER := pyinstaller==6.22.3
+BUNDLE_STAMP := $(BUNDLE_VENV)/.kdviewer-bundle
+
+$(BUNDLE_STAMP): pyproject.toml
+	$(PY) -m venv $(BUNDLE_VENV)
+	$(BUNDLE_VENV)/bin/python -m pip install -q --upgrade pip
+	$(BUNDLE_VENV)/bin/python -m pip install -q . $(PYINSTALLER)
+	touch $(BUNDLE_STAMP)
+
+bundle: $(BUNDLE_STAMP)
+	$(BUNDLE_VENV)/bin/python -m pip install -q --no-deps --force-reinstall .
+	cd packaging && ../$(BUNDLE_VENV)/bin/pyinstaller --noconfirm --clean --log-level WARN \
+		--distpath ../dist --workpath ../build/pyinstaller kdviewer.spec
+
+bundle-check: bundle
+	sh packaging/check_bundle.sh dist/kdviewer
+
 clean:
-	rm -rf $(VENV) build dist *.egg-info
+	rm -rf $(VENV) $(BUNDLE_VENV) build dist *.egg-info

@@ -37,6 +37,10 @@ def _parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--version", action="version", version=f"kdviewer {__version__}")
     p.add_argument("-v", "--verbose", action="count", default=0, help="more logging (-vv for debug)")
+    desk = p.add_mutually_exclusive_group()
+    desk.add_argument("--install-desktop", action="store_true",
+                      help="add kdviewer to this user's desktop menu and file manager (DICOM, PNG, JPEG) and exit")
+    desk.add_argument("--uninstall-desktop", action="store_true", help="remove what --install-desktop added and exit")
     sub = p.add_subparsers(dest="command", metavar="COMMAND")
 
     pr = sub.add_parser("predict", help="score image files or folders without the GUI")
@@ -98,6 +102,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _run_viewer(argv)
     args = _parser().parse_args(argv)
     _setup_logging(args.verbose)
+    if args.install_desktop or args.uninstall_desktop:
+        return _desktop_command(install=args.install_desktop)
     if args.command is None:
         return _run_viewer([])
     if args.command == "predict":
@@ -117,6 +123,22 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         return screenshot(str(args.out), args.path, scale=args.scale)
     raise AssertionError(args.command)
+
+
+def _desktop_command(*, install: bool) -> int:
+    from kdviewer import desktop
+
+    try:
+        paths = desktop.install_desktop() if install else desktop.uninstall_desktop()
+    except OSError as exc:
+        print(f"kdviewer: error: {exc}", file=sys.stderr)
+        return 2
+    verb = "installed" if install else "removed"
+    for path in paths:
+        print(f"{verb} {path}")
+    if not paths:
+        print("nothing to remove: no desktop entry written by kdviewer")
+    return 0
 
 
 def _run_viewer(argv: list[str]) -> int:
