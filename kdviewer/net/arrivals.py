@@ -64,8 +64,10 @@ class ArrivalScorer:
         while (path := self._queue.get()) is not None:
             try:
                 arrival = self.process(path)
-            except Exception:  # noqa: BLE001 - the worker outlives any one instance
-                log.exception("scoring instance %s failed", short_id(path.stem))
+            except Exception as exc:  # noqa: BLE001 - the worker outlives any one instance
+                # The type only: messages of DICOM libraries can quote the data set's values.
+                log.error("results for instance %s failed (%s)", short_id(path.stem), type(exc).__name__)
+                log.debug("results for instance %s failed", short_id(path.stem), exc_info=True)
                 continue
             if self.on_done is not None:
                 self.on_done(arrival)

@@ -89,9 +89,13 @@ def add_parsers(sub) -> None:
     get.add_argument("--max-store-gb", type=float, default=DEFAULT_STORE_GB)
 
 
-def _quiet_pynetdicom() -> None:
-    # pynetdicom's debug log prints whole data sets, patient names included.
+def _quiet_libraries() -> None:
+    """Keep patient data out of the log: pynetdicom's debug log prints whole data sets, and
+    pydicom's validation warnings quote the invalid values (a malformed name, say)."""
+    import pydicom.config
+
     logging.getLogger("pynetdicom").setLevel(logging.WARNING)
+    pydicom.config.settings.reading_validation_mode = pydicom.config.IGNORE
 
 
 def listen_command(args) -> int:
@@ -101,7 +105,7 @@ def listen_command(args) -> int:
     from kdviewer.net.listener import Listener
     from kdviewer.net.store import ReceiveStore
 
-    _quiet_pynetdicom()
+    _quiet_libraries()
     logging.getLogger("kdviewer.net").setLevel(min(logging.INFO, logging.getLogger().level or logging.INFO))
     try:
         store = ReceiveStore(args.store, max_bytes=int(args.max_store_gb * 2**30))
@@ -144,7 +148,7 @@ def pacs_command(args) -> int:
     from kdviewer.net.scu import FIND_KEYS, Peer, find_studies, get_study, move_study, study_query
     from kdviewer.net.store import ReceiveStore
 
-    _quiet_pynetdicom()
+    _quiet_libraries()
     peer = Peer(args.host, args.port, args.ae_title)
     try:
         if args.pacs_command == "find":

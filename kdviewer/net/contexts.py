@@ -20,7 +20,7 @@ STORAGE_CLASSES: tuple[str, ...] = (
 )
 
 _UNCOMPRESSED = (
-    "1.2.840.10008.1.2.1",  # Explicit VR Little Endian first: the one peers should prefer
+    "1.2.840.10008.1.2.1",
     "1.2.840.10008.1.2",
     "1.2.840.10008.1.2.1.99",  # Deflated (imageio inflates it within a cap)
     "1.2.840.10008.1.2.2",
@@ -40,6 +40,10 @@ def _decodable(uid: str) -> bool:
 
 
 def transfer_syntaxes() -> list[str]:
-    """The transfer syntaxes accepted: the uncompressed ones, and each compressed one for which a
-    pixel decoder is installed here (the reader decodes through pydicom's decoders)."""
-    return list(_UNCOMPRESSED) + [uid for uid in _COMPRESSED if _decodable(uid)]
+    """The transfer syntaxes accepted: each compressed one for which a pixel decoder is installed
+    here (the reader decodes through pydicom's decoders), and the uncompressed ones.
+
+    Compressed ones come first because pynetdicom accepts the first of these a peer proposes: a
+    sender that offers its file's own syntax beside Explicit VR Little Endian then sends the file
+    as it is, without transcoding it."""
+    return [uid for uid in _COMPRESSED if _decodable(uid)] + list(_UNCOMPRESSED)

@@ -61,10 +61,27 @@ def _algorithm(pred, version: str) -> hd.sr.AlgorithmIdentification:
                     "trained": str(bool(pred.trained)).lower(), "use": "research use only"})
 
 
+# Patient and General Study attributes of type 2: present, possibly empty, in every IOD. A source
+# that lacks one gets it empty in the results (highdicom copies them from the source).
+_TYPE2 = ("PatientName", "PatientID", "PatientBirthDate", "PatientSex", "StudyDate", "StudyTime",
+          "ReferringPhysicianName", "StudyID", "AccessionNumber")
+
+
+def _completed(source: Dataset) -> Dataset:
+    """A copy of the source's header with the type 2 patient and study attributes present."""
+    ds = Dataset()
+    ds.update(source)
+    for keyword in _TYPE2:
+        if keyword not in ds:
+            setattr(ds, keyword, "")
+    return ds
+
+
 def structured_report(source: Dataset, pred, *, model_version: str) -> hd.sr.ComprehensiveSR:
     """A TID 1500 measurement report of ``pred`` on ``source`` (its header, pixels not needed):
     one measurement group per finding with the score, the model card's threshold and the positive
     flag, the algorithm (model name, card version, weights SHA-256) and the research-use notice."""
+    source = _completed(source)
     algorithm = _algorithm(pred, model_version)
     observer = hd.sr.ObserverContext(
         observer_type=codes.DCM.Device,
@@ -143,6 +160,7 @@ def burnt_in_rgb(image: LoadedImage, pred) -> np.ndarray:
 def secondary_capture(source: Dataset, image: LoadedImage, pred) -> hd.sc.SCImage:
     """A Secondary Capture of :func:`burnt_in_rgb` filed with ``source``'s patient and study,
     referencing the source instance (Source Image Sequence) and series (Referenced Series)."""
+    source = _completed(source)
     orientation = [str(v) for v in (source.get("PatientOrientation") or [])]
     known = len(orientation) == 2 and all(orientation)
     with warnings.catch_warnings():
