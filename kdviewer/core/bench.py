@@ -185,8 +185,6 @@ def machine_info(threads: int) -> dict[str, Any]:
     """CPU model, cores, threads used and load (the machine may be shared)."""
     from kdviewer.core.runtime import spinning_enabled
 
-    import torch
-
     cpu = platform.processor() or platform.machine()
     try:
         from kdviewer.core.power.estimate import cpu_model
@@ -201,7 +199,8 @@ def machine_info(threads: int) -> dict[str, Any]:
     except Exception:
         physical, logical = None, os.cpu_count()
     info = {"cpu_model": cpu, "physical_cores": physical, "logical_cpus": logical,
-            "threads": {"engine_intra_op": threads, "torch": torch.get_num_threads(),
+            "threads": {"engine_intra_op": threads,
+                        "torch": sys.modules["torch"].get_num_threads() if "torch" in sys.modules else None,
                         "ort_spinning": spinning_enabled()},
             "platform": platform.platform(), "python": platform.python_version()}
     if hasattr(os, "getloadavg"):
@@ -238,7 +237,12 @@ def run_bench(runs: int = DEFAULT_RUNS, *, warmup: int = 5, image_shape: tuple[i
     from kdviewer.core.engine import InferenceEngine, load_engine, reference_image
     from kdviewer.core.runtime import thread_count
 
+    from kdviewer.core.extras import torch_available
+
     runs = max(1, int(runs))
+    if eager and not torch_available():  # the light install: the engine alone
+        log.warning("eager PyTorch baseline skipped: PyTorch is not installed")
+        eager = False
     image = reference_image(tuple(image_shape))
     description = "synthetic smooth grey image (kdviewer.core.engine.reference_image), decoded pixels"
     result: dict[str, Any] = {"schema": 1, "runs": runs, "warmup": warmup,
