@@ -57,8 +57,8 @@ def result_uid(source_sop_uid: str, weights_sha256: str, kind: str) -> str:
 def _algorithm(pred, version: str) -> hd.sr.AlgorithmIdentification:
     return hd.sr.AlgorithmIdentification(
         name=pred.model_name, version=version,
-        parameters={"weights_sha256": pred.weights_sha256, "architecture": pred.architecture,
-                    "trained": str(bool(pred.trained)).lower(), "use": "research use only"})
+        parameters=[f"weights_sha256={pred.weights_sha256}", f"architecture={pred.architecture}",
+                    f"trained={str(bool(pred.trained)).lower()}", "research use only"])
 
 
 # Patient and General Study attributes of type 2: present, possibly empty, in every IOD. A source
