@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import io
 import logging
-import threading
 import time
 from pathlib import Path
 
@@ -42,7 +41,7 @@ def node(tmp_path):
     stored: list[Path] = []
     store = ReceiveStore(tmp_path / "store", max_bytes=64 * 1024 * 1024, min_free_bytes=0)
     listener = Listener(store, port=0, ae_title=AET, max_associations=2, on_stored=stored.append)
-    host, port = listener.start()
+    _, port = listener.start()
     yield store, port, stored, listener
     listener.stop()
 
