@@ -22,7 +22,7 @@ from kdviewer import RESEARCH_NOTICE, __version__
 
 log = logging.getLogger("kdviewer")
 
-SUBCOMMANDS = ("predict", "info", "bench", "screenshot", "listen", "pacs")
+SUBCOMMANDS = ("predict", "info", "bench", "screenshot", "listen", "pacs", "audit")
 FORMATS = ("json", "jsonl", "csv")
 
 
@@ -66,6 +66,9 @@ def _parser() -> argparse.ArgumentParser:
     from kdviewer.net.commands import add_parsers  # the DICOM node's commands (listen, pacs)
 
     add_parsers(sub)
+    from kdviewer.core.audit import add_audit_parser
+
+    add_audit_parser(sub)
     return p
 
 
@@ -118,6 +121,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         from kdviewer.net.commands import listen_command, pacs_command
 
         return listen_command(args) if args.command == "listen" else pacs_command(args)
+    if args.command == "audit":
+        from kdviewer.core.audit import audit_command
+
+        return audit_command(args)
     if args.command == "screenshot":
         from kdviewer.qt.app import screenshot
 
@@ -318,6 +325,7 @@ def predict_command(
     when some inputs failed, 2 when the command itself failed (no usable model, the output
     cannot be written).
     """
+    from kdviewer.core import audit
     from kdviewer.core.imageio import iter_image_files
     from kdviewer.core.preprocess import MODEL_READ_MIN_SIDE
     from kdviewer.core.readpool import read_image_isolated
@@ -352,7 +360,9 @@ def predict_command(
             return
         for engine in engines:
             try:
-                encoded = writer.encode(_record(path, engine.predict(image, heatmaps=False)))
+                pred = engine.predict(image, heatmaps=False)
+                audit.record_inference(pred, engine=engine, image=image, path=path, source="predict")
+                encoded = writer.encode(_record(path, pred))
             except Exception as exc:  # noqa: BLE001 - one model call never stops the run
                 fail(path, engine.name, str(exc) or type(exc).__name__)
                 continue
@@ -409,6 +419,7 @@ def gather_info() -> dict[str, Any]:
     :func:`~kdviewer.core.modelcard.verified_weights` (never reading a FIFO or a device); a card that
     does not read or validate is listed with ``name`` None and its ``problem``.
     """
+    from kdviewer.core.audit import audit_dir
     from kdviewer.core.errors import ModelLoadError
     from kdviewer.core.explain import library_methods_available
     from kdviewer.core.extras import torch_available
@@ -471,6 +482,7 @@ def gather_info() -> dict[str, Any]:
         "models_dirs": [str(d) for d in models_dirs()],
         "models": models,
         "power_meters": meters,
+        "audit_log": str(audit_dir()),
         "notice": RESEARCH_NOTICE,
     }
 
@@ -509,6 +521,7 @@ def info_command(as_json: bool = False) -> int:
     for m in info["power_meters"]:
         mark = "*" if m["chosen"] else " "
         print(f" {mark}{m['name']:16s} {'available' if m['available'] else 'unavailable'}: {m['reason']}")
+    print(f"audit log: {info['audit_log']} (kdviewer audit verify)")
     return status
 
 

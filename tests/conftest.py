@@ -25,6 +25,18 @@ def _private_onnx_cache(tmp_path_factory):
         os.environ["KDVIEWER_CACHE"] = old
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _session_audit_log(tmp_path_factory):
+    """Inferences made outside a test (a worker thread finishing late) never reach the user's log."""
+    os.environ["KDVIEWER_AUDIT_DIR"] = str(tmp_path_factory.mktemp("kdviewer-audit-session"))
+
+
+@pytest.fixture(autouse=True)
+def _private_audit_log(_session_audit_log, tmp_path_factory, monkeypatch):
+    """Every test's inferences are audited into its own folder, never the user's audit log."""
+    monkeypatch.setenv("KDVIEWER_AUDIT_DIR", str(tmp_path_factory.mktemp("kdviewer-audit")))
+
+
 @pytest.fixture(scope="session")
 def shared_data() -> Path:
     """``../shared/data``; tests that need it are skipped (not passed) where it is absent."""

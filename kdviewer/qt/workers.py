@@ -23,6 +23,7 @@ import numpy as np
 from PySide6.QtCore import QThread, Signal
 from PySide6.QtGui import QImage
 
+from kdviewer.core.audit import record_inference
 from kdviewer.core.viewer_model import HeatmapJob, PredictRequest
 
 log = logging.getLogger(__name__)
@@ -239,6 +240,7 @@ class EngineWorker(_InboxThread):
             self.prediction_failed.emit(self.name, req.request_id, f"{type(exc).__name__}: {exc}")
             return
         self.prediction_ready.emit(self.name, pred)
+        record_inference(pred, engine=self.engine, image=req.image, source="viewer")  # never raises
 
     def _handle_batch(self, path: str) -> None:
         try:
@@ -259,6 +261,7 @@ class EngineWorker(_InboxThread):
             self.study_failed.emit(self.name, path, f"could not be scored: {type(exc).__name__}: {exc}")
             return
         self.study_scored.emit(self.name, path, pred)
+        record_inference(pred, engine=self.engine, image=image, path=path, source="viewer")  # never raises
 
 
 def _read_error(path: str, exc: Exception) -> str:
