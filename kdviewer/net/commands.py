@@ -60,6 +60,8 @@ def add_parsers(sub) -> None:
     ls.add_argument("--send-to", type=_peer, metavar="HOST:PORT:AET",
                     help="C-STORE the results (SR, and SC) there; implies --score")
     ls.add_argument("--max-associations", type=int, default=4, help="concurrent associations (default 4)")
+    ls.add_argument("--max-image-mb", type=float, default=256,
+                    help="abort an association that sends a larger image (default 256; memory bound)")
     ls.add_argument("--max-store-gb", type=float, default=DEFAULT_STORE_GB,
                     help=f"refuse images (status A700) once the store holds this much (default {DEFAULT_STORE_GB:g})")
 
@@ -122,7 +124,7 @@ def listen_command(args) -> int:
         scorer = ArrivalScorer(store, engine, secondary_capture=args.secondary_capture, send_to=args.send_to,
                                calling_ae=args.ae_title)
     listener = Listener(store, port=args.port, ae_title=args.ae_title, bind=args.bind, allow=args.allow,
-                        max_associations=args.max_associations,
+                        max_associations=args.max_associations, max_dataset_bytes=int(args.max_image_mb * 2**20),
                         on_stored=scorer.submit if scorer is not None else None)
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):

@@ -11,6 +11,8 @@ No patient identifiers are logged (instances appear as a short hash of their UID
 from __future__ import annotations
 
 import logging
+import threading
+import weakref
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -33,6 +35,9 @@ CANNOT_UNDERSTAND = 0xC000
 
 # Seconds a silent peer keeps its association: a stalled sender cannot hold a slot for ever.
 NETWORK_TIMEOUT_S = 30
+# pynetdicom holds a data set in memory until it is complete: an association that sends more than
+# this for one image is aborted, so memory stays under max_associations times this.
+MAX_DATASET_BYTES = 256 * 1024 * 1024
 
 
 def store_event(event, store: ReceiveStore, on_stored: Callable[[Path], None] | None = None) -> int:
@@ -79,8 +84,11 @@ class Listener:
 
     def __init__(self, store: ReceiveStore, *, port: int = DEFAULT_PORT, ae_title: str = DEFAULT_AE_TITLE,
                  bind: str = "127.0.0.1", allow: Sequence[str] = (), max_associations: int = 4,
-                 on_stored: Callable[[Path], None] | None = None):
+                 max_dataset_bytes: int = MAX_DATASET_BYTES, on_stored: Callable[[Path], None] | None = None):
         self.store, self.on_stored = store, on_stored
+        self.max_dataset_bytes = int(max_dataset_bytes)
+        self._received: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # association -> bytes
+        self._received_lock = threading.Lock()
         self.address = (bind, int(port))
         self.ae = AE(ae_title=ae_title)
         self.ae.maximum_associations = int(max_associations)
@@ -94,12 +102,26 @@ class Listener:
 
     def start(self) -> tuple[str, int]:
         """Start serving in background threads; returns the bound address (port 0: a free one)."""
-        handlers = [(evt.EVT_C_STORE, store_event, [self.store, self.on_stored]),
+        handlers = [(evt.EVT_C_STORE, self._on_store), (evt.EVT_DATA_RECV, self._on_data),
                     (evt.EVT_REJECTED, self._on_rejected)]
         self._server = self.ae.start_server(self.address, block=False, evt_handlers=handlers)
         host, port = self._server.server_address[:2]
         log.info("listening as %s on %s:%d", self.ae.ae_title, host, port)
         return host, port
+
+    def _on_store(self, event) -> int:
+        with self._received_lock:
+            self._received[event.assoc] = 0  # the next message starts from nothing
+        return store_event(event, self.store, self.on_stored)
+
+    def _on_data(self, event) -> None:
+        with self._received_lock:
+            total = self._received.get(event.assoc, 0) + len(event.data)
+            self._received[event.assoc] = total
+        if total > self.max_dataset_bytes and not event.assoc.is_aborted:
+            log.error("aborted the association with %s: more than %d bytes for one image",
+                      event.assoc.requestor.ae_title, self.max_dataset_bytes)
+            event.assoc.abort(block=False)
 
     @staticmethod
     def _on_rejected(event) -> None:

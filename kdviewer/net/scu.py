@@ -9,13 +9,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from pydicom import Dataset
+from pydicom.uid import ExplicitVRLittleEndian, ImplicitVRLittleEndian
 from pynetdicom import AE, build_role, evt
 from pynetdicom.sop_class import (
     StudyRootQueryRetrieveInformationModelFind,
     StudyRootQueryRetrieveInformationModelGet,
     StudyRootQueryRetrieveInformationModelMove,
 )
-from pydicom.uid import ExplicitVRLittleEndian, ImplicitVRLittleEndian
 
 from kdviewer.net.contexts import STORAGE_CLASSES, transfer_syntaxes
 from kdviewer.net.listener import DEFAULT_AE_TITLE, NETWORK_TIMEOUT_S, Listener, store_event
@@ -37,7 +37,7 @@ class Peer:
     ae_title: str
 
     @classmethod
-    def parse(cls, text: str) -> "Peer":
+    def parse(cls, text: str) -> Peer:
         """``HOST:PORT:AET``; ValueError naming what is wrong."""
         rest, _, aet = text.rpartition(":")
         host, _, port = rest.rpartition(":")

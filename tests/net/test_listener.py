@@ -221,6 +221,25 @@ def test_association_flood_beyond_the_limit_is_refused_and_survived(node):
     assert len(files(store.root)) == 1
 
 
+def test_an_image_larger_than_the_cap_aborts_its_association(tmp_path, caplog):
+    store = ReceiveStore(tmp_path / "store", max_bytes=1 << 30, min_free_bytes=0)
+    listener = Listener(store, port=0, ae_title=AET, max_dataset_bytes=1 << 20)
+    _, port = listener.start()
+    try:
+        big = make_dataset(ramp(1024, 1024, 0, 4095), StudyInstanceUID=generate_uid(),
+                           SeriesInstanceUID=generate_uid())  # 2 MiB of pixels
+        assoc = associate(port)
+        with caplog.at_level(logging.ERROR, logger="kdviewer.net"):
+            status = assoc.send_c_store(big)
+        assert "Status" not in status  # no answer: aborted
+        wait_until(lambda: not assoc.is_established, 10, "the association to end")
+        assert any("more than 1048576 bytes" in r.getMessage() for r in caplog.records)
+        assert send(port, image()) == 0  # small ones still pass, also after the abort
+        assert len(files(store.root)) == 1
+    finally:
+        listener.stop()
+
+
 def test_store_full_is_refused_with_out_of_resources_and_logged(tmp_path, caplog):
     first = image()
     size = len(encode(first))
