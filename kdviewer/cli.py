@@ -22,7 +22,7 @@ from kdviewer import RESEARCH_NOTICE, __version__
 
 log = logging.getLogger("kdviewer")
 
-SUBCOMMANDS = ("predict", "info", "bench", "screenshot", "listen", "pacs", "audit")
+SUBCOMMANDS = ("predict", "info", "bench", "screenshot", "listen", "pacs", "audit", "report")
 FORMATS = ("json", "jsonl", "csv")
 
 
@@ -66,6 +66,15 @@ def _parser() -> argparse.ArgumentParser:
     from kdviewer.net.commands import add_parsers  # the DICOM node's commands (listen, pacs)
 
     add_parsers(sub)
+    rep = sub.add_parser("report", help="a PDF report per study (de-identified unless --with-identifiers)")
+    rep.add_argument("paths", nargs="+", metavar="PATH", help="image files or folders (recursed)")
+    rep.add_argument("-o", "--output", type=Path, required=True, metavar="OUT.pdf")
+    rep.add_argument("--teacher", action="store_true", help="also score with the teacher; show disagreements")
+    rep.add_argument("--finding", help="the heat map's finding (default: each study's top student score)")
+    rep.add_argument("--with-identifiers", action="store_true",
+                     help="include patient name, ID, birth date, accession number, UIDs, file name (marked)")
+    rep.add_argument("--runtime", choices=("auto", "onnxruntime", "torch-eager"), default="auto")
+
     from kdviewer.core.audit import add_audit_parser
 
     add_audit_parser(sub)
@@ -121,6 +130,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         from kdviewer.net.commands import listen_command, pacs_command
 
         return listen_command(args) if args.command == "listen" else pacs_command(args)
+    if args.command == "report":
+        from kdviewer.report import report_command
+
+        return report_command(args.paths, args.output, teacher=args.teacher, focus=args.finding,
+                              with_identifiers=args.with_identifiers, runtime=args.runtime)
     if args.command == "audit":
         from kdviewer.core.audit import audit_command
 

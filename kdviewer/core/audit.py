@@ -468,6 +468,15 @@ def _failed(what: str, exc: BaseException) -> bool:
     return False
 
 
+def engine_precision(engine: Any) -> str | None:
+    """The arithmetic an engine runs in: its ``precision`` if it declares one, else float32, which
+    both runtimes use for the shipped graphs and weights (None without a runtime)."""
+    declared = getattr(engine, "precision", None)
+    if declared:
+        return str(declared)
+    return "float32" if getattr(engine, "runtime_name", None) else None
+
+
 def record_inference(pred: Any, *, engine: Any = None, image: Any = None, path: str | os.PathLike | None = None,
                      source: str = "", log_: AuditLog | None = None) -> bool:
     """Append the record of ``pred`` (made by ``engine`` from ``image``, read from ``path``).
@@ -475,10 +484,9 @@ def record_inference(pred: Any, *, engine: Any = None, image: Any = None, path: 
     try:
         audit = log_ or default_log()
         subject, kind = audit.subject(image, path)
-        runtime = getattr(engine, "runtime_name", None)
-        precision = getattr(engine, "precision", None) or ("float32" if runtime else None)
-        audit.append(inference_record(pred, subject=subject, subject_kind=kind, runtime=runtime,
-                                      precision=precision, source=source))
+        audit.append(inference_record(pred, subject=subject, subject_kind=kind,
+                                      runtime=getattr(engine, "runtime_name", None),
+                                      precision=engine_precision(engine), source=source))
         return True
     except Exception as exc:  # noqa: BLE001 - the audit must never cost the prediction
         return _failed("an inference", exc)
