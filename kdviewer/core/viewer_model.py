@@ -330,6 +330,18 @@ class ViewerModel:
         self._install_studies(files, current=files[0])
         self._request_load(files[0], from_list=True, advance=True)
 
+    def add_studies(self, paths: Sequence[str]) -> None:
+        """Append files that arrived meanwhile (over DICOM, say) to the study list, keeping the image
+        on screen; background scoring takes them up. With nothing open, the first one is opened."""
+        new = [p for p in dict.fromkeys(str(p) for p in paths) if p not in self.studies]
+        if not new:
+            return
+        if self._screen.path is None and self._load is None and self._expand_id is None:
+            self._install_studies(self.studies + new, current=new[0])
+            self._request_load(new[0], from_list=True, advance=True)
+            return
+        self._install_studies(self.studies + new, current=self._screen.path)
+
     def select_study(self, path: str) -> None:
         """The user moved to ``path`` in the study list. A file known to be unreadable is shown as
         such at once, without reading it again."""

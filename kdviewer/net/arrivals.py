@@ -96,7 +96,7 @@ class ArrivalScorer:
                 statuses = send(self.send_to, outgoing, calling_ae=self.calling_ae)
                 log.info("sent %d result(s) for instance %s to %s: statuses %s", len(outgoing),
                          short_id(path.stem), self.send_to.ae_title, ", ".join(f"0x{s:04X}" for s in statuses))
-            except (ConnectionError, RuntimeError) as exc:
+            except (ConnectionError, RuntimeError, ValueError) as exc:  # ValueError: no context for a class
                 log.error("could not send results for instance %s to %s: %s", short_id(path.stem),
                           self.send_to.ae_title, exc)
         return Arrival(path, record, tuple(f for f in files if f is not None))

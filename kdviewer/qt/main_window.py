@@ -30,6 +30,7 @@ from kdviewer.qt.actions import (
     show_sheet,
 )
 from kdviewer.qt.controller import ViewerController
+from kdviewer.qt.dicom_node import install as install_dicom_node
 from kdviewer.qt.docks import arrange_docks, panel_dock, restore_window
 from kdviewer.qt.image_view import ImageView, WindowPresetBox
 from kdviewer.qt.metadata_strip import MetadataStrip
@@ -91,6 +92,7 @@ class ViewerWindow(QMainWindow):
         self.model.events.selection_changed.emit()  # every view shows the restored choices
         self.controller = ViewerController(self.model, engine_loaders=engine_loaders, reader=reader, parent=self)
         self.controller.thumbnail_ready.connect(self.study_list.set_thumbnail)
+        self.dicom_receiver = install_dicom_node(self)  # File > Receive over DICOM
 
     # ------------------------------------------------------------------------------------------
     # construction
@@ -242,6 +244,7 @@ class ViewerWindow(QMainWindow):
         # be interrupted, so its thread is waited for out of sight rather than behind a frozen window.
         self.hide()
         self.controller.stop()
+        self.dicom_receiver.stop()
         if self._tag_dialog is not None:
             self._tag_dialog.close()
 
