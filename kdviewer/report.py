@@ -154,9 +154,10 @@ def _fmt(value: float | None, digits: int = 4) -> str:
     return "—" if value is None or not math.isfinite(value) else f"{value:.{digits}f}"
 
 
-def _png(img: Image.Image, width_pt: float):
+def _png(img: Image.Image, width_pt: float, max_height_pt: float = 215.0):
     from reportlab.platypus import Image as RLImage
 
+    width_pt = min(width_pt, max_height_pt * img.width / img.height)  # keeps a study on one page
     buf = io.BytesIO()
     img.save(buf, format="PNG")
     buf.seek(0)
@@ -180,7 +181,7 @@ def _identifiers(image, path: str) -> list[tuple[str, str]]:
 def _study_flowables(study: StudyResult, total: int, st, *, focus: str | None, with_identifiers: bool,
                      generated: str, width: float) -> list:
     from reportlab.lib import colors
-    from reportlab.platypus import Paragraph, Spacer, Table, TableStyle
+    from reportlab.platypus import KeepTogether, Paragraph, Spacer, Table, TableStyle
 
     out: list = [Paragraph(RESEARCH_NOTICE.upper(), st["notice"])]
     label = f"Study {study.number} of {total}"
@@ -256,7 +257,7 @@ def _study_flowables(study: StudyResult, total: int, st, *, focus: str | None, w
         out.append(Paragraph("Student and teacher disagree on: " + (", ".join(disagreements) or "none"),
                              st["body"]))
 
-    out.append(Paragraph("Models and cost", st["h2"]))
+    costs: list = [Paragraph(f"Models and cost (study {study.number})", st["h2"])]
     model_rows = [["model", "version", "architecture", "runtime / precision", "weights SHA-256"]]
     cost_rows = [["model", "latency (ms)", "energy (mJ)", "idle baseline (W)", "energy method"]]
     for r, engine in zip(records, study.engines):
@@ -274,10 +275,10 @@ def _study_flowables(study: StudyResult, total: int, st, *, focus: str | None, w
         t = Table(rows_, colWidths=widths)
         t.setStyle(TableStyle([("FONTSIZE", (0, 0), (-1, -1), 7.5), ("GRID", (0, 0), (-1, -1), 0.3, colors.grey),
                                ("VALIGN", (0, 0), (-1, -1), "TOP")]))
-        out += [t, Spacer(1, 6)]
-    out.append(Paragraph("Latency is preprocessing, forward pass and heat maps, timed per inference; energy is "
-                         "the marginal energy above the idle baseline, by the method named.", st["small"]))
-    return out
+        costs += [t, Spacer(1, 6)]
+    costs.append(Paragraph("Latency is preprocessing, forward pass and heat maps, timed per inference; energy is "
+                           "the marginal energy above the idle baseline, by the method named.", st["small"]))
+    return [*out, KeepTogether(costs)]
 
 
 def write_pdf(studies: Sequence[StudyResult], out: Path, *, focus: str | None = None,
