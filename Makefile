@@ -43,7 +43,9 @@ $(BUNDLE_STAMP): pyproject.toml
 	$(BUNDLE_VENV)/bin/python -m pip install -q . $(PYINSTALLER)
 	touch $(BUNDLE_STAMP)
 
+# The first install brings any dependency added since, the second this checkout's code itself.
 bundle: $(BUNDLE_STAMP)
+	$(BUNDLE_VENV)/bin/python -m pip install -q .
 	$(BUNDLE_VENV)/bin/python -m pip install -q --no-deps --force-reinstall .
 	cd packaging && ../$(BUNDLE_VENV)/bin/pyinstaller --noconfirm --clean --log-level WARN \
 		--distpath ../dist --workpath ../build/pyinstaller kdviewer.spec
