@@ -29,6 +29,7 @@ import numpy as np
 
 from kdviewer.core.explain import CAM_METHODS, CLASS_AGNOSTIC_METHODS, DEFAULT_CAM_METHOD, upsample
 from kdviewer.core.findings import FINDING_KEYS, finding
+from kdviewer.core.triage import TriageView, positive_counts, worklist
 
 log = logging.getLogger(__name__)
 
@@ -161,6 +162,8 @@ EVENTS = (
     "selection_changed",  # (): finding, method, overlay model or teacher switch changed
     "engines_changed",  # (role): a model was started, loaded, or failed
     "view_ready",  # (): the full image, every active model's scores and the chosen heat map are shown
+    "worklist_changed",  # (paths, counts): the study list in triage order and filtered, positives per finding
+    "read_changed",  # (path, read): a study was shown (read) or marked unread
 )
 
 
@@ -189,6 +192,9 @@ class ViewerModel:
         self._teacher_on = bool(teacher_enabled)
         self._busy = ""
         self._ready_key: tuple | None = None
+        self.triage = TriageView()
+        self.read: set[str] = set()  # studies shown on screen (or marked read)
+        self.teacher_scores: dict[str, Any] = {}  # path -> the teacher's Prediction, where it ran
 
     # ------------------------------------------------------------------------------------------
     # read-only views
@@ -429,6 +435,7 @@ class ViewerModel:
             elif p in self.list_scores:
                 self.events.study_scored.emit(p, self.list_scores[p])
         self._update_batch(fresh=True)
+        self._emit_worklist()
         self._check_list_scored()
 
     def _new_screen(self, path: str) -> _Screen:
@@ -445,6 +452,7 @@ class ViewerModel:
         s.model_image = job.model_image if job.model_image is not None else image
         self.failures.pop(job.path, None)
         self.events.image_changed.emit(job.path, image)
+        self.set_read(job.path, True)
         self.events.heatmap_changed.emit(None, None)
         self.events.engine_wanted.emit("student")
         self._update_batch()
@@ -550,6 +558,9 @@ class ViewerModel:
             self.list_scores[s.path] = pred
             self.events.study_scored.emit(s.path, pred)
             self._maybe_start_teacher()
+        else:
+            self.teacher_scores[s.path] = pred
+        self._emit_worklist()
         self.events.prediction_changed.emit(role, pred)
         self._request_predictions()
         self._update_heatmap()
@@ -578,6 +589,7 @@ class ViewerModel:
             return
         self.list_scores[path] = pred
         self.events.study_scored.emit(path, pred)
+        self._emit_worklist()
         self._check_list_scored()
 
     def study_failed(self, path: str, message: str) -> None:
@@ -716,3 +728,36 @@ class ViewerModel:
         if self._ready_key != key and self.is_view_complete():
             self._ready_key = key
             self.events.view_ready.emit()
+
+    # ------------------------------------------------------------------------------------------
+    # triage (kdviewer.core.triage): ordering and filtering use the scores already made
+    def worklist(self) -> list[str]:
+        """The study list as :attr:`triage` orders and filters it."""
+        # the study on screen stays listed while "unread only" hides the others already read
+        return worklist(self.studies, self.triage, student=self.list_scores, teacher=self.teacher_scores,
+                        read=self.read - {self.path})
+
+    def positive_counts(self) -> dict[str, int]:
+        """Studies of the list the student calls positive, per finding."""
+        return positive_counts(self.studies, self.list_scores)
+
+    def set_triage(self, view: TriageView) -> None:
+        """Order and filter the study list another way (no model runs)."""
+        if view != self.triage:
+            self.triage = view
+            self._emit_worklist()
+
+    def set_read(self, path: str, read: bool) -> None:
+        """Mark a study read (done when it is shown) or unread again."""
+        if (path in self.read) == read:
+            return
+        if read:
+            self.read.add(path)
+        else:
+            self.read.discard(path)
+        self.events.read_changed.emit(path, read)
+        if self.triage.unread_only:
+            self._emit_worklist()
+
+    def _emit_worklist(self) -> None:
+        self.events.worklist_changed.emit(self.worklist(), self.positive_counts())
