@@ -3,3 +3,7 @@
 
 Qt-free, like :mod:`kdviewer.core`; built on pynetdicom and highdicom. Research use only.
 """
+
+#: The node's defaults (the registered DICOM port, and the AE title peers address it by).
+DEFAULT_PORT = 11112
+DEFAULT_AE_TITLE = "KDVIEWER"

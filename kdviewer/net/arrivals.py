@@ -19,7 +19,7 @@ from pathlib import Path
 from kdviewer.cli import _error_record, _record
 from kdviewer.core.preprocess import MODEL_READ_MIN_SIDE
 from kdviewer.core.readpool import read_image_isolated
-from kdviewer.net import results
+from kdviewer.net import DEFAULT_AE_TITLE, results
 from kdviewer.net.scu import Peer, send
 from kdviewer.net.store import ReceiveStore, short_id
 
@@ -43,7 +43,7 @@ class ArrivalScorer:
     """
 
     def __init__(self, store: ReceiveStore, engine, *, secondary_capture: bool = False,
-                 send_to: Peer | None = None, calling_ae: str = "KDVIEWER",
+                 send_to: Peer | None = None, calling_ae: str = DEFAULT_AE_TITLE,
                  on_done: Callable[[Arrival], None] | None = None):
         self.store, self.engine = store, engine
         self.secondary_capture, self.send_to, self.calling_ae = secondary_capture, send_to, calling_ae
@@ -76,6 +76,10 @@ class ArrivalScorer:
         """Score one stored instance and write (and send) its results."""
         try:
             image = read_image_isolated(path, reduce_to=MODEL_READ_MIN_SIDE)
+            if results.is_our_result(image.dataset):
+                # A PACS that routes every new instance here would otherwise have each result's
+                # secondary capture scored, and its results sent, and theirs, without end.
+                raise ValueError("a kdviewer result (secondary capture), not scored again")
             pred = self.engine.predict(image, heatmaps=self.secondary_capture)
             record = _record(path, pred)
         except Exception as exc:  # noqa: BLE001 - decoding or scoring failed: an error record

@@ -15,8 +15,8 @@ import sys
 import threading
 from pathlib import Path
 
-DEFAULT_PORT = 11112  # kdviewer.net.listener.DEFAULT_PORT, repeated here for the help text
-DEFAULT_AE_TITLE = "KDVIEWER"
+from kdviewer.net import DEFAULT_AE_TITLE, DEFAULT_PORT
+
 DEFAULT_STORE_GB = 20.0
 
 

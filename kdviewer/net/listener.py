@@ -19,13 +19,11 @@ from pathlib import Path
 from pynetdicom import AE, evt
 from pynetdicom.sop_class import Verification
 
+from kdviewer.net import DEFAULT_AE_TITLE, DEFAULT_PORT
 from kdviewer.net.contexts import STORAGE_CLASSES, transfer_syntaxes
 from kdviewer.net.store import ReceiveStore, StoreFullError, is_valid_uid, short_id
 
 log = logging.getLogger(__name__)
-
-DEFAULT_PORT = 11112
-DEFAULT_AE_TITLE = "KDVIEWER"
 
 # C-STORE statuses (PS3.4 Table B.2-1).
 SUCCESS = 0x0000

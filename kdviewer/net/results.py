@@ -48,6 +48,11 @@ _UNITLESS = CodedConcept("1", "UCUM", "no units")
 _CHEST_XRAY = CodedConcept("399208008", "SCT", "Plain chest X-ray")
 
 
+def is_our_result(ds: Dataset | None) -> bool:
+    """Whether ``ds`` is a result this node made (its Manufacturer is kdviewer's)."""
+    return ds is not None and str(ds.get("Manufacturer", "")) == MANUFACTURER
+
+
 def result_uid(source_sop_uid: str, weights_sha256: str, kind: str) -> str:
     """A UID for a result of ``kind`` ("sr-series", "sr", "sc-series", "sc") that depends only on
     the source instance and the model, so a re-sent result replaces rather than duplicates."""

@@ -17,8 +17,9 @@ from pynetdicom.sop_class import (
     StudyRootQueryRetrieveInformationModelMove,
 )
 
+from kdviewer.net import DEFAULT_AE_TITLE
 from kdviewer.net.contexts import STORAGE_CLASSES, transfer_syntaxes
-from kdviewer.net.listener import DEFAULT_AE_TITLE, NETWORK_TIMEOUT_S, Listener, store_event
+from kdviewer.net.listener import NETWORK_TIMEOUT_S, Listener, store_event
 from kdviewer.net.store import ReceiveStore, is_valid_uid
 
 log = logging.getLogger(__name__)

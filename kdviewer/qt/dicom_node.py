@@ -15,10 +15,10 @@ from pathlib import Path
 from PySide6.QtCore import QObject, QStandardPaths, Signal
 from PySide6.QtGui import QAction
 
+from kdviewer.net import DEFAULT_AE_TITLE, DEFAULT_PORT
+
 log = logging.getLogger(__name__)
 
-DEFAULT_PORT = 11112
-DEFAULT_AE_TITLE = "KDVIEWER"
 STORE_BYTES = 20 * 2**30
 
 
