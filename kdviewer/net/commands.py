@@ -178,4 +178,7 @@ def pacs_command(args) -> int:
         return 1
     print(f"kdviewer: retrieved {result.completed} image(s) into {args.store}; {result.failed} failed, "
           f"{result.warning} with warnings (final status 0x{result.status:04X})", file=sys.stderr)
+    if result.failed:
+        print("kdviewer: only CR, DX and Secondary Capture images are retrieved; the PACS counts other "
+              "objects of the study (a structured report, say) as failed", file=sys.stderr)
     return 0 if result.status == 0 and result.failed == 0 else 1
