@@ -274,6 +274,10 @@ class Heatmaps(Mapping):
     def __iter__(self):
         return iter(self._index)
 
+    def __contains__(self, key) -> bool:
+        # Mapping's default reads the item, i.e. upsamples and keeps a full-size map per test
+        return key in self._index
+
     def __len__(self) -> int:
         return len(self._index)
 
