@@ -2,16 +2,17 @@
 
     QT_QPA_PLATFORM=offscreen .venv/bin/python benchmarks/soak.py [--minutes 30] [--json OUT]
 
-The window (offscreen, teacher on, the bundled models) runs in a child process, so a hard abort
-(a segfault, ``Fatal Python error``) is seen and reported instead of taking the benchmark with it.
-It opens a temporary folder of at least 30 images: NIH PNGs at several sizes and a JPEG, DICOMs of
-the shared corpus (CR/DX, JPEG 2000, JPEG-LS, JPEG lossless, RLE, uncompressed; up to 2140 × 1760),
-and unreadable files (a truncated PNG, a text file called .dcm, a DICOM structured report, the
-corpus's 12-bit JPEG Extended files). It first visits every file once with the teacher on, then,
-every 300 ms, does one of: next/previous study, choose a finding, toggle heat map, teacher or
-invert, change window/level, zoom in/out/reset, resize the window, and now and then opens an
-unreadable file directly. Keys are found by their shortcuts (PgDown, 1–5, H, T, I, +, −, R), as a
-reader would press them.
+The models are loaded once beforehand in another process (so their ONNX exports are cached, as on
+any start but the first; ``--cold`` skips this). The window (offscreen, teacher on, the bundled
+models) runs in a child process, so a hard abort (a segfault, ``Fatal Python error``) is seen and
+reported instead of taking the benchmark with it. It opens a temporary folder of at least 30 images:
+NIH PNGs at several sizes and a JPEG, DICOMs of the shared corpus (CR/DX, JPEG 2000, JPEG-LS, JPEG
+lossless, RLE, uncompressed; up to 2140 × 1760), and unreadable files (a truncated PNG, a text file
+called .dcm, a DICOM structured report, the corpus's 12-bit JPEG Extended files). It first visits
+every file once with the teacher on (waiting for each to be shown), then, every 300 ms, does one of:
+next/previous study, choose a finding, toggle heat map, teacher or invert, change window/level, zoom
+in/out/reset, resize the window, and now and then opens an unreadable file directly. Keys are found
+by their shortcuts (PgDown, 1–5, H, T, I, +, −, R), as a reader would press them.
 
 Reported: the longest GUI stall (a 10 ms timer on the GUI thread; the largest gap between two
 ticks, over the whole run and after warm-up), resident memory of the window's process and of it
@@ -36,6 +37,7 @@ import sys
 import tempfile
 import threading
 import time
+import tracemalloc
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
@@ -43,6 +45,8 @@ SHARED = Path(os.environ.get("KDVIEWER_SHARED", REPO.parent / "shared")) / "data
 MAX_GROWTH = 0.10
 STEP_MS = 300
 HEARTBEAT_MS = 10
+TRACE_TOP = 12
+FIRST_PASS_WAIT_S = 5.0  # how long the first pass waits for a file that is not shown (unreadable)
 PREFIX = "SOAK "
 
 # (name, weight) of the random phase's actions
@@ -129,10 +133,12 @@ def _distinct(messages: list[str], limit: int = 20) -> list[str]:
     return [f"{n} × {text}" for text, n in Counter(messages).most_common(limit)]
 
 
-def child_main(folder: str, unreadable: list[str], minutes: float, seed: int) -> int:
+def child_main(folder: str, unreadable: list[str], minutes: float, seed: int, trace: bool = False) -> int:
     import faulthandler
 
     faulthandler.enable()
+    if trace:
+        tracemalloc.start(8)
     import psutil
     from PySide6.QtCore import QTimer
     from PySide6.QtGui import QAction, QKeySequence
@@ -194,7 +200,7 @@ def child_main(folder: str, unreadable: list[str], minutes: float, seed: int) ->
         "ticks": [], "max_gap": 0.0, "max_gap_after_warm": 0.0, "gaps_over_250ms": 0, "last_tick": None,
         "warm_at": None, "rss_warm": None, "visited": set(), "steps": 0, "first_pass": True,
         "inferences": {"student": 0, "teacher": 0}, "last_t": {}, "rss_max": (0.0, 0.0),
-        "done": {name: 0 for name, _ in ACTIONS},
+        "done": {name: 0 for name, _ in ACTIONS}, "stepped_at": 0.0,
     }
     rss_start = _rss_mb(proc)
 
@@ -240,6 +246,8 @@ def child_main(folder: str, unreadable: list[str], minutes: float, seed: int) ->
         if state["warm_at"] is None and warm_enough(now):
             state["warm_at"] = now - t0
             state["rss_warm"] = rss
+            if trace:
+                state["trace_warm"] = tracemalloc.take_snapshot()
             _emit("warm", t=round(now - t0, 1), rss_mb=[round(v) for v in rss],
                   complete=now - t0 < duration / 2)
         return rss
@@ -274,15 +282,18 @@ def child_main(folder: str, unreadable: list[str], minutes: float, seed: int) ->
         current = window.current_path
         if current:
             state["visited"].add(current)
-        if state["first_pass"]:
+        if state["first_pass"]:  # every file once, each shown (or given up on) before the next
+            now = time.monotonic()
+            selected = window.study_list.current_path()
             if state["steps"] == 1:
                 actions["teacher"].trigger()  # both models from the start, so warm-up loads both
                 state["done"]["teacher"] += 1
-            elif len(listed) > 1 and (window.study_list.current_path() == listed[-1]
-                                      or state["steps"] > 2 * len(listed)):
-                state["first_pass"] = False
-            elif listed:
-                do("next")
+            elif listed and (current == selected or now - state["stepped_at"] > FIRST_PASS_WAIT_S):
+                if selected == listed[-1]:
+                    state["first_pass"] = False
+                else:
+                    do("next")
+                    state["stepped_at"] = now
             return
         if len(listed) < 2:  # an opened file replaced the folder's list: open the folder again
             window.open_paths([folder])
@@ -300,7 +311,7 @@ def child_main(folder: str, unreadable: list[str], minutes: float, seed: int) ->
     sampler.setInterval(2000)
     sampler.timeout.connect(sample)
     reporter = QTimer()
-    reporter.setInterval(60_000)
+    reporter.setInterval(30_000)
     reporter.timeout.connect(progress)
 
     def finish():
@@ -308,6 +319,11 @@ def child_main(folder: str, unreadable: list[str], minutes: float, seed: int) ->
             t.stop()
         count_inferences()
         rss_end = _rss_mb(proc)
+        python_growth = []
+        if trace and state.get("trace_warm") is not None:  # where Python-side memory grew after warm-up
+            stats = tracemalloc.take_snapshot().compare_to(state["trace_warm"], "traceback")
+            python_growth = [f"{st.size_diff / 1e6:+.1f} MB in {st.count_diff:+d} blocks at "
+                             + " < ".join(str(f) for f in st.traceback[-3:]) for st in stats[:TRACE_TOP]]
         beat.stop()
         t_close = time.monotonic()
         window.close()
@@ -329,7 +345,7 @@ def child_main(folder: str, unreadable: list[str], minutes: float, seed: int) ->
             growth_after_warmup=[round((e - w) / w, 4) for e, w in zip(rss_end, warm)],
             errors=_distinct(errors), error_count=len(errors), dialogs=_distinct(dialogs),
             dialog_count=len(dialogs),
-            close_s=round(close_s, 2),
+            close_s=round(close_s, 2), python_growth=python_growth,
         )
         app.quit()
 
@@ -346,7 +362,10 @@ def child_main(folder: str, unreadable: list[str], minutes: float, seed: int) ->
 
 # ------------------------------------------------------------------------------------------------
 # the parent: build the folder, run the child, judge
-def run(minutes: float, seed: int = 0) -> tuple[int, dict]:
+PREPARE = "from kdviewer.core.engine import load_engine\nfor r in ('student', 'teacher'):\n    load_engine(r)\n"
+
+
+def run(minutes: float, seed: int = 0, cold: bool = False, trace: bool = False) -> tuple[int, dict]:
     """Run one soak; returns (exit status, summary)."""
     with tempfile.TemporaryDirectory(prefix="kdviewer-soak-") as tmp:
         folder = Path(tmp) / "studies"
@@ -356,8 +375,16 @@ def run(minutes: float, seed: int = 0) -> tuple[int, dict]:
               f"{minutes:g} min", flush=True)
         env = {**os.environ, "QT_QPA_PLATFORM": os.environ.get("QT_QPA_PLATFORM", "offscreen"),
                "PYTHONFAULTHANDLER": "1"}
+        if not cold:
+            # a second start, as a reader's day is: the models' ONNX exports are cached beforehand
+            t = time.monotonic()
+            subprocess.run([sys.executable, "-c", PREPARE], env=env, check=True, capture_output=True)
+            print(f"soak: models loaded once beforehand ({time.monotonic() - t:.0f} s; ONNX exports cached)",
+                  flush=True)
         cmd = [sys.executable, str(Path(__file__).resolve()), "--child", str(folder), "--minutes", str(minutes),
                "--seed", str(seed), "--unreadable", json.dumps([str(p) for p in unreadable])]
+        if trace:
+            cmd.append("--tracemalloc")
         stderr_path = Path(tmp) / "child-stderr.txt"
         summary: dict = {}
         with open(stderr_path, "w+") as err:
@@ -405,6 +432,8 @@ def _verdict(rc: int, s: dict, stderr_tail: str) -> int:
         print(f"    dialog: {text}")
     for text in s["errors"][:5]:
         print(f"    error: {text}")
+    for text in s.get("python_growth", []):
+        print(f"    {text}")
     if s["error_count"]:
         print("soak: FAILED — Python errors were raised in the GUI")
         return 3
@@ -420,12 +449,16 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--minutes", type=float, default=30.0)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--json", help="also write the summary here")
+    p.add_argument("--tracemalloc", action="store_true",
+                   help="report where Python-side memory grew after warm-up (slower)")
+    p.add_argument("--cold", action="store_true",
+                   help="do not load the models once beforehand (the run then includes any ONNX export)")
     p.add_argument("--child", help=argparse.SUPPRESS)  # the folder, in the window's process
     p.add_argument("--unreadable", default="[]", help=argparse.SUPPRESS)
     a = p.parse_args(argv)
     if a.child:
-        return child_main(a.child, json.loads(a.unreadable), a.minutes, a.seed)
-    rc, summary = run(a.minutes, a.seed)
+        return child_main(a.child, json.loads(a.unreadable), a.minutes, a.seed, a.tracemalloc)
+    rc, summary = run(a.minutes, a.seed, a.cold, a.tracemalloc)
     if a.json:
         Path(a.json).write_text(json.dumps(summary, indent=1))
     return rc
