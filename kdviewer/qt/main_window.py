@@ -120,6 +120,8 @@ class ViewerWindow(QMainWindow):
 
         self.study_list = StudyListPanel()
         self.study_list.study_selected.connect(self.model.select_study)
+        self.study_list.triage.view_changed.connect(self.model.set_triage)
+        self.study_list.read_toggled.connect(self.model.set_read)
         self.scores_panel = ScoresPanel()
         self.scores_panel.finding_selected.connect(self.model.select_finding)
         self.scores_panel.teacher_toggled.connect(self.set_teacher_enabled)
@@ -209,6 +211,8 @@ class ViewerWindow(QMainWindow):
         ev.study_failed.connect(self.study_list.set_error)
         ev.study_scored.connect(self.study_list.set_score)
         ev.list_scored.connect(self.study_list_scored.emit)
+        ev.worklist_changed.connect(self.study_list.apply_worklist)
+        ev.read_changed.connect(self.study_list.set_read)
         ev.heatmap_changed.connect(self._on_heatmap_changed)
         ev.busy_changed.connect(self._on_busy_changed)
         ev.selection_changed.connect(self._on_selection_changed)

@@ -6,9 +6,10 @@ from pathlib import Path
 
 from PySide6.QtCore import QSize, Qt, Signal
 from PySide6.QtGui import QColor, QIcon, QPixmap
-from PySide6.QtWidgets import QListWidget, QListWidgetItem, QProgressBar, QVBoxLayout, QWidget
+from PySide6.QtWidgets import QListWidget, QListWidgetItem, QMenu, QProgressBar, QVBoxLayout, QWidget
 
 from kdviewer.core.findings import finding
+from kdviewer.qt.triage_bar import TriageBar
 
 PATH_ROLE = Qt.ItemDataRole.UserRole
 
@@ -30,6 +31,7 @@ class StudyListPanel(QWidget):
     """A list of files; emits ``study_selected`` with the path the user moves to."""
 
     study_selected = Signal(str)
+    read_toggled = Signal(str, bool)  # path, read: the user marked a study read or unread
 
     def __init__(self, parent=None):
         super().__init__(parent)
@@ -43,7 +45,12 @@ class StudyListPanel(QWidget):
         layout = QVBoxLayout(self)
         layout.setContentsMargins(6, 6, 6, 6)
         layout.setSpacing(4)
+        self.triage = TriageBar()
+        layout.addWidget(self.triage)
         self.list = QListWidget()
+        self.list.setContextMenuPolicy(Qt.ContextMenuPolicy.CustomContextMenu)
+        self.list.customContextMenuRequested.connect(self._on_context_menu)
+        self._read: set[str] = set()
         self.list.setIconSize(QSize(64, 64))
         self.list.setUniformItemSizes(True)
         self.list.setSpacing(1)
@@ -73,6 +80,10 @@ class StudyListPanel(QWidget):
             item.setData(PATH_ROLE, path)
             item.setSizeHint(QSize(160, 70))
             item.setToolTip(path)
+            if path not in self._read:
+                font = item.font()
+                font.setBold(True)
+                item.setFont(font)
             self.list.addItem(item)
             self._rows[path] = i
             self._info[path] = {"name": Path(path).name, "desc": "", "finding": "scoring…", "error": None}
@@ -167,11 +178,61 @@ class StudyListPanel(QWidget):
         self._step(-1)
 
     def _step(self, delta: int) -> None:
-        n = self.list.count()
-        if n:
-            row = min(n - 1, max(0, self.list.currentRow() + delta))
-            if row != self.list.currentRow():
-                self.list.setCurrentRow(row)
+        rows = [r for r in range(self.list.count()) if not self.list.item(r).isHidden()]
+        if rows:  # the next shown row in list order (hidden ones are filtered out by the triage bar)
+            current = self.list.currentRow()
+            after = [r for r in rows if r > current] if delta > 0 else [r for r in rows if r < current][::-1]
+            if after:
+                self.list.setCurrentRow(after[0])
+
+    # -- triage ---------------------------------------------------------------------------------
+    def apply_worklist(self, paths: list[str], counts: dict[str, int]) -> None:
+        """Show ``paths`` in this order and hide the other entries; show the positives' counts."""
+        self.triage.set_counts(counts)
+        shown = [p for p in paths if p in self._rows]
+        order = shown + [p for p in self.paths() if p not in set(shown)]
+        current = self.current_path()
+        self.list.blockSignals(True)
+        if order != self.paths():
+            items = {}
+            while self.list.count():
+                item = self.list.takeItem(0)
+                items[item.data(PATH_ROLE)] = item
+            for row, path in enumerate(order):
+                self.list.addItem(items[path])
+                self._rows[path] = row
+        keep = set(shown)
+        for path, row in self._rows.items():
+            self.list.item(row).setHidden(path not in keep)
+        if current in self._rows:
+            self.list.setCurrentRow(self._rows[current])
+        self.list.blockSignals(False)
+
+    def set_read(self, path: str, read: bool) -> None:
+        """Unread studies are shown in bold."""
+        if read:
+            self._read.add(path)
+        else:
+            self._read.discard(path)
+        row = self._rows.get(path)
+        if row is not None:
+            font = self.list.item(row).font()
+            font.setBold(not read)
+            self.list.item(row).setFont(font)
+
+    def is_read(self, path: str) -> bool:
+        return path in self._read
+
+    def _on_context_menu(self, pos) -> None:
+        item = self.list.itemAt(pos)
+        if item is None:
+            return
+        path = item.data(PATH_ROLE)
+        read = path in self._read
+        menu = QMenu(self)
+        action = menu.addAction("Mark as unread" if read else "Mark as read")
+        action.triggered.connect(lambda: self.read_toggled.emit(path, not read))
+        menu.popup(self.list.viewport().mapToGlobal(pos))
 
     def _on_current_row_changed(self, row: int) -> None:
         if row >= 0:
