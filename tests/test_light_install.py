@@ -38,7 +38,7 @@ def _run(home: Path, *args: str, timeout: float = 180) -> subprocess.CompletedPr
     env = {k: v for k, v in os.environ.items() if not k.startswith(("KDVIEWER_", "XDG_"))}
     env.update(HOME=str(home), QT_QPA_PLATFORM="offscreen")
     return subprocess.run([sys.executable, "-c", RUN, *args], env=env, cwd=home, capture_output=True,
-                          text=True, timeout=timeout)
+                          text=True, timeout=timeout, check=False)
 
 
 def _exported(home: Path) -> list[Path]:
@@ -47,7 +47,7 @@ def _exported(home: Path) -> list[Path]:
 
 def test_the_blocker_blocks(tmp_path):
     code = RUN.replace("from kdviewer.cli import main", "import torch")
-    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=False)
     assert run.returncode != 0 and "blocked: the light install" in run.stderr
 
 
@@ -81,7 +81,8 @@ def test_library_heat_maps_say_they_need_the_explain_extra(tmp_path):
         "    print(exc)\n"
         "code = 0\n"))
     env = {**os.environ, "HOME": str(tmp_path)}
-    run = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
+    run = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120,
+                         check=False)
     assert run.returncode == 0, run.stderr
     assert "gradcam++ heat map needs PyTorch" in run.stdout and "kdviewer[explain]" in run.stdout
 
