@@ -94,3 +94,24 @@ def test_viewer_screenshot_without_pytorch(tmp_path):
     assert run.returncode == 0, run.stderr
     assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert _exported(tmp_path) == []
+
+
+def test_viewer_greys_out_the_library_heat_map_methods(tmp_path):
+    code = RUN.replace("from kdviewer.cli import main\ncode = main(sys.argv[1:])", (
+        "from PySide6.QtWidgets import QApplication\n"
+        "from PySide6.QtCore import Qt\n"
+        "app = QApplication([])\n"
+        "from kdviewer.qt.overlay_controls import OverlayControls\n"
+        "combo = OverlayControls().method_combo\n"
+        "for i in range(combo.count()):\n"
+        "    tip = combo.itemData(i, Qt.ItemDataRole.ToolTipRole) or ''\n"
+        "    print(combo.itemText(i), combo.model().item(i).isEnabled(), tip)\n"
+        "code = 0\n"))
+    env = {**os.environ, "HOME": str(tmp_path), "QT_QPA_PLATFORM": "offscreen"}
+    run = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120,
+                         check=False)
+    assert run.returncode == 0, run.stderr
+    rows = [line.split(" ", 2) for line in run.stdout.splitlines()]
+    assert rows[0][:2] == ["gradcam", "True"]
+    assert [r[0] for r in rows[1:]] == ["gradcam++", "xgradcam", "eigencam", "layercam"]
+    assert all(r[1] == "False" and "needs the explain extra" in r[2] for r in rows[1:])
