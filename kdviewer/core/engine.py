@@ -97,6 +97,8 @@ class Prediction:
     cam_method: str | None
     timings_ms: Mapping[str, float]
     energy: "EnergyMeasurement | None" = None
+    # The feature map's global average (read-only, (K,)): what the scope check scores (kdviewer.core.scope).
+    features: np.ndarray | None = None
 
 
 # --------------------------------------------------------------------------- reference input
@@ -537,6 +539,7 @@ class InferenceEngine:
             positive=MappingProxyType({k: scores[k] >= thresholds[k] for k in scores}),
             heatmaps=maps, cam_method=cam_method if wanted else None,
             timings_ms=MappingProxyType(timings), energy=energy,
+            features=_readonly(np.asarray(feats, dtype=np.float32).mean(axis=(-2, -1))),
         )
         self._record(pred)
         return pred
