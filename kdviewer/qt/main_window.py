@@ -32,6 +32,7 @@ from kdviewer.qt.actions import (
 from kdviewer.qt.controller import ViewerController
 from kdviewer.qt.dicom_node import install as install_dicom_node
 from kdviewer.qt.docks import arrange_docks, panel_dock, restore_window
+from kdviewer.qt.exports import WorkflowExports
 from kdviewer.qt.image_view import ImageView, WindowPresetBox
 from kdviewer.qt.metadata_strip import MetadataStrip
 from kdviewer.qt.models_view import ModelsView
@@ -79,6 +80,9 @@ class ViewerWindow(QMainWindow):
         self._build_widgets()
         self.actions_ = build_actions(self, self._action_slots())
         self.recent_menu = build_menus(self.menuBar(), self.actions_)
+        self.exports = WorkflowExports(self)  # File > Report, export the view or the study list
+        self.exports.install(next(m.menu() for m in self.menuBar().actions() if m.text() == "&File"),
+                             before=self.actions_.quit)
         self._build_toolbar()
         self.models_view = ModelsView(self.model, scores_panel=self.scores_panel, parent=self,
                                       telemetry_panel=self.telemetry_panel, status_bar=self.status,
@@ -249,6 +253,7 @@ class ViewerWindow(QMainWindow):
         self.hide()
         self.controller.stop()
         self.dicom_receiver.stop()
+        self.exports.wait()
         if self._tag_dialog is not None:
             self._tag_dialog.close()
 
