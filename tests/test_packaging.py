@@ -70,3 +70,22 @@ def test_installed_wheel_predicts_on_example(wheel, tmp_path):
     (record,) = json.loads(run.stdout)
     assert record["file"].endswith("RG1_J2KR.dcm")
     assert set(record["findings"]) == {"atelectasis", "cardiomegaly", "consolidation", "edema", "pleural_effusion"}
+
+
+def test_plain_install_needs_no_pytorch_and_the_extras_bring_it():
+    import re
+    import tomllib
+
+    project = tomllib.loads((REPO / "pyproject.toml").read_text(encoding="utf-8"))["project"]
+
+    def names(requirements):
+        return {re.split(r"[<>=!~;\[ ]", r, maxsplit=1)[0].lower() for r in requirements}
+
+    heavy = {"torch", "torchvision", "grad-cam", "onnx", "onnxscript", "matplotlib", "opencv-python"}
+    assert not names(project["dependencies"]) & heavy
+    assert {"onnxruntime", "safetensors", "pyside6-essentials"} <= names(project["dependencies"])
+    extras = project["optional-dependencies"]
+    assert {"torch", "torchvision", "grad-cam"} <= names(extras["explain"])
+    assert {"torch", "torchvision", "onnx"} <= names(extras["train"])
+    makefile = (REPO / "Makefile").read_text(encoding="utf-8")
+    assert "-e '.[test,train,explain]'" in makefile  # make run / make test keep everything
