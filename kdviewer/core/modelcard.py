@@ -43,6 +43,7 @@ DEFAULT_THRESHOLD = 0.5
 MAX_CARD_BYTES = 1 << 20  # the bundled cards are about 9 KB
 MAX_WEIGHTS_BYTES = 1 << 29  # 512 MiB; the teacher's weights are 28 MB
 MAX_GRAPH_BYTES = 1 << 29  # the teacher's ONNX graph is about 28 MB
+MAX_SCOPE_BYTES = 1 << 24  # the scope check's parameters (kdviewer.core.scope) are about 0.3 MB
 MAX_SAFETENSORS_HEADER = 1 << 23  # the bundled headers are about 30 KB
 INPUT_SIZE_RANGE = (32, 1024)  # 0 divided by zero; 60000 asked for 22 GB
 REFERENCE_SIDE_RANGE = (16, 2048)  # the self-test's reference image, allocated before scoring
@@ -114,6 +115,18 @@ def _graph_fields(d: dict[str, Any]) -> dict[str, Any]:
     if file is None or digest is None:
         raise ValueError("'onnx_file' and 'onnx_sha256' go together")
     return {"onnx_file": _plain_file_name(file, "onnx_file"), "onnx_sha256": _matching(d, "onnx_sha256", _SHA256)}
+
+
+def _scope(d: Any) -> dict[str, Any] | None:
+    """The scope check's section (:mod:`kdviewer.core.scope`): absent (null), or a table naming its
+    parameters file (a plain name) with that file's SHA-256, a method and a finite threshold."""
+    if d is None:
+        return None
+    if not isinstance(d, dict):
+        raise ValueError("'scope' must be a table")
+    _typed(d, "method", str, None)
+    _number(d.get("threshold"), "scope.threshold")
+    return {**d, "file": _plain_file_name(d.get("file"), "scope.file"), "sha256": _matching(d, "sha256", _SHA256)}
 
 
 def _input_spec(d: Any) -> InputSpec:
@@ -200,6 +213,7 @@ def _card_fields(d: dict[str, Any]) -> dict[str, Any]:
         "versions": versions,
         "git_revision": _typed(d, "git_revision", (str, type(None)), None),
         "reference": _reference(d.get("reference"), findings),
+        "scope": _scope(d.get("scope")),
         "schema": CARD_SCHEMA,
     }
 
@@ -226,6 +240,7 @@ class ModelCard:
     schema: int = CARD_SCHEMA
     onnx_file: str | None = None  # the exported graph beside the weights (runs without PyTorch)
     onnx_sha256: str | None = None
+    scope: dict[str, Any] | None = None  # the scope check: {"method", "file", "sha256", "threshold", ...}
 
     def to_json(self) -> str:
         """The card as indented JSON (findings as keys, the input spec as a table)."""
@@ -234,6 +249,8 @@ class ModelCard:
         d["input"] = self.input.as_dict()
         if self.onnx_file is None:  # a card without a graph reads as before graphs existed
             del d["onnx_file"], d["onnx_sha256"]
+        if self.scope is None:  # likewise for a card without a scope check
+            del d["scope"]
         return json.dumps(d, indent=2, sort_keys=False, allow_nan=False) + "\n"
 
     @classmethod
@@ -393,14 +410,21 @@ def verified_graph(card: ModelCard, card_path: str | Path) -> bytes | None:
     path = graph_path(card, card_path)
     if path is None:
         return None
-    real = _inside_folder(path, "ONNX graph")
-    fd = _open_regular(real, MAX_GRAPH_BYTES, "ONNX graph")
+    return verified_bytes(path, card.onnx_sha256, MAX_GRAPH_BYTES, "ONNX graph")
+
+
+def verified_bytes(path: Path, sha256: str, max_bytes: int, what: str) -> bytes:
+    """The bytes of a file a card names beside itself, once checked: a regular file inside the
+    card's folder, of at most ``max_bytes``, whose SHA-256 is ``sha256``. The bytes returned are
+    the ones hashed, so the file cannot change between the check and the use. Raises
+    ModelLoadError naming the file otherwise."""
+    real = _inside_folder(path, what)
+    fd = _open_regular(real, max_bytes, what)
     with os.fdopen(fd, "rb") as f:
-        data = f.read(MAX_GRAPH_BYTES + 1)
+        data = f.read(max_bytes + 1)
     digest = hashlib.sha256(data).hexdigest()
-    if digest != card.onnx_sha256:
-        raise ModelLoadError(path, f"SHA-256 {digest[:12]}… does not match the model card's "
-                                   f"{card.onnx_sha256[:12]}…")
+    if digest != sha256:
+        raise ModelLoadError(path, f"SHA-256 {digest[:12]}… does not match the model card's {sha256[:12]}…")
     return data
 
 
