@@ -40,7 +40,16 @@ grep -q '"trained": true' "$WORK/records.jsonl" || { echo "bundle-check: models 
 run "$EXE" screenshot "$WORK/shot.png" --scale 0.5
 [ "$(head -c 4 "$WORK/shot.png" | od -An -c | tr -d ' ')" = "211PNG" ] || { echo "bundle-check: no PNG" >&2; exit 1; }
 run "$EXE" info
+# Every DICOM codec (pydicom and pylibjpeg find them through the bundled package metadata), where
+# the shared test corpus is present: one file per transfer syntax, each must be scored.
+CORPUS="${KDVIEWER_SHARED:-$(dirname "$0")/../../shared}/data/dicom/non_cr_transfer_syntaxes"
+if [ -d "$CORPUS" ]; then
+    run "$EXE" predict --format jsonl -o "$WORK/codecs.jsonl" "$CORPUS"
+    want=$(find "$CORPUS" -name '*.dcm' | wc -l)
+    got=$(grep -c '"error": null' "$WORK/codecs.jsonl" || true)
+    [ "$got" = "$want" ] || { echo "bundle-check: $got of $want codec files scored" >&2; exit 1; }
+fi
 if find "$WORK/home" -name '*.onnx' | grep -q . || [ -e "$WORK/home/.cache/Microsoft" ]; then
     echo "bundle-check: files were written under HOME:" >&2; find "$WORK/home" >&2; exit 1
 fi
-echo "bundle-check: predict (student + teacher), screenshot and info passed offline"
+echo "bundle-check: predict (student + teacher), screenshot, info${want:+ and $want transfer syntaxes} passed offline"
