@@ -143,6 +143,8 @@ def _student_only_process(student, shape) -> dict[str, Any]:
     """
     import tempfile
 
+    if getattr(sys, "frozen", False):  # the desktop bundle: its executable is no Python interpreter
+        return {"error": "not measured in the bundle (it needs a Python interpreter)"}
     from kdviewer.core.engine import InferenceEngine, write_untrained_card
     from kdviewer.core.modelcard import find_cards
 
