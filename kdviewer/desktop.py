@@ -77,7 +77,7 @@ def desktop_entry(command: list[str]) -> str:
     return "\n".join([
         "[Desktop Entry]",
         "Type=Application",
-        "Version=1.5",
+        "Version=1.4",
         "Name=kdviewer",
         "GenericName=Chest X-ray viewer",
         "Comment=Offline chest X-ray viewer with AI scores and heat maps. Research use only, not for diagnosis.",
@@ -85,7 +85,7 @@ def desktop_entry(command: list[str]) -> str:
         f"TryExec={command[0]}",
         f"Icon={APP_ID}",
         "Terminal=false",
-        "Categories=Graphics;Viewer;MedicalSoftware;Science;",
+        "Categories=Science;MedicalSoftware;",  # one main category, or menus list it twice
         "MimeType=" + ";".join(MIME_TYPES) + ";",
         "Keywords=DICOM;X-ray;radiograph;chest;",
         f"X-KDViewer-Version={__version__}",

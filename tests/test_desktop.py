@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import configparser
 import shlex
+import shutil
+import subprocess
 import sys
 
 import pytest
@@ -76,3 +78,11 @@ def test_exec_arguments_are_quoted_as_the_specification_asks(arg, written):
 def test_launch_command_is_the_bundle_when_frozen(monkeypatch):
     monkeypatch.setattr(sys, "frozen", True, raising=False)
     assert desktop.launch_command() == [str(desktop.Path(sys.executable).absolute())]
+
+
+@pytest.mark.skipif(shutil.which("desktop-file-validate") is None, reason="desktop-file-utils not installed")
+def test_entry_passes_desktop_file_validate(data_home):
+    assert main(["--install-desktop"]) == 0
+    run = subprocess.run(["desktop-file-validate", str(desktop.desktop_file())], capture_output=True, text=True,
+                         timeout=60, check=False)
+    assert run.returncode == 0 and run.stdout == "", run.stdout + run.stderr
