@@ -58,6 +58,7 @@ class StudyResult:
     predictions: list[Any] = field(default_factory=list)
     engines: list[Any] = field(default_factory=list)
     error: str | None = None
+    measurements: list[str] = field(default_factory=list)  # made in the viewer, as shown there
 
 
 def scope_warnings(image) -> list[str]:
@@ -224,6 +225,8 @@ def _study_flowables(study: StudyResult, total: int, st, *, focus: str | None, w
                           f"(score {_fmt(student.scores[key])}){'' if focus else ', its top finding'}",
                           st["small"])]]
     out.append(Table(pics + caption, colWidths=[side + 6, side + 6]))
+    if study.measurements:
+        out.append(Paragraph("Measurements: " + "; ".join(study.measurements), st["body"]))
 
     records = study.records
     head = ["Finding"] + [h for r in records for h in (f"{r['model']} score", "threshold", "positive")]

@@ -77,7 +77,8 @@ class WorkflowExports(QObject):
             self.export_failed.emit(f"Report: {exc}")
             return None
         study = StudyResult(1, model.path, image=model.image, records=records, predictions=[p for _, p in preds],
-                            engines=[model.engines.get(role) for role, _ in preds])
+                            engines=[model.engines.get(role) for role, _ in preds],
+                            measurements=self.window.measure.summaries())
         focus = model.finding
         thread = threading.Thread(target=self._report_job, args=(study, model.model_image, Path(out), focus),
                                   name="ReportWriter", daemon=True)

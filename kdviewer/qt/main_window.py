@@ -34,6 +34,7 @@ from kdviewer.qt.dicom_node import install as install_dicom_node
 from kdviewer.qt.docks import arrange_docks, panel_dock, restore_window
 from kdviewer.qt.exports import WorkflowExports
 from kdviewer.qt.image_view import ImageView, WindowPresetBox
+from kdviewer.qt.measure_tools import MeasureTools
 from kdviewer.qt.metadata_strip import MetadataStrip
 from kdviewer.qt.models_view import ModelsView
 from kdviewer.qt.overlay_controls import OverlayControls
@@ -80,6 +81,9 @@ class ViewerWindow(QMainWindow):
         self._build_widgets()
         self.actions_ = build_actions(self, self._action_slots())
         self.recent_menu = build_menus(self.menuBar(), self.actions_)
+        self.measure = MeasureTools(self.image_view, parent=self)  # Measure > Ruler, Cardiothoracic ratio
+        self.measure.install(self.menuBar(), self)
+        self.model.events.image_changed.connect(lambda _path, image: self.measure.set_image(image))
         self.exports = WorkflowExports(self)  # File > Report, export the view or the study list
         self.exports.install(next(m.menu() for m in self.menuBar().actions() if m.text() == "&File"),
                              before=self.actions_.quit)
