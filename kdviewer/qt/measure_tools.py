@@ -12,6 +12,7 @@ from dataclasses import dataclass
 import pyqtgraph as pg
 from PySide6.QtCore import QObject, Signal
 from PySide6.QtGui import QAction, QKeySequence
+from PySide6.QtWidgets import QMenu
 
 from kdviewer.core.measure import (
     CTR_LIMIT,
@@ -47,7 +48,12 @@ class MeasureTools(QObject):
     # -- menu -----------------------------------------------------------------------------------
     def install(self, menu_bar, window) -> list[QAction]:
         """A Measure menu with Ruler (M), Cardiothoracic ratio (C) and Clear."""
-        menu = menu_bar.addMenu("M&easure")
+        menu = QMenu("M&easure", menu_bar)
+        help_menu = next((a for a in menu_bar.actions() if a.text() == "&Help"), None)
+        if help_menu is not None:
+            menu_bar.insertMenu(help_menu, menu)
+        else:
+            menu_bar.addMenu(menu)
         actions = []
         for text, key, slot in (("&Ruler", "M", lambda: self.add_ruler()),
                                 ("&Cardiothoracic ratio", "C", lambda: self.add_ctr()),
