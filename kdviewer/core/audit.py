@@ -253,18 +253,27 @@ class AuditLog:
         return head
 
     def _tail(self) -> bytes | None:
-        """The last complete line of the newest non-empty file, or None when there is none."""
+        """The last complete line of the newest non-empty file, or None when there is none (or it
+        is damaged: no end of line, or longer than any audit line)."""
         for path in reversed(self.files()):
             with open(path, "rb") as f:
                 size = f.seek(0, os.SEEK_END)
                 if size == 0:
                     continue
-                f.seek(max(0, size - _TAIL_BYTES))
-                data = f.read()
-            lines = data.split(b"\n")
-            if len(lines) >= 2:
-                return lines[-2] + b"\n" if data.endswith(b"\n") else None
-            return None
+                window = 64 * 1024  # a line is ~1 KiB: one small read, not the whole file
+                while True:
+                    start = max(0, size - window)
+                    f.seek(start)
+                    data = f.read()
+                    cut = data.rfind(b"\n", 0, len(data) - 1)
+                    if cut >= 0 or start == 0:
+                        break
+                    if window >= _TAIL_BYTES:
+                        return None
+                    window *= 2
+            if not data.endswith(b"\n"):
+                return None
+            return data[cut + 1:]
         return None
 
     def _chain_point(self) -> tuple[int, str]:
@@ -304,8 +313,11 @@ class AuditLog:
             target = self.folder / f"audit-{max(numbers, default=0) + 1:06d}.jsonl"
             os.replace(current, target)
             log.info("audit log rotated to %s", target)
-        fd = os.open(current, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+        fd = os.open(current, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o600)
         try:
+            end = os.lseek(fd, 0, os.SEEK_END)
+            if end and os.lseek(fd, end - 1, os.SEEK_SET) and os.read(fd, 1) != b"\n":
+                os.write(fd, b"\n")  # a write was cut short: this line starts on its own
             os.write(fd, data)
             os.fsync(fd)
         finally:

@@ -133,6 +133,17 @@ def test_an_append_after_truncation_keeps_the_break_visible(tmp_path):
     assert not log.verify().ok
 
 
+def test_a_partial_last_line_stays_visible_after_more_appends(tmp_path):
+    log = AuditLog(tmp_path)
+    fill(log, 3)
+    path = tmp_path / "audit.jsonl"
+    path.write_bytes(path.read_bytes()[:-20])  # a write cut short (a crash, a full disk)
+    fill(log, 2)
+    result = log.verify()
+    assert not result.ok and result.line == 3
+    assert [e["i"] for e in log.entries()] == [0, 1, 0, 1]  # the new lines are whole
+
+
 def test_deleted_head_is_caught(tmp_path):
     log = AuditLog(tmp_path)
     fill(log, 2)
