@@ -316,8 +316,10 @@ class AuditLog:
         fd = os.open(current, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o600)
         try:
             end = os.lseek(fd, 0, os.SEEK_END)
-            if end and os.lseek(fd, end - 1, os.SEEK_SET) and os.read(fd, 1) != b"\n":
-                os.write(fd, b"\n")  # a write was cut short: this line starts on its own
+            if end:
+                os.lseek(fd, end - 1, os.SEEK_SET)
+                if os.read(fd, 1) != b"\n":
+                    os.write(fd, b"\n")  # a write was cut short: this line starts on its own
             os.write(fd, data)
             os.fsync(fd)
         finally:
