@@ -6,6 +6,7 @@
     kdviewer-train evaluate ...
     kdviewer-train export   ... [--out DIR]
     kdviewer-train graphs   [--models DIR]   (add the ONNX graphs to existing model cards)
+    kdviewer-train scope    --models DIR --data-root DIR [--ood-dir DIR]   (fit the scope check)
     kdviewer-train all      ...   (teacher, student, distill, evaluate, export)
     kdviewer-train speed    ...   (seconds per training image on this machine)
     kdviewer-train prepare  ...   (splits and the decoded-image cache only)
@@ -28,7 +29,7 @@ from training.config import Config, load_config, read_config
 log = logging.getLogger("training")
 
 TRAIN_STAGES = ("teacher", "student", "distill")
-STAGES = (*TRAIN_STAGES, "evaluate", "export", "graphs", "all", "speed", "prepare")
+STAGES = (*TRAIN_STAGES, "evaluate", "export", "graphs", "scope", "all", "speed", "prepare")
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -56,6 +57,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--models", type=Path, metavar="DIR",
                    help="evaluate: the model cards in DIR (e.g. resources/models) instead of the work folder's "
                         "runs; graphs: the folder whose cards get ONNX graphs (default: resources/models)")
+    p.add_argument("--ood-dir", type=Path, metavar="DIR",
+                   help="scope, evaluate: out-of-scope images, one kind per sub-folder, whose rejection is reported")
     p.add_argument("--epochs", type=int, help="train.epochs")
     p.add_argument("--batch-size", type=int, help="train.batch_size (global, across ranks)")
     p.add_argument("--device", help="train.device: auto, cpu, cuda, cuda:N")
@@ -183,6 +186,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             for name, path in export_graphs(a.models).items():
                 print(f"{name}: {path}")
             return 0
+        if a.stage == "scope":
+            from training.scope import fit_scopes
+
+            print(json.dumps(fit_scopes(a.models, a.data_root, a.ood_dir), indent=2))
+            return 0
         if a.stage == "speed":
             from training.speed import run_speed
 
@@ -216,6 +224,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             from training.evaluate import evaluate
 
             evaluate(cfg, ws, a.splits, models_dir=a.models)
+            if a.ood_dir is not None:
+                from training.scope import evaluate_scopes
+
+                evaluate_scopes(a.models, cfg.data.root, a.ood_dir, ws.root / "evaluation" / "scope.json")
         elif a.stage == "export":
             from training.export import export_models
 

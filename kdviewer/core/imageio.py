@@ -382,6 +382,24 @@ def read_dicom_dataset(
     return ds
 
 
+def read_dicom_header(path: str | os.PathLike) -> ImageMetadata:
+    """The metadata of a DICOM file from its header alone: the pixel data is never read, so a
+    header-only decision (:func:`kdviewer.core.scope.header_verdict`) works on a file whose
+    pixels are damaged. Parsed within the same read budget as :func:`read_dicom_dataset`; raises
+    :class:`ImageReadError` naming the file and the cause."""
+    path = Path(path)
+    try:
+        with _dicom_source(path, _DEFLATE_HEADER_ROOM) as source:
+            ds = source.parse(stop_before_pixels=True)
+            _check_parsed(path, ds)
+            rows, cols = int(ds.get("Rows") or 0), int(ds.get("Columns") or 0)
+            return _dicom_metadata(ds, (rows, cols), _frames(ds))
+    except ImageReadError:
+        raise
+    except Exception as exc:  # pydicom raises many types on damaged files
+        raise ImageReadError(path, f"corrupt or truncated DICOM header ({_describe(exc)})") from exc
+
+
 class _ReadBudget:
     """A file object for pydicom that allows a limited number of reads.
 
