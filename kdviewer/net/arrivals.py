@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from kdviewer.cli import _error_record, _record
+from kdviewer.core import audit
 from kdviewer.core.preprocess import MODEL_READ_MIN_SIDE
 from kdviewer.core.readpool import read_image_isolated
 from kdviewer.net import DEFAULT_AE_TITLE, results
@@ -81,6 +82,7 @@ class ArrivalScorer:
                 # secondary capture scored, and its results sent, and theirs, without end.
                 raise ValueError("a kdviewer result (secondary capture), not scored again")
             pred = self.engine.predict(image, heatmaps=self.secondary_capture)
+            audit.record_inference(pred, engine=self.engine, image=image, path=path, source="listen")  # never raises
             record = _record(path, pred)
         except Exception as exc:  # noqa: BLE001 - decoding or scoring failed: an error record
             reason = getattr(exc, "cause", None) or f"{type(exc).__name__}: {exc}"

@@ -350,3 +350,22 @@ def test_default_folder_is_the_user_data_folder(monkeypatch, tmp_path):
     if not sys.platform.startswith("linux"):
         pytest.skip("XDG_DATA_HOME applies on Linux")
     assert audit.audit_dir() == tmp_path / "kdviewer" / "audit"
+
+
+def test_dicom_node_audits_what_it_scores(tmp_path, monkeypatch):
+    """``kdviewer listen`` scores each arrival: one audit line, named by the salted UID digest."""
+    from kdviewer.core.engine import load_engine
+    from kdviewer.net import results
+    from kdviewer.net.arrivals import ArrivalScorer
+    from kdviewer.net.store import ReceiveStore
+
+    monkeypatch.setenv("KDVIEWER_AUDIT_DIR", str(tmp_path / "log"))
+    ds = dicom_factory.make_dataset(dicom_factory.ramp(200, 180, 0, 4095), bits_stored=12,
+                                    PatientName="Zyxwvut^Node")
+    store = ReceiveStore(tmp_path / "store", max_bytes=1 << 28, min_free_bytes=0)
+    path = store.put(ds.StudyInstanceUID, ds.SOPInstanceUID, results.encode(ds)).path
+    ArrivalScorer(store, load_engine("student")).process(path)
+    log = AuditLog(tmp_path / "log")
+    (record,) = list(log.entries())
+    assert record["source"] == "listen" and record["subject_kind"] == "sop_instance_uid"
+    assert "Zyxwvut" not in (tmp_path / "log" / "audit.jsonl").read_text() and log.verify().ok
