@@ -78,6 +78,18 @@ def length(p0: tuple[float, float], p1: tuple[float, float], cal: Calibration) -
     return math.hypot(dx * cal.col_mm, dy * cal.row_mm)
 
 
+def angle_degrees(a: tuple[float, float], vertex: tuple[float, float], b: tuple[float, float],
+                  cal: Calibration) -> float:
+    """The angle at ``vertex`` between the rays to ``a`` and ``b`` (x = column, y = row), in degrees,
+    with anisotropic pixels (``row_mm != col_mm``) taken into account."""
+    sx, sy = (1.0, 1.0) if cal.row_mm is None else (cal.col_mm, cal.row_mm)
+    ux, uy = (a[0] - vertex[0]) * sx, (a[1] - vertex[1]) * sy
+    vx, vy = (b[0] - vertex[0]) * sx, (b[1] - vertex[1]) * sy
+    if (ux == 0 and uy == 0) or (vx == 0 and vy == 0):
+        raise ValueError("an arm of the angle has no length")
+    return math.degrees(abs(math.atan2(ux * vy - uy * vx, ux * vx + uy * vy)))
+
+
 def cardiothoracic_ratio(cardiac_width: float, thoracic_width: float) -> float:
     """Maximal cardiac width over maximal thoracic width (both horizontal, any one unit)."""
     if not (thoracic_width > 0 and cardiac_width >= 0):

@@ -1,4 +1,4 @@
-"""Measurement tools on the image view: a ruler and the cardiothoracic ratio (CTR).
+"""Measurement tools on the image view: a ruler, an angle and the cardiothoracic ratio (CTR).
 
 Each tool is a pyqtgraph line segment in image coordinates, so it stays on the anatomy at any zoom
 or pan; its handles move it, its context menu removes it. Lengths and the ratio come from
@@ -17,19 +17,21 @@ from PySide6.QtWidgets import QMenu
 from kdviewer.core.measure import (
     CTR_LIMIT,
     Calibration,
+    angle_degrees,
     calibration,
     cardiothoracic_ratio,
     format_length,
     length,
 )
 
-_COLOURS = {"ruler": (80, 220, 120), "cardiac": (255, 170, 60), "thoracic": (90, 180, 255)}
+_COLOURS = {"ruler": (80, 220, 120), "angle": (230, 120, 230), "cardiac": (255, 170, 60),
+            "thoracic": (90, 180, 255)}
 
 
 @dataclass
 class _Tool:
-    kind: str  # "ruler" or "ctr"
-    segments: list  # LineSegmentROI, one (ruler) or two (cardiac, thoracic)
+    kind: str  # "ruler", "angle" or "ctr"
+    segments: list  # a LineSegmentROI (ruler), a three-point PolyLineROI (angle), two (ctr: cardiac, thoracic)
     label: pg.TextItem
 
 
@@ -56,6 +58,7 @@ class MeasureTools(QObject):
             menu_bar.addMenu(menu)
         actions = []
         for text, key, slot in (("&Ruler", "M", lambda: self.add_ruler()),
+                                ("&Angle", "A", lambda: self.add_angle()),
                                 ("&Cardiothoracic ratio", "C", lambda: self.add_ctr()),
                                 ("C&lear measurements", "Shift+Del", self.clear)):
             a = QAction(text, window)
@@ -95,6 +98,20 @@ class MeasureTools(QObject):
         tool = _Tool("ruler", [self._segment(p0, p1, "ruler")], self._label("ruler"))
         return self._add(tool)
 
+    def add_angle(self, a: tuple[float, float] | None = None, vertex: tuple[float, float] | None = None,
+                  b: tuple[float, float] | None = None):
+        """An angle at ``vertex`` between the arms to ``a`` and ``b`` (x = column, y = row)."""
+        rows, cols = self._shape
+        if not rows:
+            return None
+        a = a or (cols * 0.3, rows * 0.35)
+        vertex = vertex or (cols * 0.5, rows * 0.5)
+        b = b or (cols * 0.7, rows * 0.35)
+        poly = pg.PolyLineROI([a, vertex, b], closed=False, pen=pg.mkPen(_COLOURS["angle"], width=2),
+                              removable=True)
+        poly.setZValue(20)
+        return self._add(_Tool("angle", [poly], self._label("angle")))
+
     def add_ctr(self, cardiac: tuple[float, float, float] | None = None,
                 thoracic: tuple[float, float, float] | None = None):
         """Two horizontal spans (x0, x1, y): the maximal cardiac and the maximal thoracic width."""
@@ -108,7 +125,7 @@ class MeasureTools(QObject):
         return self._add(_Tool("ctr", segments, self._label("ctr")))
 
     def endpoints(self, segment) -> list[tuple[float, float]]:
-        """A segment's two ends in image coordinates (x = column, y = row)."""
+        """A tool's points (its handles, in order) in image coordinates (x = column, y = row)."""
         out = []
         for handle in segment.getHandles():
             p = segment.mapToParent(handle.pos())
@@ -121,7 +138,7 @@ class MeasureTools(QObject):
         return seg
 
     def _label(self, kind: str) -> pg.TextItem:
-        label = pg.TextItem("", color=_COLOURS["ruler" if kind == "ruler" else "cardiac"], anchor=(0, 1),
+        label = pg.TextItem("", color=_COLOURS["cardiac" if kind == "ctr" else kind], anchor=(0, 1),
                             fill=pg.mkBrush(0, 0, 0, 160))
         label.setZValue(21)
         return label
@@ -154,6 +171,15 @@ class MeasureTools(QObject):
             elif cal.note:
                 text += f"  ({cal.source}, {cal.note})"
             anchor = p0 if p0[0] <= p1[0] else p1  # the left end: the text runs right, over the image
+        elif tool.kind == "angle":
+            points = self.endpoints(tool.segments[0])
+            anchor = points[1] if len(points) > 1 else points[0]
+            try:
+                if len(points) != 3:  # a click on an arm adds a point
+                    raise ValueError("an angle has three points; remove this one and draw it again")
+                text = f"{angle_degrees(*points, cal):.1f}°"
+            except ValueError as exc:
+                text = f"angle: {exc}"
         else:
             (c0, c1), (t0, t1) = (self.endpoints(s) for s in tool.segments)
             cardiac, thoracic = abs(c1[0] - c0[0]), abs(t1[0] - t0[0])

@@ -8,7 +8,7 @@ import pypdf
 import pytest
 from PySide6.QtCore import QPointF
 
-from kdviewer.core.measure import Calibration, calibration, cardiothoracic_ratio, length
+from kdviewer.core.measure import Calibration, angle_degrees, calibration, cardiothoracic_ratio, length
 from tests.core import dicom_factory
 from tests.qt.conftest import write_png
 
@@ -36,6 +36,11 @@ def test_ruler_and_ctr_in_mm_survive_zoom_and_go_into_the_report(make_window, qt
     assert tools.summaries()[0].startswith("20.0 mm")
     w.image_view.zoom(2.0)
     assert tools.endpoints(ruler.segments[0]) == [(20.0, 10.0), (20.0, 110.0)]  # image coordinates
+    # the angle at (50, 50): with 0.25 mm columns and 0.2 mm rows, 38.7° where square pixels give 45°
+    tools.add_angle((100, 50), (50, 50), (100, 0))
+    assert tools.summaries()[1] == "38.7°"
+    tools.clear()
+    ruler = tools.add_ruler((20, 10), (20, 110))
     ctr = tools.add_ctr(cardiac=(80, 140, 120), thoracic=(40, 140, 100))  # 60 / 100 columns
     text = tools.summaries()[1]
     assert "CTR 0.60 > 0.5" in text and "cardiac 15.0 mm" in text and "thoracic 25.0 mm" in text
@@ -85,5 +90,9 @@ def test_length_and_ratio():
     cal = Calibration(0.5, 0.25, "PixelSpacing")
     assert length((0, 0), (4, 0), cal) == pytest.approx(1.0) and length((0, 0), (0, 4), cal) == pytest.approx(2.0)
     assert cardiothoracic_ratio(45, 100) == pytest.approx(0.45)
+    assert angle_degrees((1, 0), (0, 0), (0, 1), Calibration(None, None, "none")) == pytest.approx(90.0)
+    assert angle_degrees((1, 0), (0, 0), (-1, 0), cal) == pytest.approx(180.0)
+    with pytest.raises(ValueError):
+        angle_degrees((0, 0), (0, 0), (1, 1), cal)
     with pytest.raises(ValueError):
         cardiothoracic_ratio(10, 0)
