@@ -20,7 +20,7 @@ import io
 import logging
 import math
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -284,12 +284,17 @@ def _study_flowables(study: StudyResult, total: int, st, *, focus: str | None, w
     return [*out, KeepTogether(costs)]
 
 
-def write_pdf(studies: Sequence[StudyResult], out: Path, *, focus: str | None = None,
+def write_pdf(studies: Iterable[StudyResult], out, *, total: int | None = None, focus: str | None = None,
               with_identifiers: bool = False) -> None:
-    """Write ``studies`` to ``out`` as a PDF, one page (or more) per study. Raises OSError."""
+    """Write ``studies`` to ``out`` (a path or a binary stream) as a PDF, one page (or more) per
+    study, numbered out of ``total`` (default: their count). A generator is consumed one study at
+    a time, so only the compressed pictures of the studies done stay in memory. Raises OSError."""
     from reportlab.lib.pagesizes import A4
     from reportlab.platypus import PageBreak, SimpleDocTemplate
 
+    if total is None:
+        studies = list(studies)
+        total = len(studies)
     st = _styles()
     generated = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
 
@@ -301,13 +306,13 @@ def write_pdf(studies: Sequence[StudyResult], out: Path, *, focus: str | None = 
         canvas.drawRightString(A4[0] - 36, 20, f"page {doc.page}")
         canvas.restoreState()
 
-    doc = SimpleDocTemplate(str(out), pagesize=A4, leftMargin=36, rightMargin=36, topMargin=32, bottomMargin=36,
+    doc = SimpleDocTemplate(out if hasattr(out, "write") else str(out), pagesize=A4, leftMargin=36, rightMargin=36, topMargin=32, bottomMargin=36,
                             title="kdviewer report", author="kdviewer", subject=RESEARCH_NOTICE)
     story: list = []
     for i, study in enumerate(studies):
         if i:
             story.append(PageBreak())
-        story += _study_flowables(study, len(studies), st, focus=focus, with_identifiers=with_identifiers,
+        story += _study_flowables(study, total, st, focus=focus, with_identifiers=with_identifiers,
                                   generated=generated, width=doc.width)
     doc.build(story, onFirstPage=footer, onLaterPages=footer)
 
@@ -336,22 +341,36 @@ def report_command(paths: Sequence[str], output: Path, *, teacher: bool = False,
         unlisted.append(display_path(path))
         print(f"kdviewer: error: {display_path(path)}: {why}", file=sys.stderr)
 
-    studies = [_score_study(i + 1, p, engines, source="report")
-               for i, p in enumerate(iter_image_files(paths, on_error=on_error))]
-    if not studies:
+    files = list(iter_image_files(paths, on_error=on_error))
+    if not files:
         print("kdviewer: error: no image to report on", file=sys.stderr)
         return 2
-    for s in studies:
-        if s.error:
-            print(f"kdviewer: error: {s.path}: {s.error}", file=sys.stderr)
-    try:
-        write_pdf(studies, output, focus=key, with_identifiers=with_identifiers)
+    try:  # before any scoring: an output that cannot be written fails at once
+        stream = open(output, "wb")  # noqa: SIM115 - closed below, after the PDF is built
     except OSError as exc:
         print(f"kdviewer: error: cannot write {display_path(output)}: {exc.strerror or exc}", file=sys.stderr)
         return 2
-    audit.record_export("report-pdf", subjects=[s.subject for s in studies if s.subject], output=output,
-                        with_identifiers=with_identifiers, source="report")
-    failed = sum(1 for s in studies if s.error) + len(unlisted)
-    print(f"{len(studies)} stud{'y' if len(studies) == 1 else 'ies'} written to {display_path(output)}"
-          + (f"; {failed} could not be scored" if failed else ""), file=sys.stderr)
+    subjects: list[str] = []
+    failed = list(unlisted)
+
+    def scored():
+        for number, path in enumerate(files, start=1):
+            study = _score_study(number, path, engines, source="report")
+            if study.error:
+                failed.append(study.path)
+                print(f"kdviewer: error: {study.path}: {study.error}", file=sys.stderr)
+            if study.subject:
+                subjects.append(study.subject)
+            yield study
+
+    try:
+        with stream:
+            write_pdf(scored(), stream, total=len(files), focus=key, with_identifiers=with_identifiers)
+    except OSError as exc:
+        print(f"kdviewer: error: cannot write {display_path(output)}: {exc.strerror or exc}", file=sys.stderr)
+        return 2
+    audit.record_export("report-pdf", subjects=subjects, output=output, with_identifiers=with_identifiers,
+                        source="report")
+    print(f"{len(files)} stud{'y' if len(files) == 1 else 'ies'} written to {display_path(output)}"
+          + (f"; {len(failed)} could not be scored" if failed else ""), file=sys.stderr)
     return 1 if failed else 0
