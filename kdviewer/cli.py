@@ -228,12 +228,16 @@ def _record(path: Path, pred) -> dict[str, Any]:
     }
 
 
-def _error_record(path: str | os.PathLike, model: str | None, reason: str) -> dict[str, Any]:
-    return {"file": display_path(path), "model": model, "error": reason}
+def _error_record(path: str | os.PathLike, model: str | None, reason: str, scope=None) -> dict[str, Any]:
+    record = {"file": display_path(path), "model": model, "error": reason}
+    if scope is not None:  # the header alone refused it: say so even though the pixels did not decode
+        record["scope"] = scope.as_dict()
+    return record
 
 
 _CSV_HEAD = ("file", "model", "architecture", "weights_sha256", "trained", "latency_ms", "energy_mj",
              "idle_power_w", "energy_is_estimate", "energy_method")
+_CSV_SCOPE = ("in_scope", "reason", "ood_score", "threshold")  # columns scope_<key>
 
 
 class RecordWriter:
@@ -251,7 +255,7 @@ class RecordWriter:
         self.fmt, self.stream, self.count = fmt, stream, 0
         if fmt == "csv":
             per_finding = [f"{k}_{x}" for k in FINDING_KEYS for x in ("score", "threshold", "positive")]
-            cols = [*_CSV_HEAD, *per_finding, "error"]
+            cols = [*_CSV_HEAD, *(f"scope_{k}" for k in _CSV_SCOPE), *per_finding, "error"]
             self._csv = csv.DictWriter(stream, fieldnames=cols, lineterminator="\r\n")
             self._csv.writeheader()
         elif fmt == "json":
@@ -264,6 +268,7 @@ class RecordWriter:
         if self.fmt != "csv":
             return text
         row = {c: record.get(c) for c in _CSV_HEAD}
+        row.update({f"scope_{k}": (record.get("scope") or {}).get(k) for k in _CSV_SCOPE})
         row["error"] = record.get("error")
         for k, v in (record.get("findings") or {}).items():
             for x in ("score", "threshold", "positive"):
@@ -335,11 +340,12 @@ def predict_command(
     Every input that fails — a path that cannot be read or listed, a file that does not decode
     (decoded in the isolated reader, :func:`~kdviewer.core.readpool.read_image_isolated`), a
     model call that fails or gives a non-finite score — is reported on stderr with its reason and
-    as an error record, and the others are still scored. Returns 0 when everything was scored, 1
+    as an error record, and the others are still scored. Every record carries the image's scope
+    verdict (:mod:`kdviewer.core.scope`; scores are kept, flagged, when it is out of scope). Returns 0 when everything was scored, 1
     when some inputs failed, 2 when the command itself failed (no usable model, the output
     cannot be written).
     """
-    from kdviewer.core import audit
+    from kdviewer.core import audit, scope
     from kdviewer.core.imageio import iter_image_files
     from kdviewer.core.preprocess import MODEL_READ_MIN_SIDE
     from kdviewer.core.readpool import read_image_isolated
@@ -360,23 +366,26 @@ def predict_command(
     failed: set[str] = set()
     writer: RecordWriter | None = None
 
-    def fail(path, model: str | None, reason: str) -> None:
+    def fail(path, model: str | None, reason: str, verdict=None) -> None:
         failed.add(display_path(path))
         who = f" ({model})" if model else ""
         print(f"kdviewer: error: {display_path(path)}{who}: {reason}", file=sys.stderr)
-        writer.write(writer.encode(_error_record(path, model, reason)))
+        writer.write(writer.encode(_error_record(path, model, reason, verdict)))
 
     def score(path) -> None:
         try:
             image = read_image_isolated(path, reduce_to=MODEL_READ_MIN_SIDE)
         except Exception as exc:  # noqa: BLE001 - ImageReadError, or anything else: this file's failure
-            fail(path, None, getattr(exc, "cause", None) or f"{type(exc).__name__}: {exc}")
+            fail(path, None, getattr(exc, "cause", None) or f"{type(exc).__name__}: {exc}", scope.header_only(path))
             return
+        verdict = None  # one per image, from the first model (the student's features and scope model)
         for engine in engines:
             try:
                 pred = engine.predict(image, heatmaps=False)
+                if verdict is None:
+                    verdict = scope.check(image, pred.features, scope.scope_of_engine(engine))
                 audit.record_inference(pred, engine=engine, image=image, path=path, source="predict")
-                encoded = writer.encode(_record(path, pred))
+                encoded = writer.encode({**_record(path, pred), "scope": verdict.as_dict()})
             except Exception as exc:  # noqa: BLE001 - one model call never stops the run
                 fail(path, engine.name, str(exc) or type(exc).__name__)
                 continue

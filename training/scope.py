@@ -21,8 +21,8 @@ import hashlib
 import json
 import logging
 import time
+from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Callable, Iterable
 
 import numpy as np
 
@@ -30,7 +30,6 @@ from kdviewer.core.engine import InferenceEngine
 from kdviewer.core.errors import ImageReadError
 from kdviewer.core.image import LoadedImage
 from kdviewer.core.imageio import iter_image_files, read_image
-from kdviewer.core.modelcard import read_card
 from kdviewer.core.preprocess import MODEL_READ_MIN_SIDE
 from kdviewer.core.scope import SCOPE_FORMAT, ScopeModel, check, layout_vector, load_scope
 

@@ -527,6 +527,22 @@ def record_export(kind: str, *, subjects: Sequence[str] = (), output: str | os.P
         return _failed("an export", exc)
 
 
+def record_scope_override(reason: str | None, *, ood_score: float | None = None, image: Any = None,
+                          path: str | os.PathLike | None = None, source: str = "viewer",
+                          log_: AuditLog | None = None) -> bool:
+    """Append that the user chose to see the scores of an image the scope check refused ("show
+    anyway", :mod:`kdviewer.core.scope`): the salted subject digest, the refusal's reason and
+    score. Never raises."""
+    try:
+        audit = log_ or default_log()
+        subject, kind = audit.subject(image, path)
+        audit.append({"event": "scope_override", "source": source, "subject": subject, "subject_kind": kind,
+                      "scope_reason": reason, "ood_score": _finite_or_none(ood_score)})
+        return True
+    except Exception as exc:  # noqa: BLE001 - an audit failure never blocks the user's choice
+        return _failed("a scope override", exc)
+
+
 # -- CSV export and the command -----------------------------------------------------------------
 
 _CSV_HEAD = ("seq", "time", "event", "source", "subject", "subject_kind", "model", "architecture",

@@ -33,7 +33,7 @@ import logging
 import math
 import re
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -43,7 +43,8 @@ from kdviewer.core.errors import ModelLoadError
 from kdviewer.core.image import ImageMetadata, LoadedImage
 
 __all__ = [
-    "LAYOUT_SIDE", "SCOPE_FORMAT", "ScopeModel", "ScopeVerdict", "check", "header_verdict", "layout_vector",
+    "LAYOUT_SIDE", "SCOPE_FORMAT", "ScopeModel", "ScopeVerdict", "check", "header_only", "header_verdict",
+    "layout_vector",
     "load_scope", "scope_of_engine",
 ]
 
@@ -73,7 +74,7 @@ class ScopeVerdict:
     """In scope or not, and why. ``source``: "header", "pixels" or "none" (nothing to check with).
 
     ``ood_score`` is the larger of the pixel distances divided by its threshold (None when the
-    pixels were not scored); ``threshold`` is then 1.0.
+    pixels were not scored, or hold nothing to score); ``threshold`` is then 1.0.
     """
 
     in_scope: bool
@@ -129,6 +130,21 @@ def header_verdict(meta: ImageMetadata, dataset=None) -> ScopeVerdict | None:
     if age is not None and age < ADULT_YEARS:
         return out(f"paediatric (under {ADULT_YEARS} years)")
     return None
+
+
+def header_only(path: str | Path) -> ScopeVerdict | None:
+    """The header's verdict on a file without reading its pixels: None for a file that is not
+    DICOM, whose header does not parse, or whose header raises no objection."""
+    from kdviewer.core.errors import ImageReadError
+    from kdviewer.core.imageio import read_dicom_header, sniff_format
+
+    try:
+        with open(path, "rb") as f:
+            if sniff_format(f.read(256)) != "DICOM":
+                return None
+        return header_verdict(read_dicom_header(path))
+    except (OSError, ImageReadError):
+        return None
 
 
 # --------------------------------------------------------------------------- pixels
@@ -193,7 +209,7 @@ class ScopeModel:
     thresholds: dict[str, float]
 
     @classmethod
-    def from_arrays(cls, arrays: dict[str, np.ndarray], thresholds: dict[str, float]) -> "ScopeModel":
+    def from_arrays(cls, arrays: dict[str, np.ndarray], thresholds: dict[str, float]) -> ScopeModel:
         """Build from ``{"features.mean": ..., "layout.projection": ..., ...}`` (float arrays);
         ValueError naming what is missing, misshapen or not finite."""
         parts = {}
@@ -233,42 +249,46 @@ class ScopeModel:
             raise ValueError(f"scope model expects {self.features.mean.shape[0]} features, got {features.shape[-1]}")
         d = self.distances(features, layout)
         if layout is None:
-            return ScopeVerdict(False, REASON_EMPTY, "pixels", math.inf, 1.0)
+            return ScopeVerdict(False, REASON_EMPTY, "pixels", None, 1.0)
         ratio = {k: d[k] / self.thresholds[k] for k in d}
         score = max(ratio.values())
         if not math.isfinite(score):
             return ScopeVerdict(False, REASON_FAR, "pixels", None, 1.0)
         if score <= 1.0:
             return ScopeVerdict(True, None, "pixels", score, 1.0)
-        if ratio["layout"] > 1.0:
+        if ratio["layout"] <= 1.0:
+            return ScopeVerdict(False, REASON_FAR, "pixels", score, 1.0)
+        # Chest-like features with a layout that passes once turned back: a chest film stored
+        # inverted or rotated. Far features too (a photo that happens to match): not a chest film.
+        if ratio["features"] <= 1.0:
             for reason, v in _variants(layout).items():
                 if self.layout(v) <= self.thresholds["layout"]:
                     return ScopeVerdict(False, reason, "pixels", score, 1.0)
-            if ratio["layout"] >= ratio["features"]:
-                return ScopeVerdict(False, REASON_LAYOUT, "pixels", score, 1.0)
-        return ScopeVerdict(False, REASON_FAR, "pixels", score, 1.0)
+        return ScopeVerdict(False, REASON_LAYOUT, "pixels", score, 1.0)
 
 
 def check(image: LoadedImage, features: np.ndarray | None, model: ScopeModel | None) -> ScopeVerdict:
     """The scope verdict for an image and the pooled features the engine computed for it: the
     header first (DICOM), then the pixels when ``model`` and ``features`` are given."""
-    header = header_verdict(image.metadata, image.dataset)
-    if header is not None:
-        return header
-    if model is None or features is None:
-        return ScopeVerdict(True, None, "none")
-    return model.verdict(np.asarray(features), layout_vector(image.pixels, image.value_range))
+    meta = getattr(image, "metadata", None)  # duck-typed: the viewer model's tests hand it stand-ins
+    header = header_verdict(meta, getattr(image, "dataset", None)) if meta is not None else None
+    pixels = None
+    if model is not None and features is not None:
+        pixels = model.verdict(np.asarray(features), layout_vector(image.pixels, image.value_range))
+    if header is not None:  # the header's reason, with the pixels' score for those who want it
+        return header if pixels is None else replace(header, ood_score=pixels.ood_score, threshold=1.0)
+    return pixels if pixels is not None else ScopeVerdict(True, None, "none")
 
 
 # --------------------------------------------------------------------------- loading
 
-_cache: dict[tuple[str, str], ScopeModel] = {}
+_cache: dict[tuple, ScopeModel] = {}
 _cache_lock = threading.Lock()
 _reported: set[str] = set()  # load failures already logged
 
 
 def load_scope(card, card_path: str | Path) -> ScopeModel | None:
-    """The card's scope model (verified by its SHA-256, cached per file and hash), or None when the
+    """The card's scope model (verified by its SHA-256, cached per file, hash and modification), or None when the
     card has no scope section. Raises :class:`ModelLoadError` naming the file when it does not load."""
     from safetensors.numpy import load as load_safetensors
 
@@ -278,7 +298,11 @@ def load_scope(card, card_path: str | Path) -> ScopeModel | None:
     if not section:
         return None
     path = Path(card_path).parent / section["file"]
-    key = (str(path), section["sha256"])
+    try:
+        st = path.stat()
+    except OSError as exc:
+        raise ModelLoadError(path, f"scope parameters cannot be read: {exc.strerror or exc}") from None
+    key = (str(path), section["sha256"], st.st_mtime_ns, st.st_size)  # a changed file is verified again
     with _cache_lock:
         if key in _cache:
             return _cache[key]
@@ -294,7 +318,8 @@ def load_scope(card, card_path: str | Path) -> ScopeModel | None:
 def scope_of_engine(engine) -> ScopeModel | None:
     """The scope model of an engine's card, or None (no card file, no scope section, or a file
     that does not load: logged once per file, the header check still applies)."""
-    if engine.card_path is None or not engine.card.scope:
+    card_path, card = getattr(engine, "card_path", None), getattr(engine, "card", None)
+    if card_path is None or not getattr(card, "scope", None):
         return None
     try:
         return load_scope(engine.card, engine.card_path)

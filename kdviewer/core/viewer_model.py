@@ -27,6 +27,7 @@ from typing import Any
 
 import numpy as np
 
+from kdviewer.core import audit, scope
 from kdviewer.core.explain import CAM_METHODS, CLASS_AGNOSTIC_METHODS, DEFAULT_CAM_METHOD, upsample
 from kdviewer.core.findings import FINDING_KEYS, finding
 from kdviewer.core.triage import TriageView, positive_counts, worklist
@@ -164,6 +165,8 @@ EVENTS = (
     "view_ready",  # (): the full image, every active model's scores and the chosen heat map are shown
     "worklist_changed",  # (paths, counts): the study list in triage order and filtered, positives per finding
     "read_changed",  # (path, read): a study was shown (read) or marked unread
+    "scope_changed",  # (path, verdict or None, hidden): the scope check's verdict for the image on screen;
+    #                   ``hidden`` when its scores and heat maps are kept off screen (no "show anyway" yet)
 )
 
 
@@ -195,6 +198,8 @@ class ViewerModel:
         self.triage = TriageView()
         self.read: set[str] = set()  # studies shown on screen (or marked read)
         self.teacher_scores: dict[str, Any] = {}  # path -> the teacher's Prediction, where it ran
+        self.scope: dict[str, scope.ScopeVerdict] = {}  # path -> the scope check's verdict
+        self.scope_overrides: set[str] = set()  # out-of-scope studies the user chose to see anyway
 
     # ------------------------------------------------------------------------------------------
     # read-only views
@@ -300,7 +305,36 @@ class ViewerModel:
                 return False
         key = self.heatmap_key
         source = s.sources.get(key[:2])
-        return source is None or key[2] not in source or s.shown_key == key
+        return source is None or key[2] not in source or s.shown_key == key or self.scores_hidden
+
+    @property
+    def scores_hidden(self) -> bool:
+        """The image on screen is out of scope and the user has not chosen "show anyway"."""
+        verdict = self.scope.get(self._screen.path)
+        return verdict is not None and not verdict.in_scope and self._screen.path not in self.scope_overrides
+
+    def show_anyway(self) -> None:
+        """Show the scores and heat maps of the out-of-scope image on screen; recorded in the audit log."""
+        path, verdict = self._screen.path, self.scope.get(self._screen.path)
+        if verdict is None or verdict.in_scope or path in self.scope_overrides:
+            return
+        self.scope_overrides.add(path)
+        audit.record_scope_override(verdict.reason, ood_score=verdict.ood_score, image=self._screen.image, path=path)
+        self.events.scope_changed.emit(path, verdict, False)
+        self._update_heatmap()
+
+    def _judge_scope(self, pred) -> None:
+        """The scope verdict for the image on screen: the header's at once, the pixels' with the
+        student's prediction (its pooled features; cheap, so it runs here)."""
+        s = self._screen
+        engine = self.engines.get("student")
+        model = scope.scope_of_engine(engine) if engine is not None and pred is not None else None
+        verdict = scope.check(s.model_image, getattr(pred, "features", None), model)
+        if verdict.source == "none" and pred is None:
+            verdict = None  # nothing known yet: wait for the pixels
+        if verdict is not None:
+            self.scope[s.path] = verdict
+        self.events.scope_changed.emit(s.path, verdict, self.scores_hidden)
 
     # ------------------------------------------------------------------------------------------
     # opening files
@@ -452,6 +486,7 @@ class ViewerModel:
         s.model_image = job.model_image if job.model_image is not None else image
         self.failures.pop(job.path, None)
         self.events.image_changed.emit(job.path, image)
+        self._judge_scope(None)
         self.set_read(job.path, True)
         self.events.heatmap_changed.emit(None, None)
         self.events.engine_wanted.emit("student")
@@ -514,6 +549,7 @@ class ViewerModel:
             return False
         s.results[role] = pred
         s.sources[(role, self.cam_method)] = pred.heatmaps
+        self._judge_scope(pred)
         self.events.prediction_changed.emit(role, pred)
         self._maybe_start_teacher()
         return True
@@ -555,6 +591,7 @@ class ViewerModel:
         if pred.heatmaps:
             s.sources[(role, method)] = pred.heatmaps
         if role == "student":
+            self._judge_scope(pred)
             self.list_scores[s.path] = pred
             self.events.study_scored.emit(s.path, pred)
             self._maybe_start_teacher()
@@ -622,6 +659,13 @@ class ViewerModel:
     def _update_heatmap(self) -> None:
         s = self._screen
         key = self.heatmap_key
+        if self.scores_hidden:  # out of scope: no overlay until "show anyway"
+            if s.shown_key is not None:
+                s.shown_key = None
+                self.events.heatmap_changed.emit(None, None)
+            self._update_busy()
+            self._check_ready()
+            return
         hit = s.heatmaps.get(key)
         if hit is not None:
             s.heatmaps.move_to_end(key)
