@@ -30,7 +30,7 @@ import numpy as np
 from PIL import Image
 
 from kdviewer import RESEARCH_NOTICE, __version__
-from kdviewer.core import audit
+from kdviewer.core import audit, scope
 from kdviewer.core.display import to_display_uint8
 from kdviewer.core.findings import FINDING_KEYS, finding
 
@@ -43,7 +43,6 @@ _INFERNO = np.array([
     (0.978422, 0.557937, 0.034931), (0.974638, 0.797692, 0.206332), (0.988362, 0.998364, 0.644924),
 ])
 _PICTURE_SIDE = 1000  # pixels of the longer side of each picture in the PDF
-_FRONTAL = {"PA", "AP", "AP SUPINE", "PA ERECT"}
 
 
 @dataclass
@@ -61,19 +60,18 @@ class StudyResult:
     measurements: list[str] = field(default_factory=list)  # made in the viewer, as shown there
 
 
-def scope_warnings(image) -> list[str]:
-    """Why the models' scores may not apply to ``image`` (they were trained on frontal adult
-    chest radiographs), then the reader's own warnings."""
-    meta = image.metadata
+def scope_warnings(image, pred: Any = None, engine: Any = None) -> list[str]:
+    """Why the scores may not apply to ``image``: the scope check's verdict
+    (:func:`kdviewer.core.scope.check`, from the header and, given the student's prediction and
+    engine, its features), a missing header to check, then the reader's own warnings."""
+    model = scope.scope_of_engine(engine) if engine is not None else None
+    verdict = scope.check(image, getattr(pred, "features", None), model)
     out = []
-    if meta.source_format == "DICOM" and meta.modality not in (None, "CR", "DX"):
-        out.append(f"modality {meta.modality} is not a radiograph (CR/DX)")
-    if meta.body_part and "CHEST" not in meta.body_part.upper():
-        out.append(f"body part {meta.body_part} is not the chest")
-    if meta.view_position and meta.view_position.upper() not in _FRONTAL:
-        out.append(f"view {meta.view_position} is not frontal (PA/AP)")
-    if meta.source_format != "DICOM":
-        out.append(f"{meta.source_format} file: no acquisition data to check the view or body part")
+    if not verdict.in_scope:
+        score = "" if verdict.ood_score is None else f" (out-of-scope score {verdict.ood_score:.2f}, limit 1)"
+        out.append(f"out of scope: {verdict.reason}{score}")
+    if image.metadata.source_format != "DICOM":
+        out.append(f"{image.metadata.source_format} file: no header to check the view, body part or age")
     return out + list(image.warnings)
 
 
@@ -212,9 +210,9 @@ def _study_flowables(study: StudyResult, total: int, st, *, focus: str | None, w
     if meta.pixel_spacing:
         facts.append(f"pixel spacing {meta.pixel_spacing[0]:g}×{meta.pixel_spacing[1]:g} mm")
     out.append(Paragraph("Image: " + ", ".join(facts), st["small"]))
-    scope = scope_warnings(image)
-    if scope:
-        out.append(Paragraph("Input-scope warnings: " + "; ".join(scope), st["marked"]))
+    scope_notes = scope_warnings(image, student, study.engines[0] if study.engines else None)
+    if scope_notes:
+        out.append(Paragraph("Input-scope warnings: " + "; ".join(scope_notes), st["marked"]))
 
     key = focus or max(student.findings, key=lambda k: student.scores[k])
     plain, overlay = _pictures(image, student.heatmaps.get(key))

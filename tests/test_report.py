@@ -117,3 +117,12 @@ def test_overlay_leaves_weak_activation_see_through():
     assert rgb.shape == (4, 4, 3)
     assert (rgb[1:, 1:] == 100).all()  # no activation: the image as it is
     assert rgb[0, 0, 0] > 150 and rgb[0, 0, 0] != rgb[0, 0, 2]  # strongest: coloured (inferno's yellow)
+
+
+def test_scope_check_verdict_is_on_the_page(tmp_path):
+    ds = dicom_factory.make_dataset(dicom_factory.ramp(256, 240, 0, 4095), bits_stored=12, modality="DX",
+                                    ViewPosition="LL", BodyPartExamined="CHEST")
+    path = dicom_factory.write(ds, tmp_path / "lateral.dcm")
+    out = tmp_path / "lateral.pdf"
+    assert main(["report", str(path), "-o", str(out)]) == 0
+    assert "out of scope: lateral view" in pdf_text(out)
