@@ -38,6 +38,7 @@ from kdviewer.qt.measure_tools import MeasureTools
 from kdviewer.qt.metadata_strip import MetadataStrip
 from kdviewer.qt.models_view import ModelsView
 from kdviewer.qt.overlay_controls import OverlayControls
+from kdviewer.qt.scope_banner import ScopeBanner
 from kdviewer.qt.scores_panel import ScoresPanel
 from kdviewer.qt.settings import ViewerSettings
 from kdviewer.qt.status_bar import ViewerStatusBar
@@ -79,6 +80,9 @@ class ViewerWindow(QMainWindow):
         self.setWindowTitle("kdviewer — chest X-ray viewer · " + RESEARCH_NOTICE)
         self.setAcceptDrops(True)
         self._build_widgets()
+        # Out-of-scope images (kdviewer.core.scope): a banner above the image, scores hidden until "show anyway".
+        self.scope_banner = ScopeBanner(self.model, hide_when_out=[self.scores_panel])
+        self.image_view.parentWidget().layout().insertWidget(1, self.scope_banner)
         self.actions_ = build_actions(self, self._action_slots())
         self.recent_menu = build_menus(self.menuBar(), self.actions_)
         self.measure = MeasureTools(self.image_view, parent=self)  # Measure > Ruler, Cardiothoracic ratio
