@@ -28,11 +28,28 @@ from typing import Any
 
 import numpy as np
 from PIL import Image
+from reportlab.lib import colors
+from reportlab.lib.pagesizes import A4
+from reportlab.lib.styles import ParagraphStyle, getSampleStyleSheet
+from reportlab.platypus import Image as RLImage
+from reportlab.platypus import (
+    KeepTogether,
+    PageBreak,
+    Paragraph,
+    SimpleDocTemplate,
+    Spacer,
+    Table,
+    TableStyle,
+)
 
 from kdviewer import RESEARCH_NOTICE, __version__
+from kdviewer.cli import _load_engines, _record, display_path
 from kdviewer.core import audit, scope
 from kdviewer.core.display import to_display_uint8
 from kdviewer.core.findings import FINDING_KEYS, finding
+from kdviewer.core.imageio import iter_image_files
+from kdviewer.core.preprocess import MODEL_READ_MIN_SIDE
+from kdviewer.core.readpool import read_image_isolated
 
 log = logging.getLogger(__name__)
 
@@ -98,10 +115,6 @@ def _pictures(image, heatmap: np.ndarray | None) -> tuple[Image.Image, Image.Ima
 
 
 def _score_study(number: int, path, engines, *, source: str) -> StudyResult:
-    from kdviewer.cli import _record, display_path
-    from kdviewer.core.preprocess import MODEL_READ_MIN_SIDE
-    from kdviewer.core.readpool import read_image_isolated
-
     result = StudyResult(number, display_path(path))
     try:
         image = read_image_isolated(path, reduce_to=MODEL_READ_MIN_SIDE)
@@ -131,9 +144,6 @@ def _score_study(number: int, path, engines, *, source: str) -> StudyResult:
 
 
 def _styles():
-    from reportlab.lib import colors
-    from reportlab.lib.styles import ParagraphStyle, getSampleStyleSheet
-
     base = getSampleStyleSheet()
     return {
         "title": base["Title"],
@@ -154,8 +164,6 @@ def _fmt(value: float | None, digits: int = 4) -> str:
 
 
 def _png(img: Image.Image, width_pt: float, max_height_pt: float = 215.0):
-    from reportlab.platypus import Image as RLImage
-
     width_pt = min(width_pt, max_height_pt * img.width / img.height)  # keeps a study on one page
     buf = io.BytesIO()
     img.save(buf, format="PNG")
@@ -179,9 +187,6 @@ def _identifiers(image, path: str) -> list[tuple[str, str]]:
 
 def _study_flowables(study: StudyResult, total: int, st, *, focus: str | None, with_identifiers: bool,
                      generated: str, width: float) -> list:
-    from reportlab.lib import colors
-    from reportlab.platypus import KeepTogether, Paragraph, Spacer, Table, TableStyle
-
     out: list = [Paragraph(RESEARCH_NOTICE.upper(), st["notice"])]
     label = f"Study {study.number} of {total}"
     if study.subject:
@@ -287,8 +292,6 @@ def write_pdf(studies: Iterable[StudyResult], out, *, total: int | None = None, 
     """Write ``studies`` to ``out`` (a path or a binary stream) as a PDF, one page (or more) per
     study, numbered out of ``total`` (default: their count). A generator is consumed one study at
     a time, so only the compressed pictures of the studies done stay in memory. Raises OSError."""
-    from reportlab.lib.pagesizes import A4
-    from reportlab.platypus import PageBreak, SimpleDocTemplate
 
     if total is None:
         studies = list(studies)
@@ -320,8 +323,6 @@ def report_command(paths: Sequence[str], output: Path, *, teacher: bool = False,
     """Score ``paths`` (files or folders) like ``kdviewer predict`` and write the PDF. Returns 0
     when every study was scored, 1 when some were not (their pages say why), 2 when the command
     failed (no usable model, nothing to report, the PDF cannot be written)."""
-    from kdviewer.cli import _load_engines, display_path
-    from kdviewer.core.imageio import iter_image_files
 
     try:
         key = finding(focus).key if focus else None

