@@ -39,10 +39,14 @@ ACCEPT = 0.98  # the issue's bar: accept at least 98 % of the val images
 FEATURE_COMPONENTS = 64
 LAYOUT_COMPONENTS = 32
 SYNTHETIC_IMAGES = 100  # val images per synthetic kind (the first ones, in file order)
-METHOD = ("Mahalanobis distances in PCA subspaces with Ledoit-Wolf shrinkage, fitted on the train split: "
-          f"(1) the student's pooled features ({FEATURE_COMPONENTS} components), (2) a standardised "
-          f"16x16 grey layout thumbnail ({LAYOUT_COMPONENTS} components); out of scope when either "
-          "exceeds its threshold (one val quantile for both), plus DICOM header rules")
+
+
+def method(components: tuple[int, int]) -> str:
+    """The card's description of the method."""
+    return ("Mahalanobis distances in PCA subspaces with Ledoit-Wolf shrinkage, fitted on the train split: "
+            f"(1) the student's pooled features ({components[0]} components), (2) a standardised "
+            f"16x16 grey layout thumbnail ({components[1]} components); out of scope when either "
+            "exceeds its threshold (one val quantile for both), plus DICOM header rules")
 
 
 def split_images(data_root: str | Path, split: str) -> list[Path]:
@@ -85,22 +89,30 @@ def _mahalanobis(x: np.ndarray, components: int) -> dict[str, np.ndarray]:
     return {"mean": mean, "projection": pca.components_.T @ chol, "center": lw.location_ @ chol}
 
 
-def _thresholds(model: ScopeModel, feats: np.ndarray, layouts: list, accept: float) -> tuple[dict, float]:
-    """Both thresholds at the same val quantile q, the smallest q whose combined acceptance is
-    at least ``accept``; returns them and q."""
+def _thresholds(model: ScopeModel, feats: np.ndarray, layouts: list, accept: float) -> tuple[ScopeModel, float]:
+    """``model`` with both thresholds at the same val quantile q, the smallest q whose acceptance
+    (measured by the verdicts themselves, so rounding cannot tip an image over) is at least
+    ``accept``; returns it and q."""
     d = [model.distances(f, lay) for f, lay in zip(feats, layouts)]
     fd = np.array([x["features"] for x in d])
     ld = np.array([x["layout"] for x in d])
+    ld = ld[np.isfinite(ld)]
     for q in np.arange(accept, 1.0 + 1e-9, 0.0005):
-        th = {"features": float(np.quantile(fd, q)), "layout": float(np.quantile(ld[np.isfinite(ld)], q))}
-        if np.mean((fd <= th["features"]) & (ld <= th["layout"])) >= accept:
-            return th, float(q)
-    return {"features": float(fd.max()), "layout": float(ld[np.isfinite(ld)].max())}, 1.0
+        q = min(float(q), 1.0)
+        th = {"features": float(np.quantile(fd, q)), "layout": float(np.quantile(ld, q))}
+        candidate = ScopeModel.from_arrays(model.arrays(), th)
+        if _acceptance(candidate, feats, layouts) >= accept:
+            return candidate, q
+    # every val image at or under both maxima: only blank images (never accepted) can fall short
+    return ScopeModel.from_arrays(model.arrays(), {"features": float(fd.max()) * (1 + 1e-6),
+                                                   "layout": float(ld.max()) * (1 + 1e-6)}), 1.0
 
 
-def fit_scope(card_path: str | Path, data_root: str | Path, *, accept: float = ACCEPT) -> dict:
+def fit_scope(card_path: str | Path, data_root: str | Path, *, accept: float = ACCEPT,
+              components: tuple[int, int] = (FEATURE_COMPONENTS, LAYOUT_COMPONENTS)) -> dict:
     """Fit the scope check of the card at ``card_path`` on ``data_root``'s train split, choose its
-    thresholds on val, write ``<name>.scope.safetensors`` and the card's ``scope`` section."""
+    thresholds on val, write ``<name>.scope.safetensors`` and the card's ``scope`` section.
+    ``components``: PCA components of the feature and layout distances."""
     from safetensors.numpy import save
 
     card_path = Path(card_path)
@@ -111,19 +123,21 @@ def fit_scope(card_path: str | Path, data_root: str | Path, *, accept: float = A
     t1 = time.perf_counter()
     keep = [i for i, lay in enumerate(train_l) if lay is not None]
     arrays = {}
-    for part, x, k in (("features", train_f, FEATURE_COMPONENTS),
-                       ("layout", np.stack([train_l[i] for i in keep]), LAYOUT_COMPONENTS)):
+    for part, x, k in (("features", train_f, components[0]),
+                       ("layout", np.stack([train_l[i] for i in keep]), components[1])):
         arrays.update({f"{part}.{name}": a for name, a in _mahalanobis(x, k).items()})
-    provisional = ScopeModel.from_arrays(arrays, {"features": 1.0, "layout": 1.0})
-    thresholds, q = _thresholds(provisional, val_f, val_l, accept)
-    model = ScopeModel.from_arrays(provisional.arrays(), thresholds)  # float32, as loaded later
+    ones = {"features": 1.0, "layout": 1.0}
+    stored = ScopeModel.from_arrays(ScopeModel.from_arrays(arrays, ones).arrays(), ones)  # float32, as loaded
+    model, q = _thresholds(stored, val_f, val_l, accept)
+    thresholds = model.thresholds
     t2 = time.perf_counter()
     blob = save(model.arrays(), metadata={"format": str(SCOPE_FORMAT), "card": engine.name})
     out = card_path.parent / f"{engine.name}.scope.safetensors"
     out.write_bytes(blob)
-    accepted = {s: _acceptance(model, f, lay) for s, f, lay in (("train", train_f, train_l), ("val", val_f, val_l))}
+    accepted = {s: round(_acceptance(model, f, lay), 4)
+                for s, f, lay in (("train", train_f, train_l), ("val", val_f, val_l))}
     section = {
-        "method": METHOD, "format": SCOPE_FORMAT, "file": out.name, "sha256": hashlib.sha256(blob).hexdigest(),
+        "method": method(components), "format": SCOPE_FORMAT, "file": out.name, "sha256": hashlib.sha256(blob).hexdigest(),
         "threshold": 1.0, "thresholds": thresholds, "val_quantile": round(q, 4),
         "fitted_on": {"split": "train", "images": len(train_f), "data_root_name": Path(data_root).name},
         "acceptance": accepted,
@@ -136,7 +150,7 @@ def fit_scope(card_path: str | Path, data_root: str | Path, *, accept: float = A
 
 
 def _acceptance(model: ScopeModel, feats: np.ndarray, layouts: list) -> float:
-    return round(float(np.mean([model.verdict(f, lay).in_scope for f, lay in zip(feats, layouts)])), 4)
+    return float(np.mean([model.verdict(f, lay).in_scope for f, lay in zip(feats, layouts)]))
 
 
 def _write_scope_section(card_path: Path, section: dict) -> None:
@@ -267,13 +281,14 @@ def _student_card(models_dir: str | Path | None) -> Path:
     return cards["student"]
 
 
-def fit_scopes(models_dir: str | Path | None, data_root: str | Path | None, ood_dir: str | Path | None) -> dict:
+def fit_scopes(models_dir: str | Path | None, data_root: str | Path | None, ood_dir: str | Path | None,
+               **fit_options) -> dict:
     """``kdviewer-train scope``: fit the student's scope check and, with the val synthetic kinds
     and ``ood_dir``, record the rejection per kind in its card (``scope.figures``)."""
     if not data_root:
         raise ValueError("kdviewer-train scope needs --data-root (the train and val splits)")
     card = _student_card(models_dir)
-    section = fit_scope(card, data_root)
+    section = fit_scope(card, data_root, **fit_options)
     figures = evaluate_scope(card, data_root, ood_dir)
     section["figures"] = {"in_scope": figures["in_scope"], "out_of_scope": figures["out_of_scope"]}
     _write_scope_section(card, section)
