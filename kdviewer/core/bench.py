@@ -202,7 +202,7 @@ def machine_info(threads: int) -> dict[str, Any]:
         physical, logical = None, os.cpu_count()
     info = {"cpu_model": cpu, "physical_cores": physical, "logical_cpus": logical,
             "threads": {"engine_intra_op": threads,
-                        "torch": sys.modules["torch"].get_num_threads() if "torch" in sys.modules else None,
+                        "torch": sys.modules["torch"].get_num_threads() if sys.modules.get("torch") else None,
                         "ort_spinning": spinning_enabled()},
             "platform": platform.platform(), "python": platform.python_version()}
     if hasattr(os, "getloadavg"):

@@ -87,7 +87,7 @@ def thread_count() -> int:
         if _threads is None:
             _threads = resolve_thread_count(os.environ.get("KDVIEWER_THREADS"))
             log.info("inference threads: %d", _threads)
-        if "torch" in sys.modules:
+        if sys.modules.get("torch") is not None:  # imported (None marks a blocked import)
             import torch
 
             if torch.get_num_threads() != _threads:
