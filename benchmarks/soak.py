@@ -14,14 +14,15 @@ next/previous study, choose a finding, toggle heat map, teacher or invert, chang
 in/out/reset, resize the window, and now and then opens an unreadable file directly. Keys are found
 by their shortcuts (PgDown, 1–5, H, T, I, +, −, R), as a reader would press them.
 
-Reported: the longest GUI stall (a 10 ms timer on the GUI thread; the largest gap between two
-ticks, over the whole run and after warm-up), resident memory of the window's process and of it
-with its image-reader helpers at start, after warm-up and at the end, inferences run per model,
-actions done, errors raised in the GUI and blocking dialogs met. Warm-up ends once every file has
-been visited, both models have loaded and run, and at least a quarter of the run (30 s to 5 min)
-has passed. Exit status: 0 when the run completed with resident memory growing at most 10 % after
-warm-up; 1 for more growth; 2 when the window's process crashed or hung; 3 when Python errors
-were raised in the GUI.
+Reported: the longest GUI stall (a 10 ms timer on the GUI thread; the largest gap between two ticks,
+over the whole run and after warm-up), resident memory of the window's process and of it with its
+image-reader helpers at start, after warm-up and at the end, inferences run per model, actions done,
+errors raised in the GUI and blocking dialogs met. Warm-up ends once every file has been visited,
+both models have loaded and run, at least a quarter of the run (30 s to 5 min) has passed and
+resident memory grew less than 2 % in the last 20 s (or, failing that, at half the run, reported as
+incomplete). Exit status: 0 when the run completed with resident memory growing at most 10 % after
+warm-up; 1 for more growth; 2 when the window's process crashed or hung; 3 when Python errors were
+raised in the GUI.
 """
 
 from __future__ import annotations
@@ -38,6 +39,7 @@ import tempfile
 import threading
 import time
 import tracemalloc
+from collections import deque
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
@@ -46,6 +48,7 @@ MAX_GROWTH = 0.10
 STEP_MS = 300
 HEARTBEAT_MS = 10
 TRACE_TOP = 12
+SETTLED_S, SETTLED_GROWTH = 20.0, 0.02  # warm-up also waits for memory to settle: < 2 % in 20 s
 FIRST_PASS_WAIT_S = 5.0  # how long the first pass waits for a file that is not shown (unreadable)
 PREFIX = "SOAK "
 
@@ -200,7 +203,7 @@ def child_main(folder: str, unreadable: list[str], minutes: float, seed: int, tr
         "ticks": [], "max_gap": 0.0, "max_gap_after_warm": 0.0, "gaps_over_250ms": 0, "last_tick": None,
         "warm_at": None, "rss_warm": None, "visited": set(), "steps": 0, "first_pass": True,
         "inferences": {"student": 0, "teacher": 0}, "last_t": {}, "rss_max": (0.0, 0.0),
-        "done": {name: 0 for name, _ in ACTIONS}, "stepped_at": 0.0,
+        "done": {name: 0 for name, _ in ACTIONS}, "stepped_at": 0.0, "rss_history": deque(maxlen=60),
     }
     rss_start = _rss_mb(proc)
 
@@ -229,13 +232,19 @@ def child_main(folder: str, unreadable: list[str], minutes: float, seed: int, tr
     def studies() -> list[str]:
         return window.study_list.paths()
 
-    def warm_enough(now: float) -> bool:
+    def settled(now: float, rss: float) -> bool:
+        """Resident memory grew less than SETTLED_GROWTH over the last SETTLED_S seconds."""
+        before = [r for t, r in state["rss_history"] if t <= now - SETTLED_S]
+        return bool(before) and rss <= before[-1] * (1 + SETTLED_GROWTH)
+
+    def warm_enough(now: float, rss: float) -> bool:
         listed = studies()
         return (
             now - t0 >= min_warm
             and not state["first_pass"]
             and all(state["inferences"][r] > 0 for r in ("student", "teacher"))
             and len(listed) > 0
+            and settled(now, rss)
         ) or now - t0 >= duration / 2
 
     def sample():
@@ -243,7 +252,8 @@ def child_main(folder: str, unreadable: list[str], minutes: float, seed: int, tr
         now = time.monotonic()
         rss = _rss_mb(proc)
         state["rss_max"] = tuple(max(a, b) for a, b in zip(state["rss_max"], rss))
-        if state["warm_at"] is None and warm_enough(now):
+        state["rss_history"].append((now, rss[0]))
+        if state["warm_at"] is None and warm_enough(now, rss[0]):
             state["warm_at"] = now - t0
             state["rss_warm"] = rss
             if trace:
