@@ -28,6 +28,7 @@ raised in the GUI.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import random
@@ -119,13 +120,13 @@ def _emit(kind: str, **data) -> None:
 
 def _rss_mb(proc) -> tuple[float, float]:
     """(this process, this process and its children) resident memory in MB."""
+    import psutil
+
     own = proc.memory_info().rss
     total = own
     for child in proc.children(recursive=True):
-        try:
+        with contextlib.suppress(psutil.NoSuchProcess):  # a helper may exit between listing and reading
             total += child.memory_info().rss
-        except Exception:  # a helper may exit between listing and reading
-            pass
     return own / 1e6, total / 1e6
 
 

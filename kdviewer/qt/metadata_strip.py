@@ -10,7 +10,6 @@ from PySide6.QtWidgets import QHBoxLayout, QWidget
 from kdviewer.core.image import IDENTIFYING_FIELDS
 from kdviewer.qt.elided_label import ElidedLabel
 
-
 NAME_WIDTH = 260  # px of the strip a file name may take
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-import kdviewer.core.explain as explain
+from kdviewer.core import explain
 from kdviewer.core.engine import Heatmaps
 
 

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from PIL import Image
 from PySide6.QtCore import QSize, Qt
-from PySide6.QtWidgets import QApplication, QLabel, QMenu, QToolBar
+from PySide6.QtWidgets import QApplication, QLabel, QToolBar
 
 from kdviewer.core.telemetry import InferenceSample, Telemetry
 from kdviewer.qt.elided_label import ElidedLabel
@@ -186,9 +186,10 @@ def test_panels_collapse_resize_and_are_remembered(make_window, qtbot, settings)
     assert abs(again.study_dock.width() - study_width) <= 4, (again.study_dock.width(), study_width)
 
 
-def test_default_size_fits_the_screen(make_window, qtbot):
-    from kdviewer.qt.docks import fit_size
+def test_default_size_fits_the_screen():
     from PySide6.QtCore import QRect
+
+    from kdviewer.qt.docks import fit_size
 
     assert fit_size(QSize(1600, 980), QRect(0, 0, 1366, 740)) == QSize(1284, 695)
     assert fit_size(QSize(1600, 980), QRect(0, 0, 1920, 1050)) == QSize(1600, 980)
