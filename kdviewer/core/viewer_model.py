@@ -165,6 +165,7 @@ EVENTS = (
     "view_ready",  # (): the full image, every active model's scores and the chosen heat map are shown
     "worklist_changed",  # (paths, counts): the study list in triage order and filtered, positives per finding
     "read_changed",  # (path, read): a study was shown (read) or marked unread
+    "compare_changed",  # (path or None): the study shown beside the current one for comparison
     "scope_changed",  # (path, verdict or None, hidden): the scope check's verdict for the image on screen;
     #                   ``hidden`` when its scores and heat maps are kept off screen (no "show anyway" yet)
 )
@@ -174,7 +175,8 @@ class ViewerModel:
     """The viewer's state and the rules for which work to ask for; see the module docstring."""
 
     def __init__(self, *, finding_key: str = FINDING_KEYS[0], cam_method: str = DEFAULT_CAM_METHOD,
-                 teacher_enabled: bool = False, heatmap_cache_size: int = HEATMAP_CACHE_SIZE):
+                 teacher_enabled: bool = False, heatmap_cache_size: int = HEATMAP_CACHE_SIZE,
+                 scope_gate: bool = True):
         self.events = EventGroup(EVENTS)
         self._ids = itertools.count(1)
         self._generations = itertools.count(1)
@@ -198,8 +200,11 @@ class ViewerModel:
         self.triage = TriageView()
         self.read: set[str] = set()  # studies shown on screen (or marked read)
         self.teacher_scores: dict[str, Any] = {}  # path -> the teacher's Prediction, where it ran
+        self.study_info: dict[str, tuple[str | None, str | None]] = {}  # path -> (patient ID, study date)
+        self.compare_path: str | None = None
         self.scope: dict[str, scope.ScopeVerdict] = {}  # path -> the scope check's verdict
         self.scope_overrides: set[str] = set()  # out-of-scope studies the user chose to see anyway
+        self.scope_gate = bool(scope_gate)  # False: out-of-scope images are flagged, never hidden
 
     # ------------------------------------------------------------------------------------------
     # read-only views
@@ -311,12 +316,13 @@ class ViewerModel:
     def scores_hidden(self) -> bool:
         """The image on screen is out of scope and the user has not chosen "show anyway"."""
         verdict = self.scope.get(self._screen.path)
-        return verdict is not None and not verdict.in_scope and self._screen.path not in self.scope_overrides
+        return (self.scope_gate and verdict is not None and not verdict.in_scope
+                and self._screen.path not in self.scope_overrides)
 
     def show_anyway(self) -> None:
         """Show the scores and heat maps of the out-of-scope image on screen; recorded in the audit log."""
         path, verdict = self._screen.path, self.scope.get(self._screen.path)
-        if verdict is None or verdict.in_scope or path in self.scope_overrides:
+        if not self.scores_hidden:
             return
         self.scope_overrides.add(path)
         audit.record_scope_override(verdict.reason, ood_score=verdict.ood_score, image=self._screen.image, path=path)
@@ -485,6 +491,7 @@ class ViewerModel:
         s.image = image
         s.model_image = job.model_image if job.model_image is not None else image
         self.failures.pop(job.path, None)
+        self.note_metadata(job.path, getattr(image, "metadata", None))
         self.events.image_changed.emit(job.path, image)
         self._judge_scope(None)
         self.set_read(job.path, True)
@@ -805,3 +812,30 @@ class ViewerModel:
 
     def _emit_worklist(self) -> None:
         self.events.worklist_changed.emit(self.worklist(), self.positive_counts())
+
+    # ------------------------------------------------------------------------------------------
+    # comparison with another study of the same patient (from what the reads already gave)
+    def note_metadata(self, path: str, metadata) -> None:
+        """Remember a study's patient ID and date (from its thumbnail's read) to find its priors."""
+        if metadata is not None:
+            self.study_info[str(path)] = (getattr(metadata, "patient_id", None),
+                                          getattr(metadata, "study_date", None))
+
+    def priors(self, path: str | None = None) -> list[str]:
+        """Other studies in the list with the patient ID of ``path`` (default: the one on screen),
+        most recent first (undated last)."""
+        path = path or self.path
+        patient = self.study_info.get(path, (None, None))[0] if path else None
+        if not patient:
+            return []
+        same = [p for p in self.studies if p != path and self.study_info.get(p, (None, None))[0] == patient]
+        dated = sorted((p for p in same if self.study_info[p][1]), key=lambda p: self.study_info[p][1],
+                       reverse=True)
+        return dated + [p for p in same if not self.study_info[p][1]]
+
+    def set_compare(self, path: str | None) -> None:
+        """Show ``path`` beside the current study (None: stop comparing). No model runs: its
+        scores are the study list's."""
+        if path != self.compare_path:
+            self.compare_path = path
+            self.events.compare_changed.emit(path)

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from PySide6.QtCore import QSize, Qt, QTimer, Signal
-from PySide6.QtWidgets import QComboBox, QLabel, QMainWindow, QToolBar, QVBoxLayout, QWidget
+from PySide6.QtWidgets import QComboBox, QLabel, QMainWindow, QSplitter, QToolBar, QVBoxLayout, QWidget
 
 from kdviewer import RESEARCH_NOTICE
 from kdviewer.core.viewer_model import ViewerModel
@@ -29,6 +29,7 @@ from kdviewer.qt.actions import (
     shortcut_sheet,
     show_sheet,
 )
+from kdviewer.qt.compare_view import ComparePanel
 from kdviewer.qt.controller import ViewerController
 from kdviewer.qt.dicom_node import install as install_dicom_node
 from kdviewer.qt.docks import arrange_docks, panel_dock, restore_window
@@ -72,7 +73,7 @@ class ViewerWindow(QMainWindow):
         self.timings_ms: dict[str, float] = {}
         self.settings = settings or ViewerSettings()
         self.model = ViewerModel(finding_key=self.settings.finding, cam_method=self.settings.cam_method,
-                                 teacher_enabled=self.settings.teacher_enabled)
+                                 teacher_enabled=self.settings.teacher_enabled, scope_gate=self.settings.scope_gate)
         self._started = False
         self._closed = False
         self._tag_dialog: TagViewerDialog | None = None
@@ -82,7 +83,7 @@ class ViewerWindow(QMainWindow):
         self._build_widgets()
         # Out-of-scope images (kdviewer.core.scope): a banner above the image, scores hidden until "show anyway".
         self.scope_banner = ScopeBanner(self.model, hide_when_out=[self.scores_panel])
-        self.image_view.parentWidget().layout().insertWidget(1, self.scope_banner)
+        self.center_layout.insertWidget(1, self.scope_banner)
         self.actions_ = build_actions(self, self._action_slots())
         self.recent_menu = build_menus(self.menuBar(), self.actions_)
         self.measure = MeasureTools(self.image_view, parent=self)  # Measure > Ruler, Cardiothoracic ratio
@@ -104,6 +105,8 @@ class ViewerWindow(QMainWindow):
         self.model.events.selection_changed.emit()  # every view shows the restored choices
         self.controller = ViewerController(self.model, engine_loaders=engine_loaders, reader=reader, parent=self)
         self.controller.thumbnail_ready.connect(self.study_list.set_thumbnail)
+        self.controller.thumbnail_ready.connect(lambda t: self.model.note_metadata(t.path, t.metadata))
+        self.compare.install(self.menuBar(), self)
         self.dicom_receiver = install_dicom_node(self)  # File > Receive over DICOM
 
     # ------------------------------------------------------------------------------------------
@@ -127,7 +130,13 @@ class ViewerWindow(QMainWindow):
         cl.setContentsMargins(0, 0, 0, 0)
         cl.setSpacing(0)
         cl.addWidget(self.untrained_banner)
-        cl.addWidget(self.image_view, 1)
+        self.compare = ComparePanel(self.image_view, self.model)  # View > Compare with prior
+        pair = QSplitter(Qt.Orientation.Horizontal)
+        pair.setChildrenCollapsible(False)
+        pair.addWidget(self.image_view)
+        pair.addWidget(self.compare)
+        cl.addWidget(pair, 1)
+        self.center_layout = cl  # banners go above the image (and the compared study)
         cl.addWidget(self.metadata_strip)
 
         self.study_list = StudyListPanel()

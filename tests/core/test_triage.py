@@ -73,3 +73,20 @@ def test_model_keeps_the_view_and_read_state_without_running_models():
     model.set_read("/d/c.dcm", False)
     assert lists[-1][0][0] == "/d/c.dcm"
     assert asked == []  # sorting, filtering and read state never ask for a read or an inference
+
+
+def test_priors_are_the_same_patients_other_studies_most_recent_first():
+    model = ViewerModel()
+    model.add_studies(["/d/now.dcm", "/d/old.dcm", "/d/older.dcm", "/d/other.dcm", "/d/undated.dcm"])
+    info = {"/d/now.dcm": ("P1", "20240101"), "/d/old.dcm": ("P1", "20200101"), "/d/older.dcm": ("P1", "20100101"),
+            "/d/other.dcm": ("P2", "20230101"), "/d/undated.dcm": ("P1", None)}
+    for path, (pid, date) in info.items():
+        model.note_metadata(path, SimpleNamespace(patient_id=pid, study_date=date))
+    assert model.priors("/d/now.dcm") == ["/d/old.dcm", "/d/older.dcm", "/d/undated.dcm"]
+    assert model.priors("/d/other.dcm") == []
+    shown = []
+    model.events.compare_changed.connect(shown.append)
+    model.set_compare("/d/old.dcm")
+    model.set_compare("/d/old.dcm")
+    model.set_compare(None)
+    assert shown == ["/d/old.dcm", None]
