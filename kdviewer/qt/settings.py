@@ -126,6 +126,15 @@ class ViewerSettings:
         self._s.setValue("models/teacher_enabled", bool(on))
 
     @property
+    def scope_gate(self) -> bool:
+        """Hide the scores and heat maps of out-of-scope images until "show anyway" (kdviewer.core.scope)."""
+        return self._get_bool("models/scope_gate", True)
+
+    @scope_gate.setter
+    def scope_gate(self, on: bool) -> None:
+        self._s.setValue("models/scope_gate", bool(on))
+
+    @property
     def geometry(self) -> QByteArray | None:
         value = self._s.value("window/geometry")
         return value if isinstance(value, QByteArray) and not value.isEmpty() else None

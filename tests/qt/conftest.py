@@ -38,6 +38,7 @@ def settings(tmp_path):
 
     s = ViewerSettings(make_qsettings(tmp_path / "kdviewer-test.ini"))
     s.teacher_enabled = False
+    s.scope_gate = False  # the tests' synthetic pictures are out of scope; test_scope_banner.py turns it on
     return s
 
 

@@ -11,8 +11,9 @@ from kdviewer.core.audit import AuditLog
 LONG = 60000
 
 
-def test_out_of_scope_image_hides_scores_until_show_anyway(make_window, qtbot, dicom_dir, nih_dir):
+def test_out_of_scope_image_hides_scores_until_show_anyway(make_window, qtbot, settings, dicom_dir, nih_dir):
     hip = str(dicom_dir / "other_cr" / "wg04_RG2_UNC.dcm")
+    settings.scope_gate = True  # the default (tests/qt/conftest.py turns it off for synthetic pictures)
     w = make_window()
     with qtbot.waitSignal(w.view_ready, timeout=LONG):
         w.start([hip])
