@@ -167,11 +167,11 @@ def layout_vector(pixels: np.ndarray, value_range: tuple[float, float]) -> np.nd
     """The image's layout: a :data:`LAYOUT_SIDE`² grey thumbnail (row-major), standardised to
     mean 0 and standard deviation 1; None when the image has (almost) no contrast.
 
-    Sampled on a :data:`_SAMPLE_SIDE`² grid and block-averaged, so its cost does not grow with
-    the image (tens of microseconds for any size).
+    Sampled on a :data:`_SAMPLE_SIDE`² grid (indices repeat for a smaller image) and
+    block-averaged, so its cost does not grow with the image (0.1–0.2 ms for any size).
     """
     p = np.asarray(pixels)
-    if p.ndim != 2 or min(p.shape) < LAYOUT_SIDE:
+    if p.ndim != 2 or p.size == 0:
         return None
     rows, cols = _sample_indices(p.shape)
     block = _block_mean()

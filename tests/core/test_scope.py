@@ -230,3 +230,23 @@ def test_scope_arrays_are_checked():
     bad = {**arrays, "features.mean": np.full_like(arrays["features.mean"], np.nan)}
     with pytest.raises(ValueError, match="not all finite"):
         scope.ScopeModel.from_arrays(bad, model.thresholds)
+
+
+def test_predict_writes_the_verdict_and_keeps_the_scores(tmp_path, nih_dir, dicom_dir):
+    from kdviewer.cli import predict_command
+
+    chest = _val_paths(nih_dir)[0]
+    hip = dicom_dir / "other_cr" / "wg04_RG2_UNC.dcm"
+    out = tmp_path / "out.json"
+    assert predict_command([str(chest), str(hip)], output=out) == 0
+    records = {Path(r["file"]).name: r for r in json.loads(out.read_text())}
+    ok, refused = records[chest.name], records[hip.name]
+    assert ok["scope"]["in_scope"] is True and ok["scope"]["reason"] is None
+    assert 0 <= ok["scope"]["ood_score"] <= ok["scope"]["threshold"] == 1.0
+    assert refused["scope"]["in_scope"] is False and "HIP" in refused["scope"]["reason"]
+    assert refused["scope"]["ood_score"] > 0 and len(refused["findings"]) == 5  # scores kept, flagged
+
+    csv_out = tmp_path / "out.csv"
+    assert predict_command([str(hip)], fmt="csv", output=csv_out) == 0
+    (row,) = csv.DictReader(csv_out.open(newline="", encoding="utf-8"))
+    assert row["scope_in_scope"] == "False" and "HIP" in row["scope_reason"]
