@@ -226,16 +226,3 @@ def library_cams(model, x: np.ndarray, method: str = "gradcam", classes=None) ->
         maps = np.repeat(maps, len(classes), axis=0)
     return maps
 
-
-def heatmaps_for(features_or_model, method: str, shape: tuple[int, int], classes, *,
-                 weights: np.ndarray | None = None, x: np.ndarray | None = None) -> np.ndarray:
-    """Heat maps ``(len(classes), *shape)`` in [0, 1] for ``method``.
-
-    ``"gradcam"`` uses the fast path from ``features_or_model`` = a feature map ``(K, h, w)`` and the
-    head ``weights``; the other methods call :func:`library_cams` with ``features_or_model`` = the
-    eager model and ``x`` = the model input.
-    """
-    check_method(method)
-    if method == DEFAULT_CAM_METHOD and weights is not None:
-        return upsample_normalized(class_activation_maps(features_or_model, weights, classes), shape)
-    return upsample_normalized(library_cams(features_or_model, x, method, classes), shape)
