@@ -7,7 +7,7 @@ weights SHA-256, runtime, precision), the latency and energy of each inference w
 that measured it, input-scope warnings, the date and time, and "research use only — not for
 diagnosis" on every page.
 
-Scoring is predict's (:func:`kdviewer.cli._load_engines`, the isolated read, ``_record`` for the
+Scoring is predict's (:func:`kdviewer.cli._load_engines`, the isolated read, ``prediction_record`` for the
 figures); every inference and the export are written to the audit log. Without
 ``with_identifiers`` the PDF holds no patient name, ID, birth date, accession number, UID, file
 name or study date: a study is named by its number and the first digits of its salted audit
@@ -43,13 +43,14 @@ from reportlab.platypus import (
 )
 
 from kdviewer import RESEARCH_NOTICE, __version__
-from kdviewer.cli import _load_engines, _record, display_path
+from kdviewer.cli import _load_engines
 from kdviewer.core import audit, scope
 from kdviewer.core.display import to_display_uint8
 from kdviewer.core.findings import FINDING_KEYS, finding
 from kdviewer.core.imageio import iter_image_files
 from kdviewer.core.preprocess import MODEL_READ_MIN_SIDE
 from kdviewer.core.readpool import read_image_isolated
+from kdviewer.core.records import display_path, prediction_record
 
 log = logging.getLogger(__name__)
 
@@ -125,7 +126,7 @@ def _score_study(number: int, path, engines, *, source: str) -> StudyResult:
     for engine in engines:
         try:
             pred = engine.predict(image, heatmaps=engine is engines[0])
-            record = _record(path, pred)
+            record = prediction_record(path, pred)
         except Exception as exc:  # noqa: BLE001 - one model call never stops the report
             result.error = f"{engine.name}: {exc or type(exc).__name__}"
             return result

@@ -16,10 +16,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from kdviewer.cli import _error_record, _record
 from kdviewer.core import audit
 from kdviewer.core.preprocess import MODEL_READ_MIN_SIDE
 from kdviewer.core.readpool import read_image_isolated
+from kdviewer.core.records import error_record, prediction_record
 from kdviewer.net import DEFAULT_AE_TITLE, results
 from kdviewer.net.scu import Peer, send
 from kdviewer.net.store import ReceiveStore, short_id
@@ -83,10 +83,10 @@ class ArrivalScorer:
                 raise ValueError("a kdviewer result (secondary capture), not scored again")
             pred = self.engine.predict(image, heatmaps=self.secondary_capture)
             audit.record_inference(pred, engine=self.engine, image=image, path=path, source="listen")  # never raises
-            record = _record(path, pred)
+            record = prediction_record(path, pred)
         except Exception as exc:  # noqa: BLE001 - decoding or scoring failed: an error record
             reason = getattr(exc, "cause", None) or f"{type(exc).__name__}: {exc}"
-            record = _error_record(path, self.engine.name, reason)
+            record = error_record(path, self.engine.name, reason)
             log.warning("instance %s could not be scored: %s", short_id(path.stem), reason)
             self._write(path, ".json", (json.dumps(record, allow_nan=False) + "\n").encode())
             return Arrival(path, record, ())

@@ -18,6 +18,7 @@ from PySide6.QtWidgets import QFileDialog, QMenu
 
 from kdviewer.core import audit
 from kdviewer.core.findings import FINDING_KEYS
+from kdviewer.core.records import prediction_record
 from kdviewer.core.triage import disagreement
 
 log = logging.getLogger(__name__)
@@ -63,7 +64,7 @@ class WorkflowExports(QObject):
         """Write a de-identified PDF of the study on screen from the predictions shown, on a
         background thread; ``report_written`` or ``export_failed`` says how it went."""
         # reportlab takes 0.5 s to import (measured): loaded on the first report, not at start-up
-        from kdviewer.report import StudyResult, _record
+        from kdviewer.report import StudyResult
 
         model = self.window.model
         preds = [(role, model.prediction(role)) for role in ("student", "teacher")]
@@ -72,7 +73,7 @@ class WorkflowExports(QObject):
             self.export_failed.emit("Report: no scored image on screen yet")
             return None
         try:
-            records = [_record(model.path, p) for _, p in preds]
+            records = [prediction_record(model.path, p) for _, p in preds]
         except ValueError as exc:
             self.export_failed.emit(f"Report: {exc}")
             return None
