@@ -7,6 +7,7 @@ spec comes from the model card. Display windowing is a separate path (see ``disp
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
+from functools import lru_cache
 
 import numpy as np
 from PIL import Image
@@ -60,6 +61,105 @@ MODEL_READ_MIN_SIDE = 2 * 224
 _RESAMPLE = {"bilinear": Image.Resampling.BILINEAR, "bicubic": Image.Resampling.BICUBIC}
 
 
+def _box_reduce(pixels: np.ndarray, fy: int, fx: int) -> np.ndarray:
+    """Means of ``fy`` x ``fx`` blocks as float32, as PIL's ``Image.reduce``: a partial block at the
+    bottom or right edge is the mean of the pixels it holds.
+
+    Works on the pixels' own dtype (each strided slice is cast while it is summed), so no
+    full-size float copy is made; PIL's reduce on a float image sums in double precision pixel by
+    pixel and is several times slower.
+    """
+    h, w = pixels.shape
+    hb, wb = h // fy, w // fx
+    rows = pixels[0:hb * fy:fy].astype(np.float32)
+    for i in range(1, fy):
+        rows += pixels[i:hb * fy:fy]
+    if h > hb * fy:  # partial block of rows: its mean, scaled to the full blocks' sum
+        tail = pixels[hb * fy:].astype(np.float32).mean(axis=0, keepdims=True) * np.float32(fy)
+        rows = np.concatenate([rows, tail])
+    out = rows[:, 0:wb * fx:fx].copy()
+    for i in range(1, fx):
+        out += rows[:, i:wb * fx:fx]
+    if w > wb * fx:
+        tail = rows[:, wb * fx:].mean(axis=1, keepdims=True) * np.float32(fx)
+        out = np.concatenate([out, tail], axis=1)
+    out *= np.float32(1.0 / (fy * fx))
+    return out
+
+
+def _filter(resample: str):
+    """PIL's filter function and support for ``resample`` (libImaging/Resample.c)."""
+    if resample == "bilinear":
+        return (lambda x: np.clip(1.0 - np.abs(x), 0.0, None)), 1.0
+    a = -0.5  # PIL's bicubic
+
+    def bicubic(x):
+        x = np.abs(x)
+        near = ((a + 2.0) * x - (a + 3.0)) * x * x + 1.0
+        far = (((x - 5.0) * x + 8.0) * x - 4.0) * a
+        return np.where(x < 1.0, near, np.where(x < 2.0, far, 0.0))
+
+    return bicubic, 2.0
+
+
+_CHUNK = 32  # output samples per block of the banded matrix products
+
+
+@lru_cache(maxsize=16)
+def _resample_blocks(in_size: int, in1: float, out_size: int, resample: str) -> tuple:
+    """The antialiased resampling ``in_size`` samples (source extent [0, ``in1``)) → ``out_size``
+    as PIL computes its coefficients (``precompute_coeffs``: support scaled by the reduction
+    factor, clipped at the edges and renormalised), cut into blocks of ``_CHUNK`` outputs with the
+    input span they need: ``((lo, hi, j0, j1, weights[hi-lo, j1-j0]), ...)`` in float32."""
+    func, support = _filter(resample)
+    scale = in1 / out_size
+    filterscale = max(scale, 1.0)
+    support *= filterscale
+    centers = (np.arange(out_size) + 0.5) * scale
+    # C's (int) cast truncates toward zero, then clipped to the image
+    xmin = np.clip(np.trunc(centers - support + 0.5).astype(np.int64), 0, in_size)
+    xmax = np.clip(np.trunc(centers + support + 0.5).astype(np.int64), 0, in_size)
+    x = np.arange(in_size)
+    w = func((x[None, :] - centers[:, None] + 0.5) / filterscale)
+    w[(x[None, :] < xmin[:, None]) | (x[None, :] >= xmax[:, None])] = 0.0
+    total = w.sum(axis=1, keepdims=True)
+    w = np.divide(w, total, out=w, where=total != 0)
+    blocks = []
+    for j0 in range(0, out_size, _CHUNK):
+        j1 = min(j0 + _CHUNK, out_size)
+        lo, hi = int(xmin[j0:j1].min()), int(xmax[j0:j1].max())
+        blocks.append((lo, hi, j0, j1, np.ascontiguousarray(w[j0:j1, lo:hi].T, dtype=np.float32)))
+    return tuple(blocks)
+
+
+def _resize(pixels: np.ndarray, spec: InputSpec) -> np.ndarray:
+    """``pixels`` resized to ``spec.size`` squared as PIL's ``Image.resize(..., reducing_gap=…)`` does
+    it (an integer box reduction down to at least ``reducing_gap`` times the target, then the
+    antialiased filter over the exact source box), equal to it within float32 rounding.
+
+    The box reduction is :func:`_box_reduce`; the filter runs as banded float32 matrix products
+    with PIL's coefficients (:func:`_resample_blocks`): PIL filters float images in double
+    precision one pixel at a time, several times slower.
+    """
+    h, w = pixels.shape
+    size = spec.size
+    fx = fy = 1
+    if spec.reducing_gap is not None:  # PIL's own rule (Image.resize)
+        fx = int(w / size / spec.reducing_gap) or 1
+        fy = int(h / size / spec.reducing_gap) or 1
+    if fx > 1 or fy > 1:
+        src = _box_reduce(pixels, fy, fx)
+    else:
+        src = np.asarray(pixels, dtype=np.float32)
+    rows = np.empty((src.shape[0], size), dtype=np.float32)
+    for lo, hi, j0, j1, wt in _resample_blocks(src.shape[1], w / fx, size, spec.resample):
+        rows[:, j0:j1] = src[:, lo:hi] @ wt  # (numpy's matmul skips BLAS for a strided ``out=``)
+    out = np.empty((size, size), dtype=np.float32)
+    for lo, hi, j0, j1, wt in _resample_blocks(src.shape[0], h / fy, size, spec.resample):
+        np.matmul(wt.T, rows[lo:hi], out=out[j0:j1])
+    return out
+
+
 def scale_and_resize(
     pixels: np.ndarray, spec: InputSpec, value_range: tuple[float, float] | None = None
 ) -> np.ndarray:
@@ -68,23 +168,25 @@ def scale_and_resize(
     Returns a float32 array of shape (size, size). ``value_range`` defaults to the pixels'
     own minimum and maximum; a constant image becomes all zeros.
 
-    The resize runs first, on the raw values, and the scaling after it, on the small image:
-    bilinear weights sum to one, so the two orders give the same result up to float rounding,
-    and this one never makes a full-size temporary. The resize is PIL's antialiased bilinear
-    with ``reducing_gap`` (an integer box reduction first, down to at least ``reducing_gap``
-    times the target, then the bilinear filter), much cheaper on a full-size radiograph than a
-    fair resampling and within 1e-3 of it on average on the built-in example (checked by
-    tests/core/test_preprocess.py).
+    The resize runs first, on the raw values in their own dtype, and the scaling after it, on the
+    small image: box and bilinear weights sum to one, so the two orders give the same result up
+    to float rounding, and this one never makes a full-size temporary. The resize is PIL's
+    antialiased bilinear with ``reducing_gap`` (an integer box reduction first, down to at least
+    ``reducing_gap`` times the target, then the bilinear filter), much cheaper on a full-size
+    radiograph than a fair resampling and within 1e-3 of it on average on the built-in example;
+    the box reduction runs in numpy (:func:`_box_reduce`) and equals PIL's own within float32
+    rounding (both checked by tests/core/test_preprocess.py).
     """
     if pixels.ndim != 2:
         raise ValueError(f"expected a 2-D grey image, got shape {pixels.shape}")
-    arr = np.ascontiguousarray(pixels, dtype=np.float32)
-    lo, hi = value_range if value_range is not None else (float(arr.min()), float(arr.max()))
-    if arr.shape != (spec.size, spec.size):
-        h, w = arr.shape
-        img = Image.frombuffer("F", (w, h), arr, "raw", "F", 0, 1)  # shares memory, no copy
-        small = img.resize((spec.size, spec.size), _RESAMPLE[spec.resample], reducing_gap=spec.reducing_gap)
-        arr = np.asarray(small, dtype=np.float32)
+    if value_range is not None:
+        lo, hi = value_range
+    else:
+        lo, hi = float(pixels.min()), float(pixels.max())
+    if pixels.shape != (spec.size, spec.size):
+        arr = _resize(pixels, spec)
+    else:
+        arr = np.asarray(pixels, dtype=np.float32)
     span = hi - lo
     if span <= 0:
         return np.zeros((spec.size, spec.size), dtype=np.float32)
