@@ -25,12 +25,17 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 
 import numpy as np
+from safetensors.numpy import save
+from sklearn.covariance import LedoitWolf
+from sklearn.decomposition import PCA
 
 from kdviewer.core.engine import InferenceEngine
 from kdviewer.core.errors import ImageReadError
 from kdviewer.core.image import LoadedImage
 from kdviewer.core.imageio import iter_image_files, read_image
+from kdviewer.core.modelcard import ModelCard, find_cards
 from kdviewer.core.preprocess import MODEL_READ_MIN_SIDE
+from kdviewer.core.resources import resources_dir
 from kdviewer.core.scope import SCOPE_FORMAT, ScopeModel, check, layout_vector, load_scope
 
 log = logging.getLogger(__name__)
@@ -79,9 +84,6 @@ def _read_all(paths: Iterable[Path]) -> Iterable[LoadedImage]:
 def _mahalanobis(x: np.ndarray, components: int) -> dict[str, np.ndarray]:
     """PCA then Ledoit-Wolf on the scores, folded into (mean, projection, center) for
     :class:`kdviewer.core.scope.ScopeModel`: ``‖(x − mean)·P − c‖`` is the Mahalanobis distance."""
-    from sklearn.covariance import LedoitWolf
-    from sklearn.decomposition import PCA
-
     mean = x.mean(axis=0)
     pca = PCA(n_components=components, random_state=0).fit(x - mean)
     lw = LedoitWolf().fit(pca.transform(x - mean))
@@ -89,7 +91,8 @@ def _mahalanobis(x: np.ndarray, components: int) -> dict[str, np.ndarray]:
     return {"mean": mean, "projection": pca.components_.T @ chol, "center": lw.location_ @ chol}
 
 
-def _thresholds(model: ScopeModel, feats: np.ndarray, layouts: list, accept: float) -> tuple[ScopeModel, float]:
+def _thresholds(model: ScopeModel, feats: np.ndarray, layouts: list,
+                accept: float) -> tuple[ScopeModel, float]:
     """``model`` with both thresholds at the same val quantile q, the smallest q whose acceptance
     (measured by the verdicts themselves, so rounding cannot tip an image over) is at least
     ``accept``; returns it and q."""
@@ -113,8 +116,6 @@ def fit_scope(card_path: str | Path, data_root: str | Path, *, accept: float = A
     """Fit the scope check of the card at ``card_path`` on ``data_root``'s train split, choose its
     thresholds on val, write ``<name>.scope.safetensors`` and the card's ``scope`` section.
     ``components``: PCA components of the feature and layout distances."""
-    from safetensors.numpy import save
-
     card_path = Path(card_path)
     engine = InferenceEngine.from_card(card_path)
     t0 = time.perf_counter()
@@ -137,7 +138,8 @@ def fit_scope(card_path: str | Path, data_root: str | Path, *, accept: float = A
     accepted = {s: round(_acceptance(model, f, lay), 4)
                 for s, f, lay in (("train", train_f, train_l), ("val", val_f, val_l))}
     section = {
-        "method": method(components), "format": SCOPE_FORMAT, "file": out.name, "sha256": hashlib.sha256(blob).hexdigest(),
+        "method": method(components), "format": SCOPE_FORMAT, "file": out.name,
+        "sha256": hashlib.sha256(blob).hexdigest(),
         "threshold": 1.0, "thresholds": thresholds, "val_quantile": round(q, 4),
         "fitted_on": {"split": "train", "images": len(train_f), "data_root_name": Path(data_root).name},
         "acceptance": accepted,
@@ -156,8 +158,6 @@ def _acceptance(model: ScopeModel, feats: np.ndarray, layouts: list) -> float:
 def _write_scope_section(card_path: Path, section: dict) -> None:
     """Set the card's ``scope`` section, leaving every other field as it was; the result is
     validated before it is written."""
-    from kdviewer.core.modelcard import ModelCard
-
     d = json.loads(card_path.read_text(encoding="utf-8"))
     d["scope"] = section
     ModelCard.from_dict(d)  # fails here, not at the next start, if the section is off
@@ -197,7 +197,8 @@ def synthetic_kinds(seed: int = 0) -> dict[str, Callable[[np.ndarray], np.ndarra
 def _transformed(image: LoadedImage, f) -> LoadedImage:
     px = np.ascontiguousarray(f(image.pixels), dtype=np.float32)
     meta = dataclasses.replace(image.metadata, rows=px.shape[0], cols=px.shape[1])
-    return dataclasses.replace(image, pixels=px, metadata=meta, value_range=(float(px.min()), float(px.max())))
+    return dataclasses.replace(image, pixels=px, metadata=meta,
+                               value_range=(float(px.min()), float(px.max())))
 
 
 def _verdicts(engine, model, images: Iterable[LoadedImage]) -> list[tuple]:
@@ -271,13 +272,11 @@ def evaluate_scope(card_path: str | Path, data_root: str | Path | None, ood_dir:
 
 
 def _student_card(models_dir: str | Path | None) -> Path:
-    from kdviewer.core.modelcard import find_cards
-    from kdviewer.core.resources import resources_dir
-
     folder = Path(models_dir) if models_dir is not None else resources_dir() / "models"
     cards = find_cards([folder])
     if "student" not in cards:
-        raise FileNotFoundError(f"no 'student' model card in {folder} (the scope check uses the student's features)")
+        raise FileNotFoundError(f"no 'student' model card in {folder} "
+                                "(the scope check uses the student's features)")
     return cards["student"]
 
 

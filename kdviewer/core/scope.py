@@ -39,9 +39,12 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from safetensors.numpy import load as load_safetensors
 
-from kdviewer.core.errors import ModelLoadError
+from kdviewer.core.errors import ImageReadError, ModelLoadError
 from kdviewer.core.image import ImageMetadata, LoadedImage
+from kdviewer.core.imageio import read_dicom_header, sniff_format
+from kdviewer.core.modelcard import MAX_SCOPE_BYTES, verified_bytes
 
 __all__ = [
     "LAYOUT_SIDE", "SCOPE_FORMAT", "ScopeModel", "ScopeVerdict", "check", "header_only", "header_verdict",
@@ -87,7 +90,8 @@ class ScopeVerdict:
     def as_dict(self) -> dict[str, Any]:
         """What ``kdviewer predict`` writes per image."""
         score = None if self.ood_score is None else round(float(self.ood_score), 4)
-        return {"in_scope": self.in_scope, "reason": self.reason, "ood_score": score, "threshold": self.threshold}
+        return {"in_scope": self.in_scope, "reason": self.reason, "ood_score": score,
+                "threshold": self.threshold}
 
 
 # --------------------------------------------------------------------------- header
@@ -136,9 +140,6 @@ def header_verdict(meta: ImageMetadata, dataset=None) -> ScopeVerdict | None:
 def header_only(path: str | Path) -> ScopeVerdict | None:
     """The header's verdict on a file without reading its pixels: None for a file that is not
     DICOM, whose header does not parse, or whose header raises no objection."""
-    from kdviewer.core.errors import ImageReadError
-    from kdviewer.core.imageio import read_dicom_header, sniff_format
-
     try:
         with open(path, "rb") as f:
             if sniff_format(f.read(256)) != "DICOM":
@@ -257,7 +258,8 @@ class ScopeModel:
     def verdict(self, features: np.ndarray, layout: np.ndarray | None) -> ScopeVerdict:
         """The pixel verdict from the pooled features and :func:`layout_vector`."""
         if features.shape[-1] != self.features.mean.shape[0]:
-            raise ValueError(f"scope model expects {self.features.mean.shape[0]} features, got {features.shape[-1]}")
+            raise ValueError(f"scope model expects {self.features.mean.shape[0]} features, "
+                             f"got {features.shape[-1]}")
         d = self.distances(features, layout)
         if layout is None:
             return ScopeVerdict(False, REASON_EMPTY, "pixels", None, 1.0)
@@ -299,12 +301,9 @@ _reported: set[str] = set()  # load failures already logged
 
 
 def load_scope(card, card_path: str | Path) -> ScopeModel | None:
-    """The card's scope model (verified by its SHA-256, cached per file, hash and modification), or None when the
-    card has no scope section. Raises :class:`ModelLoadError` naming the file when it does not load."""
-    from safetensors.numpy import load as load_safetensors
-
-    from kdviewer.core.modelcard import MAX_SCOPE_BYTES, verified_bytes
-
+    """The card's scope model (verified by its SHA-256, cached per file, hash and modification), or
+    None when the card has no scope section. Raises :class:`ModelLoadError` naming the file when it
+    does not load."""
     section = card.scope
     if not section:
         return None

@@ -15,7 +15,6 @@ from kdviewer.core import scope
 from kdviewer.core.engine import InferenceEngine
 from kdviewer.core.modelcard import read_card
 from kdviewer.core.resources import resources_dir
-
 from training.cli import main
 from training.scope import evaluate_scopes, fit_scopes
 
