@@ -6,9 +6,13 @@ import json
 import math
 import os
 import subprocess
-import sys
 from pathlib import Path
 from typing import Any
+
+import torch
+import torchvision
+
+from kdviewer.core.versions import library_versions
 
 
 def clean_json(obj: Any) -> Any:
@@ -56,12 +60,9 @@ def git_revision() -> str | None:
         return None
 
 
-def versions() -> dict[str, str]:
-    import numpy
-    import torch
-    import torchvision
-
-    import kdviewer
-
-    return {"python": sys.version.split()[0], "torch": torch.__version__, "torchvision": torchvision.__version__,
-            "numpy": numpy.__version__, "kdviewer": getattr(kdviewer, "__version__", "unknown")}
+def versions() -> dict[str, str | None]:
+    """Versions recorded with a trained model: kdviewer, Python and the training libraries."""
+    out = library_versions(("torch", "torchvision", "numpy"))
+    # The build tag (+cu130, +cpu) is in the module's version, not always in the installed metadata.
+    out["torch"], out["torchvision"] = torch.__version__, torchvision.__version__
+    return out
