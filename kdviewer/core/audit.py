@@ -43,6 +43,7 @@ from typing import Any
 import platformdirs
 
 from kdviewer.core.findings import FINDING_KEYS
+from kdviewer.core.hashing import sha256_file
 
 log = logging.getLogger(__name__)
 
@@ -517,11 +518,7 @@ def record_export(kind: str, *, subjects: Sequence[str] = (), output: str | os.P
         audit = log_ or default_log()
         digest = None
         if output is not None:
-            h = hashlib.sha256()
-            with open(output, "rb") as f:
-                while chunk := f.read(_CHUNK):
-                    h.update(chunk)
-            digest = h.hexdigest()
+            digest = sha256_file(output)
         audit.append({"event": "export", "source": source, "export_kind": kind, "subjects": list(subjects),
                       "with_identifiers": bool(with_identifiers), "output_sha256": digest})
         return True

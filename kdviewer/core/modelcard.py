@@ -34,6 +34,7 @@ from typing import Any
 from kdviewer.core.errors import ModelLoadError
 from kdviewer.core.extras import require_torch
 from kdviewer.core.findings import FINDING_KEYS, check_keys
+from kdviewer.core.hashing import sha256_file, sha256_stream
 from kdviewer.core.preprocess import _RESAMPLE, InputSpec
 
 log = logging.getLogger(__name__)
@@ -51,15 +52,6 @@ REFERENCE_SIDE_RANGE = (16, 2048)  # the self-test's reference image, allocated 
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
 _ARCHITECTURE = re.compile(r"[a-z][a-z0-9_]{0,39}")  # also part of the ONNX cache's file name
 _SHA256 = re.compile(r"[0-9a-f]{64}")
-
-
-def sha256_file(path: str | Path) -> str:
-    """Hex SHA-256 of a file, read in 1 MiB chunks."""
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 # --------------------------------------------------------------------------- validation helpers
@@ -382,10 +374,7 @@ def verified_weights(card: ModelCard, card_path: str | Path) -> Path:
         size = os.fstat(f.fileno()).st_size
         _safetensors_size(f, wpath, size)
         f.seek(0)
-        h = hashlib.sha256()
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    digest = h.hexdigest()
+        digest = sha256_stream(f)
     if digest != card.weights_sha256:
         raise ModelLoadError(wpath, f"SHA-256 {digest[:12]}… does not match the model card's "
                                     f"{card.weights_sha256[:12]}…")
