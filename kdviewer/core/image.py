@@ -10,18 +10,28 @@ from typing import Any
 
 import numpy as np
 
-# Attributes that identify a person or a study; hidden by default and blanked by ``deidentified``.
-IDENTIFYING_FIELDS = (
-    "patient_name",
-    "patient_id",
-    "patient_birth_date",
-    "accession_number",
-    "study_instance_uid",
-    "series_instance_uid",
-    "sop_instance_uid",
-    "institution_name",
-    "referring_physician",
-)
+# Attributes that identify a person or a study, as ImageMetadata fields with their DICOM keywords;
+# hidden by default and blanked by ``deidentified``.
+_IDENTIFYING_FIELD_KEYWORDS = {
+    "patient_name": "PatientName",
+    "patient_id": "PatientID",
+    "patient_birth_date": "PatientBirthDate",
+    "accession_number": "AccessionNumber",
+    "study_instance_uid": "StudyInstanceUID",
+    "series_instance_uid": "SeriesInstanceUID",
+    "sop_instance_uid": "SOPInstanceUID",
+    "institution_name": "InstitutionName",
+    "referring_physician": "ReferringPhysicianName",
+}
+IDENTIFYING_FIELDS = tuple(_IDENTIFYING_FIELD_KEYWORDS)
+# Every DICOM keyword masked while patient identifiers are hidden (the tag viewer): those above and
+# identifying attributes the reader does not keep.
+IDENTIFYING_KEYWORDS = frozenset({
+    *_IDENTIFYING_FIELD_KEYWORDS.values(),
+    "PatientBirthTime", "OtherPatientIDs", "OtherPatientNames", "OtherPatientIDsSequence", "PatientAddress",
+    "PatientTelephoneNumbers", "PatientMotherBirthName", "InstitutionAddress", "PerformingPhysicianName",
+    "OperatorsName", "StudyID", "IssuerOfPatientID",
+})
 
 
 @dataclass(frozen=True)

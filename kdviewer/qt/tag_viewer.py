@@ -4,14 +4,7 @@ from __future__ import annotations
 
 from PySide6.QtWidgets import QDialog, QLabel, QLineEdit, QTreeWidget, QTreeWidgetItem, QVBoxLayout
 
-# DICOM keywords shown as "hidden" while patient identifiers are hidden.
-IDENTIFYING_KEYWORDS = frozenset({
-    "PatientName", "PatientID", "PatientBirthDate", "PatientBirthTime", "OtherPatientIDs",
-    "OtherPatientNames", "OtherPatientIDsSequence", "PatientAddress", "PatientTelephoneNumbers",
-    "PatientMotherBirthName", "AccessionNumber", "StudyInstanceUID", "SeriesInstanceUID",
-    "SOPInstanceUID", "InstitutionName", "InstitutionAddress", "ReferringPhysicianName",
-    "PerformingPhysicianName", "OperatorsName", "StudyID", "IssuerOfPatientID",
-})
+from kdviewer.core.image import IDENTIFYING_KEYWORDS
 HIDDEN = "‹hidden›"
 MAX_VALUE_CHARS = 160
 
