@@ -50,7 +50,6 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 SELFTEST_TOLERANCE = 1e-3
-_MEASURE_LOCK = threading.Lock()  # one energy-measured inference at a time in this process
 DEFAULT_ARCH = {"student": "mobilenet_v2", "teacher": "densenet121"}
 
 # The stored reference input, described so anyone can regenerate it (no data files).
@@ -213,17 +212,30 @@ def write_untrained_card(folder, name: str = "student", *, seed: int = 0) -> Pat
 # --------------------------------------------------------------------------- engine
 
 
+_meter_lock = threading.Lock()
+_meter_state: list = []  # [meter or None] once chosen: one meter per process, shared by every engine
+
+
 def _select_meter():
-    try:
-        from kdviewer.core.power import select_meter
-    except ImportError as exc:  # the power package is optional for the engine
-        log.info("no power meter (%s); energy is not measured", exc)
-        return None
-    try:
-        return select_meter()
-    except Exception as exc:
-        log.warning("no power meter available (%s); energy is not measured", exc)
-        return None
+    """The process's power meter (or None), chosen once; its idle baseline is then measured in
+    the background, so no inference waits for it. One shared meter lets windows of the student
+    and the teacher that overlap split the overlap (see :class:`~kdviewer.core.power.base.CounterMeter`)."""
+    with _meter_lock:
+        if _meter_state:
+            return _meter_state[0]
+        meter = None
+        try:
+            from kdviewer.core.power import select_meter
+
+            meter = select_meter()
+            meter.start_idle_measurement()
+        except ImportError as exc:  # the power package is optional for the engine
+            log.info("no power meter (%s); energy is not measured", exc)
+        except Exception as exc:
+            log.warning("no power meter available (%s); energy is not measured", exc)
+            meter = None
+        _meter_state.append(meter)
+        return meter
 
 
 def _head_weights(wpath: Path, n_findings: int) -> np.ndarray | None:
@@ -506,9 +518,9 @@ class InferenceEngine:
         check_method(cam_method)
         wanted = self._heatmap_classes(heatmaps)
         meter = self._meter_or_none() if measure_energy else None
-        # Measured inferences of all engines are serialised: a meter sees the whole process (CPU
-        # time, RAPL, battery), so two models measured at once would each be charged for both.
-        with self._lock, (_MEASURE_LOCK if meter is not None else nullcontext()):
+        # No lock across engines: the student never waits for the teacher. The shared meter reads
+        # its counters at the window's ends and splits any overlap between the windows open.
+        with self._lock:
             with (meter.measure() if meter is not None else nullcontext(None)) as energy:
                 t0 = time.perf_counter()
                 if x is None:

@@ -138,50 +138,50 @@ def test_energy_is_attached_and_recorded(student, monkeypatch):
     assert s.is_estimate and s.energy_method == "fake counter"
 
 
-class _WindowMeter(_FakeMeter):
-    """Records when each measurement window is open."""
+class _SlowForward:
+    """A teacher's runtime that blocks inside its forward pass until released."""
 
-    def __init__(self, log):
-        self.log = log
+    name = "fake-slow"
 
-    def measure(self):
-        import time
-        from contextlib import contextmanager
-        from types import SimpleNamespace
+    def __init__(self, inner):
+        self.inner = inner
+        self.entered = threading.Event()
+        self.release = threading.Event()
 
-        @contextmanager
-        def cm():
-            self.log.append(("open", time.perf_counter()))
-            rec = SimpleNamespace(method=self.method, is_estimate=True, complete=True,
-                                  marginal_energy_j=0.001, avg_power_w=1.0)
-            time.sleep(0.01)
-            yield rec
-            self.log.append(("close", time.perf_counter()))
-
-        return cm()
+    def run(self, x):
+        self.entered.set()
+        assert self.release.wait(60), "never released"
+        return self.inner.run(x)
 
 
-def test_measured_inferences_of_two_engines_never_overlap(student, monkeypatch):
-    """A meter sees the whole process, so two engines measured at once would each be charged
-    for both: measured windows are serialised across engines."""
-    other = InferenceEngine.untrained("student-2", "mobilenet_v2", runtime="torch-eager", seed=1)
-    log = []
-    for eng in (student, other):
-        monkeypatch.setattr(eng, "_meter", _WindowMeter(log))
+def test_the_student_never_waits_for_a_teacher_inference(student, monkeypatch):
+    """With energy measured on both (one shared meter, as in the viewer), a student inference
+    completes while a teacher inference is stuck in its forward pass."""
+    from kdviewer.core.power import EstimateMeter
+
+    teacher = InferenceEngine.untrained("teacher", "mobilenet_v2", runtime="torch-eager", seed=1)
+    slow = _SlowForward(teacher._runtime)
+    monkeypatch.setattr(teacher, "_runtime", slow)
+    meter = EstimateMeter()
+    for eng in (student, teacher):
+        monkeypatch.setattr(eng, "_meter", meter)
         monkeypatch.setattr(eng, "_meter_ready", True)
     img = H.grey_image((64, 64))
-
-    def work(eng):
-        for _ in range(3):
-            eng.predict(img, heatmaps=False, measure_energy=True)
-
-    threads = [threading.Thread(target=work, args=(e,)) for e in (student, other)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    kinds = [k for k, _ in sorted(log, key=lambda e: e[1])]
-    assert kinds == ["open", "close"] * 6
+    teacher_done = []
+    t = threading.Thread(target=lambda: teacher_done.append(teacher.predict(img, heatmaps=False)))
+    t.start()
+    try:
+        assert slow.entered.wait(60)
+        result = []
+        s = threading.Thread(target=lambda: result.append(student.predict(img, heatmaps=True)))
+        s.start()
+        s.join(60)
+        assert result and not teacher_done, "the student waited for the teacher"
+        assert result[0].energy.complete and "overlapped" in result[0].energy.method
+    finally:
+        slow.release.set()
+        t.join(60)
+    assert teacher_done and "overlapped" in teacher_done[0].energy.method
 
 
 def test_reference_image_is_deterministic():

@@ -194,18 +194,80 @@ def test_wrapping_counter_accumulates_through_several_wraps():
     assert [round(t * 1e6) for t in totals] == [900, 1100, 1600, 2050]  # +200, +500, +450
 
 
-def test_rapl_short_window_is_extended_to_the_counter_period(tmp_path, clock):
+def test_rapl_short_window_is_read_as_is_and_labelled_quantised(tmp_path, clock):
+    """No sleep is added to a window shorter than the counter period: its delta is the figure."""
     files = intel_tree(tmp_path)
     clock.loads.append(lambda s: add_joules(files["package"], 5.0 * s))
     meter = RaplMeter.probe(tmp_path)
     meter.measure_idle(0.5)
+    t_before = clock.t
     with meter.measure() as m:
         add_joules(files["package"], 0.1)
-        clock.advance(0.004)  # 4 ms < 10 ms counter period: 6 ms more are read, at 5 W idle
+        clock.advance(0.004)  # 4 ms < 10 ms counter period
+    assert clock.t - t_before == pytest.approx(0.004)  # nothing slept after the window
     assert m.duration_s == pytest.approx(0.004)
     assert m.energy_j == pytest.approx(0.1 + 5.0 * 0.004)
     assert m.marginal_energy_j == pytest.approx(0.1)
-    assert "counter update period" in m.method and "minus idle power" in m.method
+    assert "update period" in m.method and "quantised" in m.method
+
+
+def test_overlapping_windows_share_the_overlap(tmp_path, clock):
+    """Two measured windows open at once (student and teacher) are each charged half of what the
+    counter moved while both were open, and half of the idle baseline over that stretch."""
+    files = intel_tree(tmp_path)
+    clock.loads.append(lambda s: add_joules(files["package"], 2.0 * s))  # 2 W idle
+    meter = RaplMeter.probe(tmp_path)
+    meter.measure_idle(0.5)
+    teacher = meter.measure()
+    t_rec = teacher.__enter__()
+    add_joules(files["package"], 1.0)
+    clock.advance(0.1)  # teacher alone: 1 J of work + 0.2 J idle
+    student = meter.measure()
+    s_rec = student.__enter__()
+    add_joules(files["package"], 0.6)
+    clock.advance(0.05)  # both open: 0.6 J of work + 0.1 J idle, split in two
+    student.__exit__(None, None, None)
+    add_joules(files["package"], 0.4)
+    clock.advance(0.1)  # teacher alone again: 0.4 J + 0.2 J idle
+    teacher.__exit__(None, None, None)
+    assert s_rec.energy_j == pytest.approx(0.35)
+    assert s_rec.marginal_energy_j == pytest.approx(0.3)
+    assert t_rec.energy_j == pytest.approx(1.2 + 0.35 + 0.6)
+    assert t_rec.marginal_energy_j == pytest.approx(1.0 + 0.3 + 0.4)
+    assert "overlapped" in s_rec.method and "overlapped" in t_rec.method
+    with meter.measure() as alone:
+        clock.advance(0.1)
+    assert "overlapped" not in alone.method and alone.marginal_energy_j == pytest.approx(0.0)
+
+
+def test_idle_baseline_measured_in_the_background_never_blocks_a_window(tmp_path):
+    """While the background baseline runs, a window completes at once with no marginal figure."""
+    import threading
+
+    files = intel_tree(tmp_path)
+    meter = RaplMeter.probe(tmp_path)
+    release = threading.Event()
+    started = threading.Event()
+
+    def slow_idle(seconds=0.3):
+        started.set()
+        release.wait(30)
+        with meter._idle_lock:
+            meter._idle_power_w = 3.0
+        return 3.0
+
+    meter.measure_idle = slow_idle
+    meter.start_idle_measurement()
+    assert started.wait(10)
+    with meter.measure() as m:
+        add_joules(files["package"], 0.2)
+    assert m.complete and m.energy_j == pytest.approx(0.2, abs=0.05)
+    assert math.isnan(m.idle_power_w) and math.isnan(m.marginal_energy_j)
+    release.set()
+    meter._idle_thread.join(10)
+    with meter.measure() as m2:
+        pass
+    assert m2.idle_power_w == 3.0
 
 
 def test_rapl_package_permission_denied_falls_back_and_says_why(tmp_path, clock, monkeypatch):

@@ -7,10 +7,13 @@ figure. Two families share the arithmetic:
 
 * :class:`CounterMeter`: the hardware (or the estimate) keeps a cumulative energy counter
   (RAPL ``energy_uj``, NVML total energy, process CPU time × watts). Energy over a window is the
-  counter delta. A window shorter than the counter's update period is extended to that period
-  and the idle power × the extension is subtracted again. Counters that wrap are accumulated
-  through wrap-around, and a window long enough to wrap more than once is polled in the
-  background so no wrap is missed.
+  counter delta, read at the window's start and end and nowhere else: no thread and no sleep is
+  added to the measured work. Windows that overlap (the student and the teacher measured at the
+  same time) share the energy of each overlapping stretch equally, and the idle baseline of that
+  stretch likewise, so neither waits for the other and neither is charged for both. A window
+  shorter than the counter's update period gets a quantised figure, and its method says so.
+  Counters that wrap are accumulated through wrap-around; a meter whose counter can wrap within
+  a long window polls it from one background thread per meter, started with the first window.
 * :class:`SampledMeter`: only an instantaneous power reading exists (battery fuel gauges, NVML
   power on older GPUs). Power is sampled during the window and integrated over time
   (trapezoids); with one reading it is that power × the window's duration.
@@ -130,6 +133,18 @@ class _WindowEnergy:
     method: str
     domains_j: dict[str, float]
     readings: int
+    charged_s: float | None = None  # the window's share of wall time when windows overlapped
+
+
+class _Share:
+    """What one open window of a :class:`CounterMeter` has been charged so far."""
+
+    __slots__ = ("domains", "seconds", "most_open")
+
+    def __init__(self) -> None:
+        self.domains: dict[str, float] = {}
+        self.seconds = 0.0
+        self.most_open = 1  # the most windows open at once while this one was
 
 
 class PowerMeter(ABC):
@@ -148,6 +163,7 @@ class PowerMeter(ABC):
         self.is_estimate = is_estimate
         self._idle_lock = threading.Lock()
         self._idle_power_w: float | None = None
+        self._idle_thread: threading.Thread | None = None
         self._notes: list[str] = []  # assumptions and caveats, shown by describe()
 
     def __repr__(self) -> str:
@@ -165,12 +181,35 @@ class PowerMeter(ABC):
 
     @property
     def idle_power_w(self) -> float:
-        """The idle baseline in watts, measured on first use (``DEFAULT_IDLE_SECONDS``) and cached."""
+        """The idle baseline in watts, measured on first use (``DEFAULT_IDLE_SECONDS``) and cached.
+
+        NaN while a background measurement (:meth:`start_idle_measurement`) is still running: a
+        measured inference then reports no marginal energy rather than waiting for the baseline.
+        """
         with self._idle_lock:
             cached = self._idle_power_w
+            pending = self._idle_thread is not None and self._idle_thread.is_alive()
         if cached is None:
-            cached = self.measure_idle()
+            cached = math.nan if pending else self.measure_idle()
         return cached
+
+    def start_idle_measurement(self, seconds: float = DEFAULT_IDLE_SECONDS) -> None:
+        """Measure the idle baseline once in a background thread (at start-up), unless it is known
+        or already being measured; :attr:`idle_power_w` is NaN until it is done."""
+        with self._idle_lock:
+            if self._idle_power_w is not None or self._idle_thread is not None:
+                return
+            self._idle_thread = threading.Thread(target=self._idle_in_background, args=(seconds,),
+                                                 name=f"{self.name} idle baseline", daemon=True)
+            self._idle_thread.start()
+
+    def _idle_in_background(self, seconds: float) -> None:
+        try:
+            self.measure_idle(seconds)
+        except Exception:  # a meter that fails here fails loudly in measure(); keep the app running
+            log.warning("%s: idle baseline not measured", self.name, exc_info=True)
+            with self._idle_lock:
+                self._idle_power_w = math.nan
 
     def measure_idle(self, seconds: float = DEFAULT_IDLE_SECONDS) -> float:
         """(Re)measure the idle baseline by sleeping ``seconds`` under the meter; cache and return it.
@@ -178,7 +217,7 @@ class PowerMeter(ABC):
         Call it while nothing else in the program is busy (e.g. at start-up, before the first
         inference); the result is reused by every later ``measure()``.
         """
-        token = self._begin()
+        token = self._begin(shared=False)
         t0 = _clock()
         _sleep(seconds)
         t1 = _clock()
@@ -198,8 +237,9 @@ class PowerMeter(ABC):
     def measure(self) -> Iterator[EnergyMeasurement]:
         """Measure the energy of the ``with`` block; the yielded record is filled on exit.
 
-        The idle baseline is measured first if it has not been yet (a one-off pause of
-        ``DEFAULT_IDLE_SECONDS``). The record is filled even when the block raises.
+        The idle baseline is measured first if it has not been yet and no background measurement
+        is running (a one-off pause of ``DEFAULT_IDLE_SECONDS``). The record is filled even when the
+        block raises.
         """
         idle = self.idle_power_w
         record = EnergyMeasurement(
@@ -221,8 +261,9 @@ class PowerMeter(ABC):
             record.method = window.method
             record.domains_j = window.domains_j
             record.readings = window.readings
-            record.marginal_energy_j = max(0.0, window.energy_j - idle * duration)
-            if math.isnan(window.energy_j):
+            charged_s = duration if window.charged_s is None else window.charged_s
+            record.marginal_energy_j = max(0.0, window.energy_j - idle * charged_s)
+            if math.isnan(window.energy_j) or math.isnan(idle):
                 record.marginal_energy_j = math.nan
             record.avg_power_w = window.energy_j / duration if duration > 0 else math.nan
             record.complete = True
@@ -236,8 +277,9 @@ class PowerMeter(ABC):
         return self.power_w()
 
     @abstractmethod
-    def _begin(self) -> Any:
-        """Start a window; return whatever :meth:`_end` needs."""
+    def _begin(self, *, shared: bool = True) -> Any:
+        """Start a window; return whatever :meth:`_end` needs. ``shared=False`` (the idle
+        baseline) keeps the window out of the overlap accounting of measured work."""
 
     @abstractmethod
     def _end(self, token: Any, t0: float, t1: float, idle_power_w: float) -> _WindowEnergy:
@@ -248,7 +290,7 @@ class CounterMeter(PowerMeter):
     """A meter backed by cumulative energy counters (one or more domains, in joules).
 
     Subclasses set ``primary`` (the domains summed into ``energy_j``), ``min_window_s`` (the
-    counter's update period: shorter windows are extended) and ``guard_interval_s`` (how often a
+    counter's update period: shorter windows get a quantised figure, so labelled) and ``guard_interval_s`` (how often a
     long window is polled so that wrap-around is never missed; ``None`` for counters that do not
     wrap), implement :meth:`_read_j`, and call ``super().__init__`` last: it takes the first
     reading that :meth:`power_w` measures from.
@@ -263,6 +305,10 @@ class CounterMeter(PowerMeter):
         self._power_lock = threading.Lock()
         self._last_power_read = (_clock(), self._primary_j(self._read_j()))
         self._last_power_w = math.nan
+        self._ledger_lock = threading.Lock()
+        self._open: dict[int, _Share] = {}
+        self._last_event: tuple[float, dict[str, float]] | None = None
+        self._guard: _Poller | None = None
 
     @abstractmethod
     def _read_j(self) -> dict[str, float]:
@@ -283,38 +329,57 @@ class CounterMeter(PowerMeter):
             self._last_power_w = (energy - e_prev) / (now - t_prev)
             return self._last_power_w
 
-    def _begin(self) -> Any:
-        guard = None
-        if self.guard_interval_s is not None:
-            guard = _Poller(self.guard_interval_s, self._read_j, f"{self.name} wrap guard")
-        return self._read_j(), guard
+    def _settle(self) -> None:
+        """Read the counters and split what they moved since the last event among the open
+        windows (caller holds ``_ledger_lock``)."""
+        now, reading = _clock(), self._read_j()
+        if self._open and self._last_event is not None:
+            t_prev, prev = self._last_event
+            k = len(self._open)
+            for share in self._open.values():
+                for d, v in reading.items():
+                    if d in prev:
+                        share.domains[d] = share.domains.get(d, 0.0) + (v - prev[d]) / k
+                share.seconds += (now - t_prev) / k
+        self._last_event = (now, reading)
+
+    def _begin(self, *, shared: bool = True) -> Any:
+        if self.guard_interval_s is not None and self._guard is None:
+            with self._ledger_lock:
+                if self._guard is None:  # one poller per meter, for windows longer than a wrap
+                    self._guard = _Poller(self.guard_interval_s, self._read_j, f"{self.name} wrap guard")
+        if not shared:
+            return self._read_j(), None
+        share = _Share()
+        with self._ledger_lock:
+            self._settle()
+            self._open[id(share)] = share
+            for other in self._open.values():
+                other.most_open = max(other.most_open, len(self._open))
+        return None, share
 
     def _end(self, token: Any, t0: float, t1: float, idle_power_w: float) -> _WindowEnergy:
-        start, guard = token
-        duration = t1 - t0
-        extension = 0.0
-        if duration < self.min_window_s:
-            _sleep(self.min_window_s - duration)
-            extension = _clock() - t1
-        end = self._read_j()
-        if guard is not None:
-            guard.stop()
-        deltas = {k: end[k] - start[k] for k in end if k in start}
-        raw = self._primary_j(deltas)
+        start, share = token
+        charged = None
+        if share is None:
+            end = self._read_j()
+            deltas = {k: end[k] - start[k] for k in end if k in start}
+        else:
+            with self._ledger_lock:
+                self._settle()
+                del self._open[id(share)]
+            deltas, charged = dict(share.domains), share.seconds
+        energy = self._primary_j(deltas) if all(k in deltas for k in self.primary) else math.nan
         method = self.method
-        energy = raw
-        if extension > 0:
-            # The counter cannot resolve the window: read it over a window as long as its update
-            # period, then remove what the idle machine spent during the extra time.
-            energy = max(0.0, raw - idle_power_w * extension)
-            scale = energy / raw if raw > 0 else 0.0
-            deltas = {k: v * scale for k, v in deltas.items()}
-            method = (
-                f"{self.method}; window {duration * 1e3:.2f} ms < counter update period "
-                f"{self.min_window_s * 1e3:.0f} ms: delta over {(duration + extension) * 1e3:.1f} ms "
-                f"minus idle power × the extra {extension * 1e3:.1f} ms"
-            )
-        return _WindowEnergy(energy, method, deltas, readings=2)
+        duration = t1 - t0
+        if share is not None and share.most_open > 1:
+            method += (f"; overlapped other measured work (up to {share.most_open} windows open): "
+                       "each shared stretch's energy and idle baseline split equally")
+        if duration < self.min_window_s:
+            method += (f"; window {duration * 1e3:.2f} ms shorter than the counter's update period "
+                       f"{self.min_window_s * 1e3:.0f} ms: a quantised figure, right on average "
+                       "over many windows")
+        return _WindowEnergy(energy, method, deltas, readings=2, charged_s=charged)
 
 
 class SampledMeter(PowerMeter):
@@ -334,7 +399,7 @@ class SampledMeter(PowerMeter):
         """The sensor's current power reading in watts (NaN when there is none)."""
         return self._read_power_w()
 
-    def _begin(self) -> Any:
+    def _begin(self, *, shared: bool = True) -> Any:
         samples: list[tuple[float, float]] = [(_clock(), self._read_power_w())]
         lock = threading.Lock()
 

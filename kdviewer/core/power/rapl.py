@@ -12,8 +12,8 @@ Sources, first usable wins:
   drivers): ``energyK_input`` in µJ labelled ``EsocketN`` (package) / ``EcoreNNN`` (cores);
   these accumulate in 64 bits and do not wrap in practice.
 
-RAPL updates its counters about every millisecond; a window shorter than ``min_window_s`` is
-extended (see :class:`~kdviewer.core.power.base.CounterMeter`).
+RAPL updates its counters about every millisecond; a window shorter than ``min_window_s`` gets a
+quantised figure, labelled so (see :class:`~kdviewer.core.power.base.CounterMeter`).
 """
 
 from __future__ import annotations
