@@ -69,8 +69,14 @@ def test_pushed_study_is_stored_as_sent_and_scored(pushed, dicom_dir):
     out = stored.parent / "predict.json"
     assert main(["predict", str(stored), "--format", "json", "-o", str(out)]) == 0
     (expected,) = json.loads(out.read_text())
-    assert {k: expected[k] for k in ("file", "model", "weights_sha256", "findings")} == \
-        {k: record[k] for k in ("file", "model", "weights_sha256", "findings")}
+    assert {k: expected[k] for k in ("file", "model", "weights_sha256")} == \
+        {k: record[k] for k in ("file", "model", "weights_sha256")}
+    # Scores to within ONNX Runtime's run-to-run float noise (its threads may split the sums differently
+    # in two processes); thresholds and flags exactly.
+    for key, f in record["findings"].items():
+        e = expected["findings"][key]
+        assert f["score"] == pytest.approx(e["score"], abs=2e-6)
+        assert (f["threshold"], f["positive"]) == (e["threshold"], e["positive"])
     assert not [p for p in stored.parent.iterdir() if p.name.startswith(".")]  # no temporary files left
 
 
