@@ -7,28 +7,29 @@ from pathlib import Path
 
 import pytest
 
-os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
-
 REPO = Path(__file__).resolve().parent.parent
 SHARED = Path(os.environ.get("KDVIEWER_SHARED", REPO.parent / "shared"))
+
+
+def pytest_configure(config):
+    # Before any test builds a QApplication, and only for a run that does not choose a platform.
+    os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 
 
 @pytest.fixture(scope="session", autouse=True)
 def _private_onnx_cache(tmp_path_factory):
     """ONNX exports made by the tests go to a temporary folder, never the user's cache."""
-    old = os.environ.get("KDVIEWER_CACHE")
-    os.environ["KDVIEWER_CACHE"] = str(tmp_path_factory.mktemp("kdviewer-cache"))
-    yield
-    if old is None:
-        os.environ.pop("KDVIEWER_CACHE", None)
-    else:
-        os.environ["KDVIEWER_CACHE"] = old
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("KDVIEWER_CACHE", str(tmp_path_factory.mktemp("kdviewer-cache")))
+        yield
 
 
 @pytest.fixture(scope="session", autouse=True)
 def _session_audit_log(tmp_path_factory):
     """Inferences made outside a test (a worker thread finishing late) never reach the user's log."""
-    os.environ["KDVIEWER_AUDIT_DIR"] = str(tmp_path_factory.mktemp("kdviewer-audit-session"))
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("KDVIEWER_AUDIT_DIR", str(tmp_path_factory.mktemp("kdviewer-audit-session")))
+        yield
 
 
 @pytest.fixture(autouse=True)

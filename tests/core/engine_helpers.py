@@ -1,26 +1,14 @@
 """Shared, process-cached objects for the engine/explain/runtime tests.
 
-Exports go to a private temporary cache (never the user's), and each expensive object (the
-DenseNet-121 teacher's ONNX export in particular) is built at most once per test session.
+Each expensive object (the DenseNet-121 teacher's ONNX export in particular) is built at most once
+per test session; its export goes to the private cache tests/conftest.py sets for the session.
 """
 
 from __future__ import annotations
 
-import atexit
 import functools
-import os
-import shutil
-import tempfile
 
 import numpy as np
-
-_CACHE = tempfile.mkdtemp(prefix="kdviewer-test-cache-")
-atexit.register(shutil.rmtree, _CACHE, True)
-os.environ["KDVIEWER_CACHE"] = _CACHE
-
-
-def cache_path() -> str:
-    return _CACHE
 
 
 @functools.lru_cache(maxsize=None)

@@ -2,13 +2,10 @@
 
 from __future__ import annotations
 
-import os
 import threading
 
 import numpy as np
 import pytest
-
-os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 
 pytest.importorskip("PySide6")
 pytest.importorskip("pytestqt")
