@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -13,7 +14,7 @@ from PySide6.QtGui import QKeySequence
 from kdviewer import RESEARCH_NOTICE
 from kdviewer.core.findings import FINDING_KEYS, FINDINGS
 from kdviewer.core.resources import example_image
-from tests.qt.conftest import write_png, write_truncated_png
+from tests.qt.conftest import shared_engine_loader, write_png, write_truncated_png
 
 LONG = 120_000  # ms; generous for 2 shared cores, never reached when things work
 
@@ -142,17 +143,52 @@ def test_folder_of_mixed_files_is_scored_in_background(make_window, tmp_path, re
     assert recorded_warnings == []
 
 
-def test_stale_prediction_is_dropped(make_window, tmp_path):
-    from dataclasses import replace
+class _HeldStudent:
+    """The shared student whose first two on-screen inferences each wait until the test releases
+    them, so the first one's result can arrive after another image is opened: a real late result."""
 
-    w = make_window()
+    def __init__(self, engine):
+        self._engine = engine
+        self.started = [threading.Event(), threading.Event()]
+        self.release = [threading.Event(), threading.Event()]
+        self.results: list = []
+
+    def __getattr__(self, name):
+        return getattr(self._engine, name)
+
+    def predict(self, image, **kwargs):
+        on_screen = kwargs.get("request_id") is not None
+        n = len(self.results)
+        if on_screen and n < 2:
+            self.started[n].set()
+            self.release[n].wait(LONG / 1000)
+        pred = self._engine.predict(image, **kwargs)
+        if on_screen:
+            self.results.append(pred)
+        return pred
+
+
+def test_a_late_prediction_for_the_previous_image_is_dropped(make_window, tmp_path, request):
+    from PySide6.QtWidgets import QApplication
+
+    held = _HeldStudent(shared_engine_loader("student")())
+    w = make_window(loaders={"student": lambda: held})
+    request.addfinalizer(lambda: [e.set() for e in held.release])  # before the window closes
+    first, second = write_png(tmp_path / "a.png", seed=1), write_png(tmp_path / "b.png", seed=2)
+    w.start([first])
+    _QTBOT.waitUntil(held.started[0].is_set, timeout=LONG)  # the first image's inference is under way
+    with qtbot_wait(w.image_shown):
+        w.open_paths([second])
+    held.release[0].set()
+    _QTBOT.waitUntil(held.started[1].is_set, timeout=LONG)  # the first result has been sent by now
+    QApplication.processEvents()  # and is delivered: the late result, for an image no longer shown
+    assert w.current_path == second and w.prediction("student") is None
+    assert all(v is None for v in w.scores_panel.displayed_scores("student").values())
     with qtbot_wait(w.view_ready):
-        w.start([write_png(tmp_path / "a.png")])
-    pred = w.prediction("student")
-    stale = replace(pred, request_id=-5, scores={k: 0.0 for k in pred.scores})
-    assert not w.model.prediction_ready("student", stale)
-    assert w.prediction("student") is pred
-    expected = {k: pytest.approx(pred.scores[k]) for k in FINDING_KEYS}
+        held.release[1].set()
+    late, answer = held.results
+    assert late.request_id != answer.request_id and w.prediction("student") is answer
+    expected = {k: pytest.approx(answer.scores[k]) for k in FINDING_KEYS}
     assert w.scores_panel.displayed_scores("student") == expected
 
 
