@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import platform
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
@@ -48,6 +48,21 @@ class ViewerActions:
                  self.zoom_out, self.zoom_actual, self.invert, self.overlay, self.teacher, self.tags,
                  *self.findings, self.shortcuts, self.quit]
         return [a for a in every if a.shortcuts()]
+
+
+def add_menu_actions(window: QWidget, menu: QMenu,
+                     entries: Sequence[tuple[str, str, Callable[[], object]]]) -> list[QAction]:
+    """One action per ``(text, shortcut, slot)``, in ``menu`` and on ``window`` (so the shortcut
+    works wherever the focus is in the window)."""
+    actions = []
+    for text, key, slot in entries:
+        a = QAction(text, window)
+        a.setShortcut(QKeySequence(key))
+        a.triggered.connect(slot)
+        window.addAction(a)
+        menu.addAction(a)
+        actions.append(a)
+    return actions
 
 
 def build_actions(window: QWidget, slots) -> ViewerActions:

@@ -11,10 +11,11 @@ import threading
 from pathlib import Path
 
 from PySide6.QtCore import Signal
-from PySide6.QtGui import QAction, QKeySequence
+from PySide6.QtGui import QAction
 from PySide6.QtWidgets import QLabel, QVBoxLayout, QWidget
 
 from kdviewer.core.findings import finding
+from kdviewer.qt.actions import add_menu_actions
 from kdviewer.qt.image_view import ImageView
 
 log = logging.getLogger(__name__)
@@ -59,16 +60,10 @@ class ComparePanel(QWidget):
         """View ▸ Compare with prior (Ctrl+K) and Close comparison."""
         view_menu = next(m.menu() for m in menu_bar.actions() if m.text() == "&View")
         view_menu.addSeparator()
-        actions = []
-        for text, key, slot in (("Compare with &prior", "Ctrl+K", self.compare_with_prior),
-                                ("Close &comparison", "Ctrl+Shift+K", lambda: self.model.set_compare(None))):
-            a = QAction(text, window)
-            a.setShortcut(QKeySequence(key))
-            a.triggered.connect(slot)
-            window.addAction(a)
-            view_menu.addAction(a)
-            actions.append(a)
-        return actions
+        return add_menu_actions(window, view_menu, (
+            ("Compare with &prior", "Ctrl+K", self.compare_with_prior),
+            ("Close &comparison", "Ctrl+Shift+K", lambda: self.model.set_compare(None)),
+        ))
 
     def compare_with_prior(self) -> None:
         """The most recent other study of this patient in the list, beside this one."""

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 import pyqtgraph as pg
 from PySide6.QtCore import QObject, Signal
-from PySide6.QtGui import QAction, QKeySequence
+from PySide6.QtGui import QAction
 from PySide6.QtWidgets import QMenu
 
 from kdviewer.core.measure import (
@@ -23,6 +23,7 @@ from kdviewer.core.measure import (
     format_length,
     length,
 )
+from kdviewer.qt.actions import add_menu_actions
 
 _COLOURS = {"ruler": (80, 220, 120), "angle": (230, 120, 230), "cardiac": (255, 170, 60),
             "thoracic": (90, 180, 255)}
@@ -56,18 +57,10 @@ class MeasureTools(QObject):
             menu_bar.insertMenu(help_menu, menu)
         else:
             menu_bar.addMenu(menu)
-        actions = []
-        for text, key, slot in (("&Ruler", "M", lambda: self.add_ruler()),
-                                ("&Angle", "A", lambda: self.add_angle()),
-                                ("&Cardiothoracic ratio", "C", lambda: self.add_ctr()),
-                                ("C&lear measurements", "Shift+Del", self.clear)):
-            a = QAction(text, window)
-            a.setShortcut(QKeySequence(key))
-            a.triggered.connect(slot)
-            window.addAction(a)
-            menu.addAction(a)
-            actions.append(a)
-        return actions
+        return add_menu_actions(window, menu, (("&Ruler", "M", lambda: self.add_ruler()),
+                                               ("&Angle", "A", lambda: self.add_angle()),
+                                               ("&Cardiothoracic ratio", "C", lambda: self.add_ctr()),
+                                               ("C&lear measurements", "Shift+Del", self.clear)))
 
     # -- state ----------------------------------------------------------------------------------
     def set_image(self, image) -> None:
