@@ -12,7 +12,7 @@ import numpy as np
 
 # Attributes that identify a person or a study, as ImageMetadata fields with their DICOM keywords;
 # hidden by default and blanked by ``deidentified``.
-_IDENTIFYING_FIELD_KEYWORDS = {
+IDENTIFYING_FIELD_KEYWORDS = {
     "patient_name": "PatientName",
     "patient_id": "PatientID",
     "patient_birth_date": "PatientBirthDate",
@@ -23,11 +23,11 @@ _IDENTIFYING_FIELD_KEYWORDS = {
     "institution_name": "InstitutionName",
     "referring_physician": "ReferringPhysicianName",
 }
-IDENTIFYING_FIELDS = tuple(_IDENTIFYING_FIELD_KEYWORDS)
+IDENTIFYING_FIELDS = tuple(IDENTIFYING_FIELD_KEYWORDS)
 # Every DICOM keyword masked while patient identifiers are hidden (the tag viewer): those above and
 # identifying attributes the reader does not keep.
 IDENTIFYING_KEYWORDS = frozenset({
-    *_IDENTIFYING_FIELD_KEYWORDS.values(),
+    *IDENTIFYING_FIELD_KEYWORDS.values(),
     "PatientBirthTime", "OtherPatientIDs", "OtherPatientNames", "OtherPatientIDsSequence", "PatientAddress",
     "PatientTelephoneNumbers", "PatientMotherBirthName", "InstitutionAddress", "PerformingPhysicianName",
     "OperatorsName", "StudyID", "IssuerOfPatientID",

@@ -61,7 +61,7 @@ import numpy as np
 
 from .codestream import CodestreamError, bytes_per_sample, check_rle_frame, j2k_header, jpeg_header
 from .errors import ImageReadError
-from .image import ImageMetadata, LoadedImage, Window
+from .image import IDENTIFYING_FIELD_KEYWORDS, ImageMetadata, LoadedImage, Window
 
 log = logging.getLogger(__name__)
 
@@ -1006,15 +1006,7 @@ def _dicom_metadata(ds, shape: tuple[int, ...], frames: int) -> ImageMetadata:
         study_description=_text(ds, "StudyDescription"),
         patient_sex=_text(ds, "PatientSex"),
         patient_age=_text(ds, "PatientAge"),
-        patient_name=_text(ds, "PatientName"),
-        patient_id=_text(ds, "PatientID"),
-        patient_birth_date=_text(ds, "PatientBirthDate"),
-        accession_number=_text(ds, "AccessionNumber"),
-        study_instance_uid=_text(ds, "StudyInstanceUID"),
-        series_instance_uid=_text(ds, "SeriesInstanceUID"),
-        sop_instance_uid=_text(ds, "SOPInstanceUID"),
-        institution_name=_text(ds, "InstitutionName"),
-        referring_physician=_text(ds, "ReferringPhysicianName"),
+        **{name: _text(ds, keyword) for name, keyword in IDENTIFYING_FIELD_KEYWORDS.items()},
     )
 
 
