@@ -6,6 +6,7 @@
     kdviewer-train evaluate ...
     kdviewer-train export   ... [--out DIR]
     kdviewer-train graphs   [--models DIR]   (add the ONNX graphs to existing model cards)
+    kdviewer-train quantize --models DIR --data-root DIR   (the student's int8 graph, judged on val)
     kdviewer-train scope    --models DIR --data-root DIR [--ood-dir DIR]   (fit the scope check)
     kdviewer-train all      ...   (teacher, student, distill, evaluate, export)
     kdviewer-train speed    ...   (seconds per training image on this machine)
@@ -29,7 +30,7 @@ from training.config import Config, load_config, read_config
 log = logging.getLogger("training")
 
 TRAIN_STAGES = ("teacher", "student", "distill")
-STAGES = (*TRAIN_STAGES, "evaluate", "export", "graphs", "scope", "all", "speed", "prepare")
+STAGES = (*TRAIN_STAGES, "evaluate", "export", "graphs", "quantize", "scope", "all", "speed", "prepare")
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -209,6 +210,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             cfg = read_config(saved) if saved else build_config(a)
         else:
             cfg = build_config(a)
+        if a.stage == "quantize":
+            from training.quantize import quantize_models
+
+            print(json.dumps(quantize_models(cfg, ws, a.models, splits=a.splits), indent=2))
+            return 0
         if a.stage in TRAIN_STAGES:
             from training.trainer import train_stage
 

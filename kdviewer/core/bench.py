@@ -85,6 +85,91 @@ def _energy(engine, image, runs: int) -> dict[str, Any]:
     }
 
 
+def multiply_adds(engine) -> float | None:
+    """Multiply-accumulates of one forward pass at the card's input size, in G (PyTorch's FLOP counter
+    / 2 on the eager model), or None without PyTorch."""
+    from kdviewer.core.extras import torch_available
+
+    if not torch_available():
+        return None
+    import torch
+    from torch.utils.flop_counter import FlopCounterMode
+
+    size = engine.card.input.size
+    with torch.inference_mode(), FlopCounterMode(display=False) as counter:
+        engine.model(torch.zeros(1, engine.card.input.channels, size, size))
+    return round(counter.get_total_flops() / 2e9, 4)
+
+
+def matmul_peak(threads: int, seconds: float = 0.3) -> dict[str, float | None]:
+    """This machine's measured matrix-multiply throughput in G multiply-adds per second with
+    ``threads`` threads: float32 (numpy's BLAS, 512² · 512²) and int8 (ONNX Runtime's
+    MatMulInteger, uint8 × int8, the int8 graph's kernel; None where the ``onnx`` package that builds
+    the probe's graph is absent). The best of repeated runs over about ``seconds`` each."""
+    from threadpoolctl import threadpool_limits
+
+    n = 512
+    rng = np.random.default_rng(0)
+    a, b = rng.standard_normal((n, n), dtype=np.float32), rng.standard_normal((n, n), dtype=np.float32)
+
+    def best(fn) -> float:
+        fn()
+        times, t_end = [], time.perf_counter() + seconds
+        while time.perf_counter() < t_end:
+            t0 = time.perf_counter()
+            fn()
+            times.append(time.perf_counter() - t0)
+        return n ** 3 / min(times) / 1e9
+
+    with threadpool_limits(threads, user_api="blas"):
+        fp32 = best(lambda: a @ b)
+    int8 = None
+    try:
+        from onnx import TensorProto, helper
+
+        from kdviewer.core.runtime import _onnxruntime, session_options
+
+        graph = helper.make_graph(
+            [helper.make_node("MatMulInteger", ["a", "b"], ["c"])], "probe",
+            [helper.make_tensor_value_info("a", TensorProto.UINT8, [n, n]),
+             helper.make_tensor_value_info("b", TensorProto.INT8, [n, n])],
+            [helper.make_tensor_value_info("c", TensorProto.INT32, [n, n])])
+        model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+        session = _onnxruntime().InferenceSession(model.SerializeToString(), session_options(threads))
+        feeds = {"a": rng.integers(0, 255, (n, n), dtype=np.uint8), "b": rng.integers(-127, 127, (n, n), dtype=np.int8)}
+        int8 = best(lambda: session.run(None, feeds))
+    except ImportError:
+        log.info("int8 matmul probe skipped: the onnx package is not installed")
+    return {"fp32_gmacs_per_s": round(fp32, 1), "int8_gmacs_per_s": None if int8 is None else round(int8, 1),
+            "threads": threads}
+
+
+def _student_beside_teacher(student, teacher, image, runs: int) -> dict[str, Any]:
+    """The student's total time while the teacher predicts without pause in another thread (the
+    viewer's worst case: both engines busy at once), against its time alone just before."""
+    import threading
+
+    alone = _time_engine(student, image, runs, 2)["total"]["median_ms"]
+    stop = threading.Event()
+    teacher_runs = [0]
+
+    def keep_teacher_busy():
+        while not stop.is_set():
+            teacher.predict(image, measure_energy=False)
+            teacher_runs[0] += 1
+
+    worker = threading.Thread(target=keep_teacher_busy, name="bench teacher", daemon=True)
+    worker.start()
+    try:
+        together = _time_engine(student, image, runs, 2)["total"]["median_ms"]
+    finally:
+        stop.set()
+        worker.join()
+    return {"student_alone_ms": alone, "student_beside_teacher_ms": together,
+            "slowdown_pct": round(100.0 * (together / alone - 1.0), 1), "teacher_runs_meanwhile": teacher_runs[0],
+            "threads": {"student": student.threads, "teacher": teacher.threads}}
+
+
 def _open_example(engine, repeats: int = 3) -> dict[str, Any]:
     from kdviewer.core.imageio import read_image
     from kdviewer.core.resources import example_image
@@ -270,6 +355,19 @@ def run_bench(runs: int = DEFAULT_RUNS, *, warmup: int = 5, image_shape: tuple[i
         for name, eng in engines.items():
             ref = InferenceEngine(eng.model, eng.card, runtime="torch-eager", status=eng.status)
             result["eager"][name] = _time_engine(ref, image, runs, warmup)
+    result["together"] = _student_beside_teacher(engines["student"], engines["teacher"], image, runs)
+    peak = matmul_peak(thread_count())
+    result["floor"] = {"probe": peak}
+    for name, eng in engines.items():
+        gmacs = multiply_adds(eng) if eager else None
+        rate = peak["int8_gmacs_per_s"] if eng.precision == "int8" else peak["fp32_gmacs_per_s"]
+        fwd = result[name]["forward"]["median_ms"]
+        result[name]["precision"] = eng.precision
+        result["floor"][name] = {
+            "gmacs": gmacs, "precision": eng.precision, "peak_gmacs_per_s": rate,
+            "floor_ms": None if not (gmacs and rate) else round(gmacs / rate * 1e3, 3),
+            "share_of_peak": None if not (gmacs and rate) else round(gmacs / (fwd / 1e3) / rate, 3),
+        }
     s, t = result["student"], result["teacher"]
     result["ratio"] = {
         "teacher_over_student_total": round(t["total"]["median_ms"] / s["total"]["median_ms"], 2),
@@ -338,6 +436,21 @@ def format_text(r: dict[str, Any]) -> str:
     rt = r["ratio"]
     lines += ["", "teacher/student (engine): total %.1fx, forward %.1fx" % (
         rt["teacher_over_student_total"], rt["teacher_over_student_forward"])]
+    fl = r.get("floor") or {}
+    if fl:
+        pk = fl["probe"]
+        lines.append(f"matmul probe ({pk['threads']} threads): fp32 {pk['fp32_gmacs_per_s']} GMAC/s, int8 "
+                     f"{pk['int8_gmacs_per_s'] if pk['int8_gmacs_per_s'] is not None else 'n/a'} GMAC/s")
+        for name in ("student", "teacher"):
+            f = fl[name]
+            if f["share_of_peak"] is not None:
+                lines.append(f"{name} ({f['precision']}): {f['gmacs']} GMACs, floor {f['floor_ms']:.2f} ms at the "
+                             f"probe's peak; forward reaches {100 * f['share_of_peak']:.0f} % of it")
+    tg = r.get("together")
+    if tg:
+        lines.append(f"student beside a busy teacher (threads student {tg['threads']['student']}, teacher "
+                     f"{tg['threads']['teacher']}): {tg['student_beside_teacher_ms']:.2f} ms vs "
+                     f"{tg['student_alone_ms']:.2f} ms alone ({tg['slowdown_pct']:+.0f} %)")
     if "eager_over_engine_student_forward" in rt:
         lines.append("eager/engine forward: student %.1fx, teacher %.1fx" % (
             rt["eager_over_engine_student_forward"], rt["eager_over_engine_teacher_forward"]))

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import logging
 import math
+import os
 import threading
 import time
 from dataclasses import dataclass
@@ -50,6 +51,8 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 SELFTEST_TOLERANCE = 1e-3
+PRECISION_ENV = "KDVIEWER_PRECISION"  # "float32" or "int8": overrides the card's default graph
+PRECISIONS = ("float32", "int8")
 DEFAULT_ARCH = {"student": "mobilenet_v2", "teacher": "densenet121"}
 
 # The stored reference input, described so anyone can regenerate it (no data files).
@@ -98,6 +101,7 @@ class Prediction:
     energy: "EnergyMeasurement | None" = None
     # The feature map's global average (read-only, (K,)): what the scope check scores (kdviewer.core.scope).
     features: np.ndarray | None = None
+    precision: str = "float32"  # the graph that ran: "float32" or "int8" (see InferenceEngine.precision)
 
 
 # --------------------------------------------------------------------------- reference input
@@ -238,6 +242,20 @@ def _select_meter():
         return meter
 
 
+def _precision(card: ModelCard) -> str:
+    """The graph to run: ``KDVIEWER_PRECISION`` when set (int8 only where the card has an int8 graph),
+    else the card's default (int8 where its ``int8`` section says so, otherwise float32)."""
+    wanted = os.environ.get(PRECISION_ENV, "").strip().lower()
+    if wanted and wanted not in PRECISIONS:
+        log.warning("ignoring %s=%r (not one of %s)", PRECISION_ENV, wanted, ", ".join(PRECISIONS))
+        wanted = ""
+    if card.int8 is None:
+        if wanted == "int8":
+            log.warning("%s: %s=int8 but the card has no int8 graph; running float32", card.name, PRECISION_ENV)
+        return "float32"
+    return wanted or ("int8" if card.int8.get("default") else "float32")
+
+
 def _head_weights(wpath: Path, n_findings: int) -> np.ndarray | None:
     """The final linear layer's weight ``(findings, channels)`` read from a safetensors file."""
     try:
@@ -323,6 +341,7 @@ class InferenceEngine:
                                    card.input.channels)
         self._runtime = forward
         self.runtime_name: str = self._runtime.name
+        self.threads = getattr(forward, "threads", self.threads)  # the teacher's session may use fewer
         self._weights = head_weights if head_weights is not None else cam_weights(self.model)
         self._class_index = {k: i for i, k in enumerate(card.findings)}
         self._lock = threading.Lock()
@@ -333,6 +352,7 @@ class InferenceEngine:
             status = (EngineStatus("ok", f"{self.name}: ready") if card.trained else EngineStatus(
                 "untrained", f"{self.name}: UNTRAINED weights, scores are meaningless"))
         self.status = status
+        self.precision = "float32"  # set to "int8" by _without_torch when the card's int8 graph runs
 
     @property
     def model(self):
@@ -381,8 +401,8 @@ class InferenceEngine:
         naming it, never a fall-back. Returns ``None`` when the card ships no graph and nothing is
         cached yet (the caller loads PyTorch and exports).
         """
-        from kdviewer.core.modelcard import read_card, verified_graph, verified_weights
-        from kdviewer.core.runtime import OnnxRuntime
+        from kdviewer.core.modelcard import read_card, verified_graph, verified_int8_graph, verified_weights
+        from kdviewer.core.runtime import OnnxRuntime, teacher_thread_count
 
         card = read_card(card_path)
         wpath = verified_weights(card, card_path)
@@ -391,13 +411,20 @@ class InferenceEngine:
         if graph is not None:
             if head is None:
                 raise ModelLoadError(wpath, "the weights hold no classifier layer for the heat maps")
+            precision = _precision(card)
             gpath = Path(card_path).parent / card.onnx_file
+            if precision == "int8":
+                graph = verified_int8_graph(card, card_path)
+                gpath = Path(card_path).parent / card.int8["file"]
+            threads = teacher_thread_count() if card.name == "teacher" else None
             try:
-                forward = OnnxRuntime.from_graph(graph, gpath)
+                forward = OnnxRuntime.from_graph(graph, gpath, threads=threads)
             except Exception as exc:  # onnxruntime's own errors: this file's failure
                 raise ModelLoadError(gpath, f"ONNX graph does not load: {exc}") from exc
-            log.info("%s: started from its ONNX graph %s (PyTorch not loaded)", card.name, gpath)
-            return cls(None, card, card_path=card_path, forward=forward, head_weights=head)
+            log.info("%s: started from its %s ONNX graph %s (PyTorch not loaded)", card.name, precision, gpath)
+            engine = cls(None, card, card_path=card_path, forward=forward, head_weights=head)
+            engine.precision = precision
+            return engine
         forward = OnnxRuntime.from_cache(card.architecture, card.weights_sha256, card.input.size)
         if forward is None or head is None:
             return None
@@ -444,7 +471,9 @@ class InferenceEngine:
             x = image_to_model_input(reference_image(shape), self.card.input)[None]
             logits, _ = self._runtime.run(x)
             got = dict(zip(self.card.findings, _sigmoid(logits)))
-            want = {k: float(v) for k, v in ref["scores"].items()}
+            # the int8 graph is checked against its own scores, recorded when it was made
+            scores = self.card.int8["reference_scores"] if self.precision == "int8" else ref["scores"]
+            want = {k: float(v) for k, v in scores.items()}
         except Exception as exc:
             return EngineStatus("selftest_failed", f"{self.name}: self-test could not run: {exc}")
         if set(want) != set(got):
@@ -552,6 +581,7 @@ class InferenceEngine:
             heatmaps=maps, cam_method=cam_method if wanted else None,
             timings_ms=MappingProxyType(timings), energy=energy,
             features=_readonly(np.asarray(feats, dtype=np.float32).mean(axis=(-2, -1))),
+            precision=self.precision,
         )
         self._record(pred)
         return pred
@@ -578,6 +608,7 @@ class InferenceEngine:
         d = {
             "name": self.name, "architecture": self.card.architecture, "trained": self.card.trained,
             "weights_sha256": self.card.weights_sha256, "runtime": self.runtime_name, "threads": self.threads,
+            "precision": self.precision,
             "status": self.status.state, "message": self.status.message,
         }
         path = getattr(self._runtime, "path", None)

@@ -121,6 +121,19 @@ def _scope(d: Any) -> dict[str, Any] | None:
     return {**d, "file": _plain_file_name(d.get("file"), "scope.file"), "sha256": _matching(d, "sha256", _SHA256)}
 
 
+def _int8(d: Any, findings: tuple[str, ...]) -> dict[str, Any] | None:
+    """The int8 graph's section (``kdviewer-train quantize``, training/quantize.py): absent (null), or
+    a table naming the quantized ONNX graph (a plain name) with its SHA-256, whether it is the
+    default precision, and its own self-test scores on the reference input."""
+    if d is None:
+        return None
+    if not isinstance(d, dict):
+        raise ValueError("'int8' must be a table")
+    _typed(d, "default", bool, False)
+    return {**d, "file": _plain_file_name(d.get("file"), "int8.file"), "sha256": _matching(d, "sha256", _SHA256),
+            "reference_scores": _scores(d.get("reference_scores"), "int8.reference_scores", findings)}
+
+
 def _input_spec(d: Any) -> InputSpec:
     if not isinstance(d, dict):
         raise ValueError("'input' must be a table")
@@ -206,6 +219,7 @@ def _card_fields(d: dict[str, Any]) -> dict[str, Any]:
         "git_revision": _typed(d, "git_revision", (str, type(None)), None),
         "reference": _reference(d.get("reference"), findings),
         "scope": _scope(d.get("scope")),
+        "int8": _int8(d.get("int8"), findings),
         "schema": CARD_SCHEMA,
     }
 
@@ -233,6 +247,7 @@ class ModelCard:
     onnx_file: str | None = None  # the exported graph beside the weights (runs without PyTorch)
     onnx_sha256: str | None = None
     scope: dict[str, Any] | None = None  # the scope check: {"method", "file", "sha256", "threshold", ...}
+    int8: dict[str, Any] | None = None  # the int8 graph: {"file", "sha256", "default", "reference_scores", ...}
 
     def to_json(self) -> str:
         """The card as indented JSON (findings as keys, the input spec as a table)."""
@@ -243,6 +258,8 @@ class ModelCard:
             del d["onnx_file"], d["onnx_sha256"]
         if self.scope is None:  # likewise for a card without a scope check
             del d["scope"]
+        if self.int8 is None:  # and without an int8 graph
+            del d["int8"]
         return json.dumps(d, indent=2, sort_keys=False, allow_nan=False) + "\n"
 
     @classmethod
@@ -400,6 +417,15 @@ def verified_graph(card: ModelCard, card_path: str | Path) -> bytes | None:
     if path is None:
         return None
     return verified_bytes(path, card.onnx_sha256, MAX_GRAPH_BYTES, "ONNX graph")
+
+
+def verified_int8_graph(card: ModelCard, card_path: str | Path) -> bytes | None:
+    """The bytes of the card's int8 ONNX graph once checked like :func:`verified_graph`, or None
+    if the card has none."""
+    if card.int8 is None:
+        return None
+    path = Path(card_path).parent / _plain_file_name(card.int8["file"], "int8.file")
+    return verified_bytes(path, card.int8["sha256"], MAX_GRAPH_BYTES, "int8 ONNX graph")
 
 
 def verified_bytes(path: Path, sha256: str, max_bytes: int, what: str) -> bytes:

@@ -101,6 +101,23 @@ def thread_count() -> int:
         return _threads
 
 
+TEACHER_THREADS_ENV = "KDVIEWER_TEACHER_THREADS"
+
+
+def teacher_thread_count() -> int:
+    """Intra-op threads of the teacher's session: ``KDVIEWER_TEACHER_THREADS`` when set, else half of
+    :func:`thread_count` (at least one).
+
+    The teacher runs beside the student in the viewer; with both using every core, the student was
+    slowed by 84 % while the teacher predicted (2-core machine, `kdviewer bench`), with the teacher
+    on one of the two cores by 16 %.
+    """
+    value = os.environ.get(TEACHER_THREADS_ENV)
+    if value and value.strip():
+        return resolve_thread_count(value)
+    return max(1, thread_count() // 2)
+
+
 def cache_dir() -> Path:
     """Folder for derived files (exported ONNX graphs); created on demand.
 

@@ -324,8 +324,14 @@ def test_bench_result_has_the_documented_keys(monkeypatch, capsys):
     assert r["student"]["runtime"] == "onnxruntime"
     assert {"machine", "versions", "rss", "ratio", "targets"} <= set(r) and "32x40" in r["student_sizes"]
     assert r["machine"]["threads"]["engine_intra_op"] >= 1 and "onnxruntime" in r["versions"]
+    fl = r["floor"]
+    assert fl["probe"]["fp32_gmacs_per_s"] > 0 and 0.1 < fl["student"]["gmacs"] < fl["teacher"]["gmacs"]
+    assert fl["student"]["share_of_peak"] > 0 and fl["student"]["precision"] in ("float32", "int8")
+    tg = r["together"]
+    assert tg["student_alone_ms"] > 0 and tg["student_beside_teacher_ms"] > 0
     text = bench.format_text(r)
     assert "student" in text and "teacher/student" in text
+    assert "matmul probe" in text and "beside a busy teacher" in text and "% of it" in text
     monkeypatch.setattr(bench, "run_bench", lambda runs, **kw: r)
     assert bench.bench_command(3, True) == 0
     assert json.loads(capsys.readouterr().out)["student"]["total"]["median_ms"] > 0

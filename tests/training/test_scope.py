@@ -44,7 +44,7 @@ def models(tmp_path) -> Path:
     folder = tmp_path / "models"
     folder.mkdir()
     card = read_card(STUDENT)
-    for name in (card.weights_file, card.onnx_file):
+    for name in (card.weights_file, card.onnx_file, *([card.int8["file"]] if card.int8 else [])):
         shutil.copyfile(STUDENT.parent / name, folder / name)
     (folder / "student.json").write_text(card.with_updates(scope=None).to_json())
     return folder
