@@ -26,6 +26,59 @@ def make_qsettings(path: str | Path | None = None) -> QSettings:
     return QSettings(QSettings.Format.NativeFormat, QSettings.Scope.UserScope, ORGANIZATION, APPLICATION)
 
 
+class _Setting:
+    """A value kept under ``key`` in the settings, read and written as an attribute."""
+
+    def __init__(self, key: str):
+        self.key = key
+
+    def __get__(self, settings, owner=None):
+        return self if settings is None else self.read(settings)
+
+    def __set__(self, settings, value) -> None:
+        settings._s.setValue(self.key, self.stored(value))
+
+    def read(self, settings):
+        raise NotImplementedError
+
+    def stored(self, value):
+        return value
+
+
+class _Flag(_Setting):
+    """A yes/no setting, ``default`` where it was never set."""
+
+    def __init__(self, key: str, default: bool):
+        super().__init__(key)
+        self.default = default
+
+    def read(self, settings) -> bool:
+        return settings._get_bool(self.key, self.default)
+
+    def stored(self, value) -> bool:
+        return bool(value)
+
+
+class _Choice(_Setting):
+    """One of ``choices``; ``default`` where it was never set or is no longer a choice."""
+
+    def __init__(self, key: str, choices, default: str):
+        super().__init__(key)
+        self.choices, self.default = choices, default
+
+    def read(self, settings) -> str:
+        value = settings._get_str(self.key, self.default)
+        return value if value in self.choices else self.default
+
+
+class _Bytes(_Setting):
+    """Qt's saved window geometry or state; None where there is none."""
+
+    def read(self, settings) -> QByteArray | None:
+        value = settings._s.value(self.key)
+        return value if isinstance(value, QByteArray) and not value.isEmpty() else None
+
+
 class ViewerSettings:
     """Typed view of the values the viewer keeps between runs."""
 
@@ -82,75 +135,15 @@ class ViewerSettings:
     def overlay_opacity(self, value: float) -> None:
         self._s.setValue("overlay/opacity", float(value))
 
-    @property
-    def colormap(self) -> str:
-        name = self._get_str("overlay/colormap", DEFAULT_COLORMAP)
-        return name if name in COLORMAPS else DEFAULT_COLORMAP
-
-    @colormap.setter
-    def colormap(self, name: str) -> None:
-        self._s.setValue("overlay/colormap", name)
-
-    @property
-    def overlay_visible(self) -> bool:
-        return self._get_bool("overlay/visible", True)
-
-    @overlay_visible.setter
-    def overlay_visible(self, on: bool) -> None:
-        self._s.setValue("overlay/visible", bool(on))
-
-    @property
-    def finding(self) -> str:
-        key = self._get_str("overlay/finding", FINDING_KEYS[0])
-        return key if key in FINDING_KEYS else FINDING_KEYS[0]
-
-    @finding.setter
-    def finding(self, key: str) -> None:
-        self._s.setValue("overlay/finding", key)
-
-    @property
-    def cam_method(self) -> str:
-        method = self._get_str("overlay/method", DEFAULT_CAM_METHOD)
-        return method if method in CAM_METHODS else DEFAULT_CAM_METHOD
-
-    @cam_method.setter
-    def cam_method(self, method: str) -> None:
-        self._s.setValue("overlay/method", method)
-
-    @property
-    def teacher_enabled(self) -> bool:
-        return self._get_bool("models/teacher_enabled", True)
-
-    @teacher_enabled.setter
-    def teacher_enabled(self, on: bool) -> None:
-        self._s.setValue("models/teacher_enabled", bool(on))
-
-    @property
-    def scope_gate(self) -> bool:
-        """Hide the scores and heat maps of out-of-scope images until "show anyway" (kdviewer.core.scope)."""
-        return self._get_bool("models/scope_gate", True)
-
-    @scope_gate.setter
-    def scope_gate(self, on: bool) -> None:
-        self._s.setValue("models/scope_gate", bool(on))
-
-    @property
-    def geometry(self) -> QByteArray | None:
-        value = self._s.value("window/geometry")
-        return value if isinstance(value, QByteArray) and not value.isEmpty() else None
-
-    @geometry.setter
-    def geometry(self, value: QByteArray) -> None:
-        self._s.setValue("window/geometry", value)
-
-    @property
-    def window_state(self) -> QByteArray | None:
-        value = self._s.value("window/state")
-        return value if isinstance(value, QByteArray) and not value.isEmpty() else None
-
-    @window_state.setter
-    def window_state(self, value: QByteArray) -> None:
-        self._s.setValue("window/state", value)
+    colormap = _Choice("overlay/colormap", COLORMAPS, DEFAULT_COLORMAP)
+    overlay_visible = _Flag("overlay/visible", True)
+    finding = _Choice("overlay/finding", FINDING_KEYS, FINDING_KEYS[0])
+    cam_method = _Choice("overlay/method", CAM_METHODS, DEFAULT_CAM_METHOD)
+    teacher_enabled = _Flag("models/teacher_enabled", True)
+    # Hide the scores and heat maps of out-of-scope images until "show anyway" (kdviewer.core.scope).
+    scope_gate = _Flag("models/scope_gate", True)
+    geometry = _Bytes("window/geometry")
+    window_state = _Bytes("window/state")  # which panels are shown, and their sizes
 
     # -- recent files -----------------------------------------------------------------------
     @property
