@@ -201,6 +201,9 @@ class ScoresPanel(QWidget):
         """Show the loaded engine's name, version, weights hash, runtime and status."""
         card = engine.card
         runtime = getattr(engine, "runtime_name", "")
+        precision = getattr(engine, "precision", "")
+        if runtime and precision:
+            runtime = f"{runtime} {precision}"  # which graph ran: "onnxruntime int8"
         text = (
             f"<b style='color:{ROLE_COLORS[role]}'>{ROLE_TITLES[role]}</b> · {card.name} · "
             f"{card.architecture} · v{card.version} · "

@@ -34,6 +34,7 @@ def test_example_shows_both_models_heat_maps_switching_and_teacher_toggle(make_w
         scores = w.scores_panel.displayed_scores(role)
         assert all(scores[k] is not None and 0.0 <= scores[k] <= 1.0 for k in FINDING_KEYS), (role, scores)
         assert "sha256" in w.scores_panel.model_labels[role].text()
+        assert w.prediction(role).precision in w.scores_panel.model_labels[role].text()  # which graph ran
         assert w.prediction(role).trained  # the bundled trained models, no untrained marking
         assert not w.scores_panel.state_labels[role].isVisibleTo(w)
     assert not w.untrained_banner.isVisibleTo(w)

@@ -175,6 +175,7 @@ class EstimateMeter(CounterMeter):
             f"{entry.cores} cores, {entry.example}; CPU '{cpu_label}')"
         )
         super().__init__("estimate", method, is_estimate=True)
+        self._idle_power_w = 0.0  # known at once (see measure_idle): no background measurement to wait for
         self._notes = [
             "Energy = CPU time used by this process (all its threads) during the window × "
             f"{self.per_core_w:.2f} W per busy core, where per-core power = TDP / physical cores.",
