@@ -117,12 +117,7 @@ class ReceiveStore:
             old_size = None
         if old_size == len(data) and path.read_bytes() == data:
             return Stored(path, new=False)
-        self.reserve(len(data))
-        try:
-            self.write_atomic(path, data)
-        except BaseException:
-            self.release(len(data))
-            raise
+        self._write_within_budget(path, data)
         if old_size is not None:
             self.release(old_size)
         return Stored(path, new=True)
@@ -131,10 +126,14 @@ class ReceiveStore:
         """Write a result file next to an instance (``<SOPInstanceUID><suffix>``), atomically and
         within the budget (:class:`StoreFullError`)."""
         target = path.with_name(path.name.removesuffix(".dcm") + suffix)
+        self._write_within_budget(target, data)
+        return target
+
+    def _write_within_budget(self, path: Path, data: bytes) -> None:
+        """:meth:`write_atomic` with its bytes reserved first and given back if the write fails."""
         self.reserve(len(data))
         try:
-            self.write_atomic(target, data)
+            self.write_atomic(path, data)
         except BaseException:
             self.release(len(data))
             raise
-        return target
