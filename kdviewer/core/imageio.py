@@ -211,7 +211,7 @@ def iter_image_files(paths: Iterable[str | os.PathLike],
             yield path
             continue
         found = []
-        for root, dirs, files in os.walk(path, onerror=lambda exc: report(Path(exc.filename or path), exc)):
+        for root, dirs, files in os.walk(path, onerror=lambda exc, top=path: report(Path(exc.filename or top), exc)):
             dirs[:] = [d for d in dirs if not d.startswith(".")]
             found.extend(Path(root, f) for f in files if not f.startswith("."))
         for f in sorted(found):

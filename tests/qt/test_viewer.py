@@ -404,7 +404,7 @@ def test_one_inference_per_image_and_model(make_window, settings, tmp_path):
         _QTBOT.waitUntil(w.is_view_complete, timeout=LONG)
         for action, key in zip(w.finding_actions, FINDING_KEYS):
             action.trigger()
-            _QTBOT.waitUntil(lambda: w.model.shown_heatmap_key == ("student", "gradcam", key), timeout=LONG)
+            _QTBOT.waitUntil(lambda key=key: w.model.shown_heatmap_key == ("student", "gradcam", key), timeout=LONG)
             np.testing.assert_array_equal(_overlay(w), w.prediction("student").heatmaps[key])
     names = sorted(Path(p).name for p in good)
     student_calls = Counter(name for name, _, _ in student.calls)
