@@ -71,14 +71,15 @@ def _box_reduce(pixels: np.ndarray, fy: int, fx: int) -> np.ndarray:
     """
     h, w = pixels.shape
     hb, wb = h // fy, w // fx
-    rows = pixels[0:hb * fy:fy].astype(np.float32)
-    for i in range(1, fy):
+    rows = np.add(pixels[0:hb * fy:fy], pixels[1:hb * fy:fy], dtype=np.float32) if fy > 1 else \
+        pixels[:hb].astype(np.float32)
+    for i in range(2, fy):
         rows += pixels[i:hb * fy:fy]
     if h > hb * fy:  # partial block of rows: its mean, scaled to the full blocks' sum
         tail = pixels[hb * fy:].astype(np.float32).mean(axis=0, keepdims=True) * np.float32(fy)
         rows = np.concatenate([rows, tail])
-    out = rows[:, 0:wb * fx:fx].copy()
-    for i in range(1, fx):
+    out = np.add(rows[:, 0:wb * fx:fx], rows[:, 1:wb * fx:fx]) if fx > 1 else rows[:, :wb].copy()
+    for i in range(2, fx):
         out += rows[:, i:wb * fx:fx]
     if w > wb * fx:
         tail = rows[:, wb * fx:].mean(axis=1, keepdims=True) * np.float32(fx)
@@ -204,8 +205,9 @@ def normalize(grey01: np.ndarray, spec: InputSpec) -> np.ndarray:
     if hasattr(grey01, "new_tensor"):  # torch tensor, shape (N, 1, H, W) or (1, H, W)
         m, s = grey01.new_tensor(mean), grey01.new_tensor(std)
         return (grey01 - m) / s
-    g = np.asarray(grey01, dtype=np.float32)[None]
-    return ((g - mean) / std).astype(np.float32)
+    g = np.asarray(grey01, dtype=np.float32)
+    out = np.subtract(g[None], mean, dtype=np.float32)  # (channels, …): the grey image replicated
+    return np.divide(out, std, out=out)
 
 
 def to_model_input(
