@@ -47,20 +47,39 @@ def main(argv: list[str] | None = None) -> int:
         for i in range(a.runs):
             load = os.getloadavg()[0]
             spawn = time.time()
-            out = subprocess.run([a.python, "-c", CHILD], env=env, cwd=home, check=True, capture_output=True,
-                                 text=True, timeout=600).stdout
+            out = subprocess.run(
+                [a.python, "-c", CHILD],
+                env=env,
+                cwd=home,
+                check=True,
+                capture_output=True,
+                text=True,
+                timeout=600,
+            ).stdout
             r = json.loads(out.strip().splitlines()[-1])
             offset = (r["t_call"] - spawn) * 1e3
-            row = {"python_start_ms": (r["t0"] - spawn) * 1e3, "imports_ms": (r["t_call"] - r["t0"]) * 1e3,
-                   **{k: r[k] + offset for k in KEYS if k in r}, "load_1min": load}
+            row = {
+                "python_start_ms": (r["t0"] - spawn) * 1e3,
+                "imports_ms": (r["t_call"] - r["t0"]) * 1e3,
+                **{k: r[k] + offset for k in KEYS if k in r},
+                "load_1min": load,
+            }
             rows.append(row)
             label = "cold" if i == 0 else "warm"
-            print(f"run {i + 1} ({label}): " + ", ".join(f"{k} {v:.0f}" if k != "load_1min" else f"load {v:.2f}"
-                                                        for k, v in row.items()))
+            print(
+                f"run {i + 1} ({label}): "
+                + ", ".join(f"{k} {v:.0f}" if k != "load_1min" else f"load {v:.2f}" for k, v in row.items())
+            )
         if len(rows) > 1:
             warm = rows[1:]
-            print("warm median: " + ", ".join(f"{k} {statistics.median(r[k] for r in warm):.0f}"
-                                              for k in (*KEYS, "load_1min") if all(k in r for r in warm)))
+            print(
+                "warm median: "
+                + ", ".join(
+                    f"{k} {statistics.median(r[k] for r in warm):.0f}"
+                    for k in (*KEYS, "load_1min")
+                    if all(k in r for r in warm)
+                )
+            )
     return 0
 
 

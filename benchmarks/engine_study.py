@@ -4,8 +4,8 @@
 
 Prints median/p90 ms for: ONNX Runtime thread counts, thread spinning (back to back, and one
 image every 50 ms with the CPU time each inference costs) and graph optimisation levels; the
-multiply-adds of each network; heat maps computed in numpy (the engine's way) vs fused into the ONNX graph; eager
-PyTorch default vs channels-last vs bfloat16 autocast; the whole pipeline at several input
+multiply-adds of each network; heat maps computed in numpy (the engine's way) vs fused into the ONNX
+graph; eager PyTorch default vs channels-last vs bfloat16 autocast; the whole pipeline at several input
 sizes; and time to first scores in a fresh process (cold: export, warm: cached export).
 Untrained (seeded) weights; the machine may be shared, so compare numbers from one run only.
 """
@@ -23,7 +23,8 @@ from pathlib import Path
 
 import numpy as np
 
-from kdviewer.core import explain, runtime as rt
+from kdviewer.core import explain
+from kdviewer.core import runtime as rt
 from kdviewer.core.engine import DEFAULT_ARCH, InferenceEngine, reference_image, untrained_model
 
 
@@ -94,11 +95,21 @@ def fused_cam_graph(model, path):
     import warnings
 
     with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message=r"You are using the legacy TorchScript-based ONNX export",
-                                category=DeprecationWarning)
+        warnings.filterwarnings(
+            "ignore",
+            message=r"You are using the legacy TorchScript-based ONNX export",
+            category=DeprecationWarning,
+        )
         warnings.filterwarnings("ignore", category=DeprecationWarning, module=r"torch\.onnx\.")
-        torch.onnx.export(Fused(model).eval(), (torch.zeros(1, 3, 224, 224),), str(path), dynamo=False,
-                          input_names=["input"], output_names=["logits", "cams"], opset_version=rt.ONNX_OPSET)
+        torch.onnx.export(
+            Fused(model).eval(),
+            (torch.zeros(1, 3, 224, 224),),
+            str(path),
+            dynamo=False,
+            input_names=["input"],
+            output_names=["logits", "cams"],
+            opset_version=rt.ONNX_OPSET,
+        )
     return path
 
 
@@ -131,8 +142,7 @@ def study(runs):
             res[f"ort_opt_{level}"] = timeit(lambda: s.run(None, {"input": inp}), n)
         # heat maps: numpy from the feature map vs fused in the graph (both then upsampled the same way)
         w = explain.cam_weights(model)
-        res["ort_forward_plus_numpy_cam"] = timeit(
-            lambda: explain.class_activation_maps(r.run(inp)[1], w), n)
+        res["ort_forward_plus_numpy_cam"] = timeit(lambda: explain.class_activation_maps(r.run(inp)[1], w), n)
         with tempfile.TemporaryDirectory() as tmp:
             fs = ort_session(fused_cam_graph(model, Path(tmp) / "fused.onnx"), rt.thread_count())
             res["ort_forward_with_fused_cam"] = timeit(lambda: fs.run(None, {"input": inp}), n)
@@ -181,8 +191,9 @@ def first_scores():
         path = write_untrained_card(tmp, "student")
         env = {**os.environ, "KDVIEWER_CACHE": str(Path(tmp) / "cache")}
         for label in ("cold_export", "warm_cache", "warm_cache_again"):
-            o = subprocess.run([sys.executable, "-c", _CHILD, str(path)], capture_output=True, text=True,
-                               env=env, check=True).stdout.split()
+            o = subprocess.run(
+                [sys.executable, "-c", _CHILD, str(path)], capture_output=True, text=True, env=env, check=True
+            ).stdout.split()
             res[label] = {"ms": round(float(o[0]), 1), "torch_imported": o[1] == "True"}
     return res
 

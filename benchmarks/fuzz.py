@@ -32,7 +32,9 @@ from kdviewer.core.errors import ImageReadError
 from kdviewer.core.imageio import read_image
 from tests.core import fuzz_cases
 
-DEFAULT_CORPUS = Path(os.environ.get("KDVIEWER_SHARED", Path(__file__).resolve().parent.parent.parent / "shared"))
+DEFAULT_CORPUS = Path(
+    os.environ.get("KDVIEWER_SHARED", Path(__file__).resolve().parent.parent.parent / "shared")
+)
 DEFAULT_CORPUS = DEFAULT_CORPUS / "data" / "dicom"
 
 
@@ -62,7 +64,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--cases", type=int, default=2000)
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--corpus", type=Path, default=DEFAULT_CORPUS, help="DICOM files to damage (skipped if absent)")
+    parser.add_argument(
+        "--corpus", type=Path, default=DEFAULT_CORPUS, help="DICOM files to damage (skipped if absent)"
+    )
     parser.add_argument("--corpus-max-mb", type=float, default=10.0, help="largest corpus file used")
     parser.add_argument("--timeout", type=float, default=readpool.READ_TIMEOUT_S)
     parser.add_argument("--in-process", action="store_true", help="read_image here, not in the helper")

@@ -59,14 +59,22 @@ def _runs(a, env, cards) -> int:
 
         write_untrained_card(cards, "student")
         env["KDVIEWER_MODELS"] = cards
-        subprocess.run([sys.executable, "-c", "from kdviewer.core.engine import load_engine; load_engine('student')"],
-                       env=env, check=True, capture_output=True)
+        subprocess.run(
+            [sys.executable, "-c", "from kdviewer.core.engine import load_engine; load_engine('student')"],
+            env=env,
+            check=True,
+            capture_output=True,
+        )
     runs = []
     for i in range(a.runs):
-        out = subprocess.run([sys.executable, "-c", CHILD], env=env, check=True, capture_output=True, text=True)
+        out = subprocess.run(
+            [sys.executable, "-c", CHILD], env=env, check=True, capture_output=True, text=True
+        )
         runs.append(json.loads(out.stdout.strip().splitlines()[-1]))
-        print(f"run {i + 1}: longest GUI stall {runs[-1]['max_gap_ms']:.0f} ms "
-              f"(until scores shown {runs[-1]['until_ready_ms']:.0f} ms)")
+        print(
+            f"run {i + 1}: longest GUI stall {runs[-1]['max_gap_ms']:.0f} ms "
+            f"(until scores shown {runs[-1]['until_ready_ms']:.0f} ms)"
+        )
     print(f"median longest stall: {statistics.median(r['max_gap_ms'] for r in runs):.0f} ms")
     return 0
 

@@ -51,8 +51,9 @@ def main(argv: list[str] | None = None) -> int:
 def _runs(a, env) -> int:
     runs = []
     for i in range(a.runs):
-        out = subprocess.run([sys.executable, "-c", CHILD, a.path], env=env, check=True,
-                             capture_output=True, text=True).stdout
+        out = subprocess.run(
+            [sys.executable, "-c", CHILD, a.path], env=env, check=True, capture_output=True, text=True
+        ).stdout
         runs.append(json.loads(out.strip().splitlines()[-1]))
         print(f"run {i + 1}: " + ", ".join(f"{k} {v:.0f}" for k, v in runs[-1].items()))
     keys = [k for k in runs[0] if all(k in r for r in runs)]

@@ -74,24 +74,27 @@ def _exec_arg(arg: str) -> str:
 def desktop_entry(command: list[str]) -> str:
     """The text of the ``.desktop`` file that runs ``command`` with the chosen files."""
     exec_line = " ".join(_exec_arg(a) for a in command) + " %F"
-    return "\n".join([
-        "[Desktop Entry]",
-        "Type=Application",
-        "Version=1.4",
-        "Name=kdviewer",
-        "GenericName=Chest X-ray viewer",
-        "Comment=Offline chest X-ray viewer with AI scores and heat maps. Research use only, not for diagnosis.",
-        f"Exec={exec_line}",
-        f"TryExec={command[0]}",
-        f"Icon={APP_ID}",
-        "Terminal=false",
-        "Categories=Science;MedicalSoftware;",  # one main category, or menus list it twice
-        "MimeType=" + ";".join(MIME_TYPES) + ";",
-        "Keywords=DICOM;X-ray;radiograph;chest;",
-        f"X-KDViewer-Version={__version__}",
-        MARK,
-        "",
-    ])
+    return "\n".join(
+        [
+            "[Desktop Entry]",
+            "Type=Application",
+            "Version=1.4",
+            "Name=kdviewer",
+            "GenericName=Chest X-ray viewer",
+            "Comment=Offline chest X-ray viewer with AI scores and heat maps."
+            " Research use only, not for diagnosis.",
+            f"Exec={exec_line}",
+            f"TryExec={command[0]}",
+            f"Icon={APP_ID}",
+            "Terminal=false",
+            "Categories=Science;MedicalSoftware;",  # one main category, or menus list it twice
+            "MimeType=" + ";".join(MIME_TYPES) + ";",
+            "Keywords=DICOM;X-ray;radiograph;chest;",
+            f"X-KDViewer-Version={__version__}",
+            MARK,
+            "",
+        ]
+    )
 
 
 def _write(path: Path, data: bytes) -> None:
@@ -110,12 +113,16 @@ def _write(path: Path, data: bytes) -> None:
 def _refresh_caches() -> None:
     """Let the desktop see the change now: update the MIME and icon caches where the tools exist
     (without them the desktop picks the entry up on its next scan)."""
-    for tool, target in (("update-desktop-database", desktop_file().parent),
-                         ("gtk-update-icon-cache", data_home() / "icons" / "hicolor")):
+    for tool, target in (
+        ("update-desktop-database", desktop_file().parent),
+        ("gtk-update-icon-cache", data_home() / "icons" / "hicolor"),
+    ):
         exe = shutil.which(tool)
         if exe is None or not target.is_dir():
             continue
-        args = [exe, "-q", str(target)] if tool == "update-desktop-database" else [exe, "-q", "-t", str(target)]
+        args = (
+            [exe, "-q", str(target)] if tool == "update-desktop-database" else [exe, "-q", "-t", str(target)]
+        )
         try:
             subprocess.run(args, check=False, capture_output=True, timeout=30)
         except (OSError, subprocess.SubprocessError) as exc:

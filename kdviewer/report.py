@@ -55,11 +55,19 @@ from kdviewer.core.records import display_path, prediction_record
 log = logging.getLogger(__name__)
 
 # inferno (matplotlib's, CC0; the viewer's default heat-map colours) at 0, 1/8, …, 1
-_INFERNO = np.array([
-    (0.001462, 0.000466, 0.013866), (0.129285, 0.047293, 0.290788), (0.341500, 0.062325, 0.429425),
-    (0.540920, 0.134729, 0.415123), (0.735683, 0.215906, 0.330245), (0.894305, 0.353399, 0.193584),
-    (0.978422, 0.557937, 0.034931), (0.974638, 0.797692, 0.206332), (0.988362, 0.998364, 0.644924),
-])
+_INFERNO = np.array(
+    [
+        (0.001462, 0.000466, 0.013866),
+        (0.129285, 0.047293, 0.290788),
+        (0.341500, 0.062325, 0.429425),
+        (0.540920, 0.134729, 0.415123),
+        (0.735683, 0.215906, 0.330245),
+        (0.894305, 0.353399, 0.193584),
+        (0.978422, 0.557937, 0.034931),
+        (0.974638, 0.797692, 0.206332),
+        (0.988362, 0.998364, 0.644924),
+    ]
+)
 _PICTURE_SIDE = 1000  # pixels of the longer side of each picture in the PDF
 
 
@@ -111,7 +119,9 @@ def _pictures(image, heatmap: np.ndarray | None) -> tuple[Image.Image, Image.Ima
     plain = plain.resize(size, Image.Resampling.BILINEAR)
     if heatmap is None:
         return plain, None
-    heat = Image.fromarray(np.asarray(heatmap, dtype=np.float32), mode="F").resize(size, Image.Resampling.BILINEAR)
+    heat = Image.fromarray(np.asarray(heatmap, dtype=np.float32), mode="F").resize(
+        size, Image.Resampling.BILINEAR
+    )
     return plain, Image.fromarray(_overlay(np.asarray(plain), np.asarray(heat)))
 
 
@@ -152,11 +162,21 @@ def _styles():
         "body": base["BodyText"],
         "small": ParagraphStyle("small", parent=base["BodyText"], fontSize=8, leading=10),
         "mono": ParagraphStyle("mono", parent=base["BodyText"], fontName="Courier", fontSize=6.5, leading=8),
-        "notice": ParagraphStyle("notice", parent=base["BodyText"], fontName="Helvetica-Bold", fontSize=13,
-                                 leading=16, textColor=colors.white, backColor=colors.HexColor("#b00020"),
-                                 alignment=1, borderPadding=(5, 5, 5, 5), spaceAfter=10),
-        "marked": ParagraphStyle("marked", parent=base["BodyText"], fontName="Helvetica-Bold",
-                                 textColor=colors.HexColor("#b00020")),
+        "notice": ParagraphStyle(
+            "notice",
+            parent=base["BodyText"],
+            fontName="Helvetica-Bold",
+            fontSize=13,
+            leading=16,
+            textColor=colors.white,
+            backColor=colors.HexColor("#b00020"),
+            alignment=1,
+            borderPadding=(5, 5, 5, 5),
+            spaceAfter=10,
+        ),
+        "marked": ParagraphStyle(
+            "marked", parent=base["BodyText"], fontName="Helvetica-Bold", textColor=colors.HexColor("#b00020")
+        ),
     }
 
 
@@ -176,18 +196,32 @@ def _identifiers(image, path: str) -> list[tuple[str, str]]:
     meta = image.metadata if image is not None else None
     rows = [("File", path)]
     if meta is not None:
-        for label, value in (("Patient name", meta.patient_name), ("Patient ID", meta.patient_id),
-                             ("Birth date", meta.patient_birth_date), ("Accession number", meta.accession_number),
-                             ("Study date", meta.study_date), ("Study UID", meta.study_instance_uid),
-                             ("Series UID", meta.series_instance_uid), ("SOP Instance UID", meta.sop_instance_uid),
-                             ("Institution", meta.institution_name)):
+        for label, value in (
+            ("Patient name", meta.patient_name),
+            ("Patient ID", meta.patient_id),
+            ("Birth date", meta.patient_birth_date),
+            ("Accession number", meta.accession_number),
+            ("Study date", meta.study_date),
+            ("Study UID", meta.study_instance_uid),
+            ("Series UID", meta.series_instance_uid),
+            ("SOP Instance UID", meta.sop_instance_uid),
+            ("Institution", meta.institution_name),
+        ):
             if value:
                 rows.append((label, str(value)))
     return rows
 
 
-def _study_flowables(study: StudyResult, total: int, st, *, focus: str | None, with_identifiers: bool,
-                     generated: str, width: float) -> list:
+def _study_flowables(
+    study: StudyResult,
+    total: int,
+    st,
+    *,
+    focus: str | None,
+    with_identifiers: bool,
+    generated: str,
+    width: float,
+) -> list:
     out: list = [Paragraph(RESEARCH_NOTICE.upper(), st["notice"])]
     label = f"Study {study.number} of {total}"
     if study.subject:
@@ -195,15 +229,23 @@ def _study_flowables(study: StudyResult, total: int, st, *, focus: str | None, w
     out.append(Paragraph(label, st["h2"]))
     out.append(Paragraph(f"Generated {generated} by kdviewer {__version__}", st["small"]))
     if with_identifiers:
-        out.append(Paragraph("IDENTIFIERS INCLUDED (--with-identifiers): this page identifies a patient.",
-                             st["marked"]))
+        out.append(
+            Paragraph(
+                "IDENTIFIERS INCLUDED (--with-identifiers): this page identifies a patient.", st["marked"]
+            )
+        )
         rows = [[k, Paragraph(v, st["small"])] for k, v in _identifiers(study.image, study.path)]
         t = Table(rows, colWidths=[110, width - 110])
         t.setStyle(TableStyle([("FONTSIZE", (0, 0), (-1, -1), 8), ("BOX", (0, 0), (-1, -1), 1, colors.red)]))
         out.append(t)
     else:
-        out.append(Paragraph("De-identified: no patient name, ID, birth date, accession number, UIDs, "
-                             "file name or study date.", st["small"]))
+        out.append(
+            Paragraph(
+                "De-identified: no patient name, ID, birth date, accession number, UIDs, "
+                "file name or study date.",
+                st["small"],
+            )
+        )
     if study.error:
         out.append(Spacer(1, 12))
         out.append(Paragraph(f"This study could not be scored: {study.error}", st["marked"]))
@@ -224,10 +266,16 @@ def _study_flowables(study: StudyResult, total: int, st, *, focus: str | None, w
     plain, overlay = _pictures(image, student.heatmaps.get(key))
     side = (width - 12) / 2
     pics = [[_png(plain, side), _png(overlay, side) if overlay is not None else ""]]
-    caption = [[Paragraph("Image (default window)", st["small"]),
-                Paragraph(f"Student {student.cam_method or 'heat map'} for {finding(key).name} "
-                          f"(score {_fmt(student.scores[key])}){'' if focus else ', its top finding'}",
-                          st["small"])]]
+    caption = [
+        [
+            Paragraph("Image (default window)", st["small"]),
+            Paragraph(
+                f"Student {student.cam_method or 'heat map'} for {finding(key).name} "
+                f"(score {_fmt(student.scores[key])}){'' if focus else ', its top finding'}",
+                st["small"],
+            ),
+        ]
+    ]
     out.append(Table(pics + caption, colWidths=[side + 6, side + 6]))
     if study.measurements:
         out.append(Paragraph("Measurements: " + "; ".join(study.measurements), st["body"]))
@@ -254,15 +302,22 @@ def _study_flowables(study: StudyResult, total: int, st, *, focus: str | None, w
                 disagreements.append(finding(k).name)
         rows.append(cells)
     t = Table(rows, repeatRows=1)
-    t.setStyle(TableStyle([
-        ("FONTSIZE", (0, 0), (-1, -1), 8), ("FONTNAME", (0, 0), (-1, 0), "Helvetica-Bold"),
-        ("GRID", (0, 0), (-1, -1), 0.3, colors.grey), ("BACKGROUND", (0, 0), (-1, 0), colors.HexColor("#eeeeee")),
-    ]))
+    t.setStyle(
+        TableStyle(
+            [
+                ("FONTSIZE", (0, 0), (-1, -1), 8),
+                ("FONTNAME", (0, 0), (-1, 0), "Helvetica-Bold"),
+                ("GRID", (0, 0), (-1, -1), 0.3, colors.grey),
+                ("BACKGROUND", (0, 0), (-1, 0), colors.HexColor("#eeeeee")),
+            ]
+        )
+    )
     out.append(Spacer(1, 6))
     out.append(t)
     if len(records) > 1:
-        out.append(Paragraph("Student and teacher disagree on: " + (", ".join(disagreements) or "none"),
-                             st["body"]))
+        out.append(
+            Paragraph("Student and teacher disagree on: " + (", ".join(disagreements) or "none"), st["body"])
+        )
 
     costs: list = [Paragraph(f"Models and cost (study {study.number})", st["h2"])]
     model_rows = [["model", "version", "architecture", "runtime / precision", "weights SHA-256"]]
@@ -270,26 +325,60 @@ def _study_flowables(study: StudyResult, total: int, st, *, focus: str | None, w
     for r, engine in zip(records, study.engines):
         card = getattr(engine, "card", None)
         trained = "" if r["trained"] else " UNTRAINED"
-        model_rows.append([r["model"] + trained, getattr(card, "version", "—"), r["architecture"],
-                           f"{getattr(engine, 'runtime_name', '—')} / {audit.engine_precision(engine)}",
-                           Paragraph(r["weights_sha256"], st["mono"])])
+        model_rows.append(
+            [
+                r["model"] + trained,
+                getattr(card, "version", "—"),
+                r["architecture"],
+                f"{getattr(engine, 'runtime_name', '—')} / {audit.engine_precision(engine)}",
+                Paragraph(r["weights_sha256"], st["mono"]),
+            ]
+        )
         method = r["energy_method"] or "not measured"
         if r["energy_is_estimate"]:
             method += " (estimate)"
-        cost_rows.append([r["model"], _fmt(r["latency_ms"], 1), _fmt(r["energy_mj"], 1), _fmt(r["idle_power_w"], 2),
-                          Paragraph(method, st["small"])])
-    for rows_, widths in ((model_rows, [58, 34, 62, 88, width - 242]), (cost_rows, [62, 60, 60, 80, width - 262])):
+        cost_rows.append(
+            [
+                r["model"],
+                _fmt(r["latency_ms"], 1),
+                _fmt(r["energy_mj"], 1),
+                _fmt(r["idle_power_w"], 2),
+                Paragraph(method, st["small"]),
+            ]
+        )
+    for rows_, widths in (
+        (model_rows, [58, 34, 62, 88, width - 242]),
+        (cost_rows, [62, 60, 60, 80, width - 262]),
+    ):
         t = Table(rows_, colWidths=widths)
-        t.setStyle(TableStyle([("FONTSIZE", (0, 0), (-1, -1), 7.5), ("GRID", (0, 0), (-1, -1), 0.3, colors.grey),
-                               ("VALIGN", (0, 0), (-1, -1), "TOP")]))
+        t.setStyle(
+            TableStyle(
+                [
+                    ("FONTSIZE", (0, 0), (-1, -1), 7.5),
+                    ("GRID", (0, 0), (-1, -1), 0.3, colors.grey),
+                    ("VALIGN", (0, 0), (-1, -1), "TOP"),
+                ]
+            )
+        )
         costs += [t, Spacer(1, 6)]
-    costs.append(Paragraph("Latency is preprocessing, forward pass and heat maps, timed per inference; energy is "
-                           "the marginal energy above the idle baseline, by the method named.", st["small"]))
+    costs.append(
+        Paragraph(
+            "Latency is preprocessing, forward pass and heat maps, timed per inference; energy is "
+            "the marginal energy above the idle baseline, by the method named.",
+            st["small"],
+        )
+    )
     return [*out, KeepTogether(costs)]
 
 
-def write_pdf(studies: Iterable[StudyResult], out, *, total: int | None = None, focus: str | None = None,
-              with_identifiers: bool = False) -> None:
+def write_pdf(
+    studies: Iterable[StudyResult],
+    out,
+    *,
+    total: int | None = None,
+    focus: str | None = None,
+    with_identifiers: bool = False,
+) -> None:
     """Write ``studies`` to ``out`` (a path or a binary stream) as a PDF, one page (or more) per
     study, numbered out of ``total`` (default: their count). A generator is consumed one study at
     a time, so only the compressed pictures of the studies done stay in memory. Raises OSError."""
@@ -308,19 +397,42 @@ def write_pdf(studies: Iterable[StudyResult], out, *, total: int | None = None, 
         canvas.drawRightString(A4[0] - 36, 20, f"page {doc.page}")
         canvas.restoreState()
 
-    doc = SimpleDocTemplate(out if hasattr(out, "write") else str(out), pagesize=A4, leftMargin=36, rightMargin=36, topMargin=32, bottomMargin=36,
-                            title="kdviewer report", author="kdviewer", subject=RESEARCH_NOTICE)
+    doc = SimpleDocTemplate(
+        out if hasattr(out, "write") else str(out),
+        pagesize=A4,
+        leftMargin=36,
+        rightMargin=36,
+        topMargin=32,
+        bottomMargin=36,
+        title="kdviewer report",
+        author="kdviewer",
+        subject=RESEARCH_NOTICE,
+    )
     story: list = []
     for i, study in enumerate(studies):
         if i:
             story.append(PageBreak())
-        story += _study_flowables(study, total, st, focus=focus, with_identifiers=with_identifiers,
-                                  generated=generated, width=doc.width)
+        story += _study_flowables(
+            study,
+            total,
+            st,
+            focus=focus,
+            with_identifiers=with_identifiers,
+            generated=generated,
+            width=doc.width,
+        )
     doc.build(story, onFirstPage=footer, onLaterPages=footer)
 
 
-def report_command(paths: Sequence[str], output: Path, *, teacher: bool = False, focus: str | None = None,
-                   with_identifiers: bool = False, runtime: str = "auto") -> int:
+def report_command(
+    paths: Sequence[str],
+    output: Path,
+    *,
+    teacher: bool = False,
+    focus: str | None = None,
+    with_identifiers: bool = False,
+    runtime: str = "auto",
+) -> int:
     """Score ``paths`` (files or folders) like ``kdviewer predict`` and write the PDF. Returns 0
     when every study was scored, 1 when some were not (their pages say why), 2 when the command
     failed (no usable model, nothing to report, the PDF cannot be written)."""
@@ -369,8 +481,12 @@ def report_command(paths: Sequence[str], output: Path, *, teacher: bool = False,
     except OSError as exc:
         print(f"kdviewer: error: cannot write {display_path(output)}: {exc.strerror or exc}", file=sys.stderr)
         return 2
-    audit.record_export("report-pdf", subjects=subjects, output=output, with_identifiers=with_identifiers,
-                        source="report")
-    print(f"{len(files)} stud{'y' if len(files) == 1 else 'ies'} written to {display_path(output)}"
-          + (f"; {len(failed)} could not be scored" if failed else ""), file=sys.stderr)
+    audit.record_export(
+        "report-pdf", subjects=subjects, output=output, with_identifiers=with_identifiers, source="report"
+    )
+    print(
+        f"{len(files)} stud{'y' if len(files) == 1 else 'ies'} written to {display_path(output)}"
+        + (f"; {len(failed)} could not be scored" if failed else ""),
+        file=sys.stderr,
+    )
     return 1 if failed else 0

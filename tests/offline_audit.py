@@ -41,7 +41,7 @@ def _is_network(event: str, args: tuple) -> bool:
 def install(log_path: str) -> None:
     """Record every network attempt of this interpreter in ``log_path`` (one line each) and make
     it fail with PermissionError, so that nothing leaves even when a caller swallows the error."""
-    log = open(log_path, "a", encoding="utf-8", buffering=1)
+    log = open(log_path, "a", encoding="utf-8", buffering=1)  # noqa: SIM115 - open for the interpreter's life
 
     def hook(event: str, args: tuple) -> None:
         if event.startswith("socket.") and _is_network(event, args):
@@ -70,8 +70,18 @@ def run_predict_for(seconds: float, argv: list[str]) -> int:
 
 def strace_prefix(log_path: str) -> list[str]:
     """The command prefix that records every network system call of a process tree."""
-    return ["strace", "-f", "-qq", "--seccomp-bpf", "-e", "trace=%network", "-e", "signal=none",
-            "-o", log_path]
+    return [
+        "strace",
+        "-f",
+        "-qq",
+        "--seccomp-bpf",
+        "-e",
+        "trace=%network",
+        "-e",
+        "signal=none",
+        "-o",
+        log_path,
+    ]
 
 
 _SOCKET = re.compile(r"\bsocket\((AF_\w+|\d+)")

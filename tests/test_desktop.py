@@ -42,7 +42,8 @@ def test_install_writes_entry_and_icon_and_uninstall_removes_them(data_home, cap
     assert icon.read_bytes().startswith(b"<svg")
     assert main(["--install-desktop"]) == 0  # again: replaced, not duplicated
     assert sorted(p.name for p in entry_path.parent.iterdir() if not p.name.endswith(".cache")) == [
-        "kdviewer.desktop"]
+        "kdviewer.desktop"
+    ]
 
     assert main(["--uninstall-desktop"]) == 0
     assert not entry_path.exists() and not icon.exists()
@@ -64,13 +65,16 @@ def test_relative_xdg_data_home_is_ignored(tmp_path, monkeypatch):
     assert desktop.desktop_file() == tmp_path / ".local" / "share" / "applications" / "kdviewer.desktop"
 
 
-@pytest.mark.parametrize("arg, written", [
-    ("/opt/kdviewer/kdviewer", "/opt/kdviewer/kdviewer"),
-    ("/home/a b/kdviewer", '"/home/a b/kdviewer"'),
-    ('/x/"q"$`', '"/x/\\\\"q\\\\"\\\\$\\\\`"'),
-    ("/x/back\\slash", '"/x/back\\\\\\\\slash"'),
-    ("/x/100%", "/x/100%%"),
-])
+@pytest.mark.parametrize(
+    "arg, written",
+    [
+        ("/opt/kdviewer/kdviewer", "/opt/kdviewer/kdviewer"),
+        ("/home/a b/kdviewer", '"/home/a b/kdviewer"'),
+        ('/x/"q"$`', '"/x/\\\\"q\\\\"\\\\$\\\\`"'),
+        ("/x/back\\slash", '"/x/back\\\\\\\\slash"'),
+        ("/x/100%", "/x/100%%"),
+    ],
+)
 def test_exec_arguments_are_quoted_as_the_specification_asks(arg, written):
     assert desktop._exec_arg(arg) == written
 
@@ -83,6 +87,11 @@ def test_launch_command_is_the_bundle_when_frozen(monkeypatch):
 @pytest.mark.skipif(shutil.which("desktop-file-validate") is None, reason="desktop-file-utils not installed")
 def test_entry_passes_desktop_file_validate(data_home):
     assert main(["--install-desktop"]) == 0
-    run = subprocess.run(["desktop-file-validate", str(desktop.desktop_file())], capture_output=True, text=True,
-                         timeout=60, check=False)
+    run = subprocess.run(
+        ["desktop-file-validate", str(desktop.desktop_file())],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
     assert run.returncode == 0 and run.stdout == "", run.stdout + run.stderr

@@ -35,8 +35,15 @@ sys.exit(code)
 def _run(home: Path, *args: str, timeout: float = 180) -> subprocess.CompletedProcess:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("KDVIEWER_", "XDG_"))}
     env.update(HOME=str(home), QT_QPA_PLATFORM="offscreen")
-    return subprocess.run([sys.executable, "-c", RUN, *args], env=env, cwd=home, capture_output=True,
-                          text=True, timeout=timeout, check=False)
+    return subprocess.run(
+        [sys.executable, "-c", RUN, *args],
+        env=env,
+        cwd=home,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
 
 
 def _exported(home: Path) -> list[Path]:
@@ -45,7 +52,9 @@ def _exported(home: Path) -> list[Path]:
 
 def test_the_blocker_blocks(tmp_path):
     code = RUN.replace("from kdviewer.cli import main", "import torch")
-    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=False)
+    run = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=False
+    )
     assert run.returncode != 0 and "ModuleNotFoundError: import of torch halted" in run.stderr
 
 
@@ -70,17 +79,22 @@ def test_info_without_pytorch_lists_verified_models(tmp_path):
 
 
 def test_library_heat_maps_say_they_need_the_explain_extra(tmp_path):
-    code = RUN.replace("from kdviewer.cli import main\ncode = main(sys.argv[1:])", (
-        "from kdviewer.core.engine import load_engine, reference_image\n"
-        "eng = load_engine('student')\n"
-        "try:\n"
-        "    eng.predict(reference_image(), cam_method='gradcam++', measure_energy=False)\n"
-        "except ImportError as exc:\n"
-        "    print(exc)\n"
-        "code = 0\n"))
+    code = RUN.replace(
+        "from kdviewer.cli import main\ncode = main(sys.argv[1:])",
+        (
+            "from kdviewer.core.engine import load_engine, reference_image\n"
+            "eng = load_engine('student')\n"
+            "try:\n"
+            "    eng.predict(reference_image(), cam_method='gradcam++', measure_energy=False)\n"
+            "except ImportError as exc:\n"
+            "    print(exc)\n"
+            "code = 0\n"
+        ),
+    )
     env = {**os.environ, "HOME": str(tmp_path)}
-    run = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120,
-                         check=False)
+    run = subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120, check=False
+    )
     assert run.returncode == 0, run.stderr
     assert "gradcam++ heat map needs PyTorch" in run.stdout and "kdviewer[explain]" in run.stdout
 
@@ -95,19 +109,24 @@ def test_viewer_screenshot_without_pytorch(tmp_path):
 
 
 def test_viewer_greys_out_the_library_heat_map_methods(tmp_path):
-    code = RUN.replace("from kdviewer.cli import main\ncode = main(sys.argv[1:])", (
-        "from PySide6.QtWidgets import QApplication\n"
-        "from PySide6.QtCore import Qt\n"
-        "app = QApplication([])\n"
-        "from kdviewer.qt.overlay_controls import OverlayControls\n"
-        "combo = OverlayControls().method_combo\n"
-        "for i in range(combo.count()):\n"
-        "    tip = combo.itemData(i, Qt.ItemDataRole.ToolTipRole) or ''\n"
-        "    print(combo.itemText(i), combo.model().item(i).isEnabled(), tip)\n"
-        "code = 0\n"))
+    code = RUN.replace(
+        "from kdviewer.cli import main\ncode = main(sys.argv[1:])",
+        (
+            "from PySide6.QtWidgets import QApplication\n"
+            "from PySide6.QtCore import Qt\n"
+            "app = QApplication([])\n"
+            "from kdviewer.qt.overlay_controls import OverlayControls\n"
+            "combo = OverlayControls().method_combo\n"
+            "for i in range(combo.count()):\n"
+            "    tip = combo.itemData(i, Qt.ItemDataRole.ToolTipRole) or ''\n"
+            "    print(combo.itemText(i), combo.model().item(i).isEnabled(), tip)\n"
+            "code = 0\n"
+        ),
+    )
     env = {**os.environ, "HOME": str(tmp_path), "QT_QPA_PLATFORM": "offscreen"}
-    run = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120,
-                         check=False)
+    run = subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120, check=False
+    )
     assert run.returncode == 0, run.stderr
     rows = [line.split(" ", 2) for line in run.stdout.splitlines()]
     assert rows[0][:2] == ["gradcam", "True"]

@@ -24,13 +24,15 @@ MIN_SECONDS = 22.0
 needs_strace = pytest.mark.skipif(
     shutil.which("strace") is None,
     reason="strace is not installed (apt-get install strace): the Python audit hook alone cannot see "
-           "sockets opened by native code such as ONNX Runtime's telemetry",
+    "sockets opened by native code such as ONNX Runtime's telemetry",
 )
 
 
 def _python_with_audit(log: Path, body: str) -> list[str]:
-    code = (f"import sys; sys.path.insert(0, {TESTS!r}); import offline_audit; "
-            f"offline_audit.install({str(log)!r})\n")
+    code = (
+        f"import sys; sys.path.insert(0, {TESTS!r}); import offline_audit; "
+        f"offline_audit.install({str(log)!r})\n"
+    )
     return [sys.executable, "-c", code + body]
 
 
@@ -63,8 +65,9 @@ def test_audit_hook_catches_and_blocks_a_deliberate_lookup(tmp_path):
 def test_strace_audit_catches_a_deliberate_socket(tmp_path):
     log = tmp_path / "strace.log"
     code = "import socket; a, b = socket.socketpair(); s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)"
-    subprocess.run([*offline_audit.strace_prefix(str(log)), sys.executable, "-c", code], check=True,
-                   timeout=60)
+    subprocess.run(
+        [*offline_audit.strace_prefix(str(log)), sys.executable, "-c", code], check=True, timeout=60
+    )
     found = offline_audit.network_calls(log.read_text())
     assert len(found) == 1 and "socket(AF_INET, SOCK_DGRAM" in found[0]  # the socketpair is not network
 
@@ -79,8 +82,10 @@ def test_predict_with_teacher_for_20_seconds_opens_no_socket(tmp_path):
     home = tmp_path / "home"
     home.mkdir()
     audit_log, strace_log, out = tmp_path / "audit.log", tmp_path / "strace.log", tmp_path / "out.json"
-    body = (f"sys.exit(offline_audit.run_predict_for({MIN_SECONDS}, "
-            f"['predict', '--teacher', '-o', {str(out)!r}, {str(folder)!r}]))")
+    body = (
+        f"sys.exit(offline_audit.run_predict_for({MIN_SECONDS}, "
+        f"['predict', '--teacher', '-o', {str(out)!r}, {str(folder)!r}]))"
+    )
     cmd = [*offline_audit.strace_prefix(str(strace_log)), *_python_with_audit(audit_log, body)]
     proc = subprocess.run(cmd, env=_offline_env(home), capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]

@@ -23,7 +23,18 @@ REPO = Path(__file__).resolve().parent.parent
 def wheel(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("wheel")
     subprocess.run(
-        [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", str(out), str(REPO)],
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            "--no-deps",
+            "--no-build-isolation",
+            "-q",
+            "-w",
+            str(out),
+            str(REPO),
+        ],
         check=True,
     )
     (whl,) = out.glob("kdviewer-*.whl")
@@ -47,7 +58,9 @@ def test_installed_wheel_predicts_on_example(wheel, tmp_path):
     py = venv / "bin" / "python"
     site = subprocess.run(
         [str(py), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
-        check=True, capture_output=True, text=True,
+        check=True,
+        capture_output=True,
+        text=True,
     ).stdout.strip()
     # Borrow torch & co. from the test environment: a plain path line, so its .pth files
     # (among them the editable install of this checkout) are not processed.
@@ -57,19 +70,38 @@ def test_installed_wheel_predicts_on_example(wheel, tmp_path):
     workdir.mkdir()
     env = {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), "KDVIEWER_CACHE": str(tmp_path / "cache")}
     where = subprocess.run(
-        [str(py), "-c", "import kdviewer, kdviewer.core.resources as r; print(kdviewer.__file__); print(r.resources_dir())"],
-        cwd=workdir, env=env, check=True, capture_output=True, text=True,
+        [
+            str(py),
+            "-c",
+            "import kdviewer, kdviewer.core.resources as r;"
+            " print(kdviewer.__file__); print(r.resources_dir())",
+        ],
+        cwd=workdir,
+        env=env,
+        check=True,
+        capture_output=True,
+        text=True,
     ).stdout.split()
     assert where[0].startswith(site), where
     assert where[1].startswith(site) and where[1].endswith("_resources"), where
     run = subprocess.run(
         [str(venv / "bin" / "kdviewer"), "predict", "--format", "json"],
-        cwd=workdir, env=env, capture_output=True, text=True, timeout=300,
+        cwd=workdir,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert run.returncode == 0, run.stderr
     (record,) = json.loads(run.stdout)
     assert record["file"].endswith("RG1_J2KR.dcm")
-    assert set(record["findings"]) == {"atelectasis", "cardiomegaly", "consolidation", "edema", "pleural_effusion"}
+    assert set(record["findings"]) == {
+        "atelectasis",
+        "cardiomegaly",
+        "consolidation",
+        "edema",
+        "pleural_effusion",
+    }
 
 
 def test_plain_install_needs_no_pytorch_and_the_extras_bring_it():

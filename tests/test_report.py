@@ -1,4 +1,5 @@
-"""``kdviewer report``: the PDF holds predict's scores and the model hashes, never identifiers unless asked."""
+"""``kdviewer report``: the PDF holds predict's scores and the model hashes, never identifiers unless
+asked."""
 
 from __future__ import annotations
 
@@ -16,8 +17,14 @@ from kdviewer.core.findings import FINDING_KEYS
 from kdviewer.report import _overlay
 from tests.core import dicom_factory
 
-IDENTIFIERS = {"PatientName": "Zyxwvut^Qrstuv", "PatientID": "PID8675309", "AccessionNumber": "ACC424242",
-               "PatientBirthDate": "19230405", "StudyDate": "20240229", "InstitutionName": "Quokka General"}
+IDENTIFIERS = {
+    "PatientName": "Zyxwvut^Qrstuv",
+    "PatientID": "PID8675309",
+    "AccessionNumber": "ACC424242",
+    "PatientBirthDate": "19230405",
+    "StudyDate": "20240229",
+    "InstitutionName": "Quokka General",
+}
 
 
 @pytest.fixture(scope="module")
@@ -26,8 +33,9 @@ def study(tmp_path_factory):
     folder = tmp_path_factory.mktemp("report")
     yy, xx = np.mgrid[0:320, 0:288]
     pixels = (2000 + 1500 * np.sin(xx / 23.0) * np.cos(yy / 31.0)).astype(np.uint16)
-    ds = dicom_factory.make_dataset(pixels, bits_stored=12, modality="DX", ViewPosition="PA",
-                                    BodyPartExamined="CHEST", **IDENTIFIERS)
+    ds = dicom_factory.make_dataset(
+        pixels, bits_stored=12, modality="DX", ViewPosition="PA", BodyPartExamined="CHEST", **IDENTIFIERS
+    )
     path = dicom_factory.write(ds, folder / "Zyxwvut_Qrstuv.dcm")
     uids = [str(ds.SOPInstanceUID), str(ds.StudyInstanceUID), str(ds.SeriesInstanceUID)]
     return path, uids
@@ -120,8 +128,13 @@ def test_overlay_leaves_weak_activation_see_through():
 
 
 def test_scope_check_verdict_is_on_the_page(tmp_path):
-    ds = dicom_factory.make_dataset(dicom_factory.ramp(256, 240, 0, 4095), bits_stored=12, modality="DX",
-                                    ViewPosition="LL", BodyPartExamined="CHEST")
+    ds = dicom_factory.make_dataset(
+        dicom_factory.ramp(256, 240, 0, 4095),
+        bits_stored=12,
+        modality="DX",
+        ViewPosition="LL",
+        BodyPartExamined="CHEST",
+    )
     path = dicom_factory.write(ds, tmp_path / "lateral.dcm")
     out = tmp_path / "lateral.pdf"
     assert main(["report", str(path), "-o", str(out)]) == 0

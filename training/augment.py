@@ -51,7 +51,9 @@ def _uniform(gen: torch.Generator, n: int, half_width: float, centre: float = 0.
     return centre + (torch.rand(n, generator=gen) * 2.0 - 1.0) * half_width
 
 
-def draw_params(gen: torch.Generator, n: int, hflip: bool, degrees: float) -> tuple[torch.Tensor, torch.Tensor]:
+def draw_params(
+    gen: torch.Generator, n: int, hflip: bool, degrees: float
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Flip flags (bool, n) and rotation angles in radians (float, n), uniform in ±degrees."""
     flips = torch.rand(n, generator=gen) < 0.5
     angles = _uniform(gen, n, math.radians(degrees))
@@ -86,8 +88,14 @@ def apply_photometric(x: torch.Tensor, brightness: torch.Tensor, contrast: torch
     return ((x - mean) * c + mean + b).clamp_(0.0, 1.0)
 
 
-def apply_affine(x: torch.Tensor, flips: torch.Tensor, angles: torch.Tensor, zoom: torch.Tensor | None = None,
-                 tx: torch.Tensor | None = None, ty: torch.Tensor | None = None) -> torch.Tensor:
+def apply_affine(
+    x: torch.Tensor,
+    flips: torch.Tensor,
+    angles: torch.Tensor,
+    zoom: torch.Tensor | None = None,
+    tx: torch.Tensor | None = None,
+    ty: torch.Tensor | None = None,
+) -> torch.Tensor:
     """Flip, rotate about the centre, zoom and shift each image of ``x`` (N, C, H, W); outside pixels are 0.
 
     ``zoom`` > 1 magnifies; ``tx``/``ty`` shift the content by that fraction of the width/height.
@@ -123,8 +131,15 @@ class BatchAugmenter:
     Intensity jitter is applied first (so the zero padding of the geometric step stays black).
     """
 
-    def __init__(self, seed: int, hflip: bool, degrees: float, rank: int = 0, world: int = 1,
-                 jitter: Jitter | None = None):
+    def __init__(
+        self,
+        seed: int,
+        hflip: bool,
+        degrees: float,
+        rank: int = 0,
+        world: int = 1,
+        jitter: Jitter | None = None,
+    ):
         self.gen = torch.Generator().manual_seed(seed)
         self.hflip, self.degrees, self.rank, self.world = hflip, degrees, rank, world
         self.jitter = jitter or Jitter()

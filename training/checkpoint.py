@@ -51,5 +51,7 @@ def load_weights(model: torch.nn.Module, path: str | Path) -> dict[str, Any]:
     try:
         model.load_state_dict(ckpt["model"], strict=True)
     except (KeyError, RuntimeError) as exc:
-        raise ModelLoadError(path, f"weights do not fit {getattr(model, 'arch', 'the model')}: {exc}") from exc
+        raise ModelLoadError(
+            path, f"weights do not fit {getattr(model, 'arch', 'the model')}: {exc}"
+        ) from exc
     return ckpt

@@ -37,7 +37,9 @@ class DataConfig:
     uncertain: str = "ones"  # CheXpert -1 labels: ones (U-Ones) | zeros (U-Zeros) | ignore (masked)
     frontal_only: bool = True  # CheXpert/NIH: keep frontal (PA/AP) images only
     path_column: str = ""  # generic CSV: column with image paths ("" = "path")
-    patient_column: str = ""  # generic CSV: patient column ("" = "patient_id"; absent = one patient per image)
+    patient_column: str = (
+        ""  # generic CSV: patient column ("" = "patient_id"; absent = one patient per image)
+    )
     split_column: str = ""  # use a provided split column (values train/val/test) instead of drawing one
     val_fraction: float = 0.1  # of patients, when the split is drawn here
     test_fraction: float = 0.0  # of patients, drawn from the training patients (0 = no test split)
@@ -127,7 +129,7 @@ class Config:
     eval: EvalConfig = field(default_factory=EvalConfig)
     export: ExportConfig = field(default_factory=ExportConfig)
 
-    def validate(self) -> "Config":
+    def validate(self) -> Config:
         """Raise ValueError on values outside their documented choices; return self."""
         checks = [
             (self.data.format, DATA_FORMATS, "data.format"),
@@ -227,8 +229,9 @@ def parse_override(text: str) -> tuple[list[str], Any]:
     return key.strip().split("."), value
 
 
-def load_config(path: str | Path | None = None, overrides: list[str] | tuple[str, ...] = (),
-                base: Config | None = None) -> Config:
+def load_config(
+    path: str | Path | None = None, overrides: list[str] | tuple[str, ...] = (), base: Config | None = None
+) -> Config:
     """Build a Config: ``base`` (default: the paper's), then a TOML file, then ``key=value`` overrides."""
     d = (base or Config()).to_dict()
     if path is not None:
@@ -251,7 +254,8 @@ def config_from_dict(d: dict[str, Any]) -> Config:
 
 
 def with_overrides(cfg: Config, **sections: dict[str, Any]) -> Config:
-    """Return ``cfg`` with fields of named sections replaced, e.g. ``with_overrides(c, train={"epochs": 2})``."""
+    """Return ``cfg`` with fields of named sections replaced, e.g.
+    ``with_overrides(c, train={"epochs": 2})``."""
     changes = {name: replace(getattr(cfg, name), **vals) for name, vals in sections.items()}
     return replace(cfg, **changes).validate()
 

@@ -21,8 +21,12 @@ class EpochEnergy:
     is_estimate: bool = False
 
     def to_dict(self) -> dict:
-        return {"time_s": self.duration_s, "energy_j": None if math.isnan(self.energy_j) else self.energy_j,
-                "energy_method": self.method, "energy_is_estimate": self.is_estimate}
+        return {
+            "time_s": self.duration_s,
+            "energy_j": None if math.isnan(self.energy_j) else self.energy_j,
+            "energy_method": self.method,
+            "energy_is_estimate": self.is_estimate,
+        }
 
 
 def nvml_index(device) -> int:

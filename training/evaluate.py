@@ -28,7 +28,6 @@ from torch.utils.data import DataLoader
 from kdviewer.core.findings import FINDING_KEYS, FINDING_NAMES
 from kdviewer.core.models import build_model
 from kdviewer.core.preprocess import normalize
-
 from training import checkpoint
 from training.config import Config, read_config
 from training.data import PreparedData, prepare_data
@@ -42,8 +41,10 @@ from training.workspace import MODEL_NAMES, Workspace
 
 log = logging.getLogger(__name__)
 
-THRESHOLD_RULE = ("Youden's J on the validation split: the observed probability t maximising "
-                  "sensitivity + specificity - 1 for 'positive if probability >= t'")
+THRESHOLD_RULE = (
+    "Youden's J on the validation split: the observed probability t maximising "
+    "sensitivity + specificity - 1 for 'positive if probability >= t'"
+)
 COMPARISONS = (("teacher", "student"), ("student", "student_plain"))
 
 
@@ -63,8 +64,9 @@ def load_trained(ws: Workspace, name: str) -> tuple[torch.nn.Module, Config]:
 
 
 @torch.no_grad()
-def predict_probs(model: torch.nn.Module, data: PreparedData, split: str, cfg: Config,
-                  device: torch.device | None = None) -> np.ndarray:
+def predict_probs(
+    model: torch.nn.Module, data: PreparedData, split: str, cfg: Config, device: torch.device | None = None
+) -> np.ndarray:
     """Sigmoid probabilities (N, findings) for every image of ``split`` (fp32, no augmentation)."""
     device = device or torch.device("cpu")
     model = model.to(device).eval()
@@ -105,17 +107,28 @@ def _load(ws: Workspace, name: str, cards: dict[str, Path] | None) -> tuple[torc
     return model, card.input
 
 
-def evaluate(cfg: Config, ws: Workspace, splits: str | Path | None = None,
-             data: PreparedData | None = None, models_dir: str | Path | None = None) -> dict:
+def evaluate(
+    cfg: Config,
+    ws: Workspace,
+    splits: str | Path | None = None,
+    data: PreparedData | None = None,
+    models_dir: str | Path | None = None,
+) -> dict:
     """Evaluate every trained model of ``ws`` (or every card in ``models_dir``, e.g. the shipped
     ``resources/models``); return (and write to ``<workdir>/evaluation``) the metrics."""
     cards = card_models(models_dir) if models_dir is not None else None
     names = list(cards) if cards is not None else trained_models(ws)
     if not names:
-        where = f"model cards in {models_dir}" if cards is not None else f"trained model (best.pt) under {ws.root}"
+        where = (
+            f"model cards in {models_dir}"
+            if cards is not None
+            else f"trained model (best.pt) under {ws.root}"
+        )
         raise FileNotFoundError(f"no {where}")
     data = data or prepare_data(cfg, ws, DistInfo(), splits)
-    split = cfg.eval.split if cfg.eval.split != "auto" else ("test" if (data.splits == "test").any() else "val")
+    split = (
+        cfg.eval.split if cfg.eval.split != "auto" else ("test" if (data.splits == "test").any() else "val")
+    )
     out_dir = ws.evaluation
     out_dir.mkdir(parents=True, exist_ok=True)
     device = torch.device("cuda" if torch.cuda.is_available() and cfg.train.device != "cpu" else "cpu")
@@ -124,11 +137,19 @@ def evaluate(cfg: Config, ws: Workspace, splits: str | Path | None = None,
     patients = np.asarray(data.table.patients)[rows]
     val_labels = data.table.labels[data.rows("val")]
     seed = derived_seed(cfg.seed, 5)
-    boot = dict(resamples=cfg.eval.bootstrap, seed=seed, unit=cfg.eval.bootstrap_unit,
-                confidence=cfg.eval.confidence)
-    metrics: dict = {"split": split, "images": int(len(rows)), "patients": int(len(set(patients))),
-                     "threshold_rule": THRESHOLD_RULE, "bootstrap": boot,
-                     "optimistic": split == "val", "models": {}, "comparisons": {}}
+    boot = dict(
+        resamples=cfg.eval.bootstrap, seed=seed, unit=cfg.eval.bootstrap_unit, confidence=cfg.eval.confidence
+    )
+    metrics: dict = {
+        "split": split,
+        "images": int(len(rows)),
+        "patients": int(len(set(patients))),
+        "threshold_rule": THRESHOLD_RULE,
+        "bootstrap": boot,
+        "optimistic": split == "val",
+        "models": {},
+        "comparisons": {},
+    }
     probs: dict[str, np.ndarray] = {}
     for name in names:
         model, spec = _load(ws, name, cards)
@@ -140,20 +161,34 @@ def evaluate(cfg: Config, ws: Workspace, splits: str | Path | None = None,
         thresholds = {k: youden_threshold(val_labels[:, j], p_val[:, j]) for j, k in enumerate(FINDING_KEYS)}
         report = auc_report(labels, p_eval, patients, **boot)
         report["thresholds"] = thresholds
-        report["operating_points"] = {k: operating_point(labels[:, j], p_eval[:, j], thresholds[k])
-                                      for j, k in enumerate(FINDING_KEYS)}
+        report["operating_points"] = {
+            k: operating_point(labels[:, j], p_eval[:, j], thresholds[k]) for j, k in enumerate(FINDING_KEYS)
+        }
         report["arch"] = model.arch
         metrics["models"][name] = report
-        log.info("%s on %s: mean AUC %.4f [%.4f, %.4f]", name, split, report["mean_auc"],
-                 *report.get("mean_auc_ci", [float("nan")] * 2))
+        log.info(
+            "%s on %s: mean AUC %.4f [%.4f, %.4f]",
+            name,
+            split,
+            report["mean_auc"],
+            *report.get("mean_auc_ci", [float("nan")] * 2),
+        )
     for a, b in COMPARISONS:
         if a in probs and b in probs:
-            metrics["comparisons"][f"{a}_vs_{b}"] = {"a": a, "b": b,
-                                                     **paired_bootstrap(labels, probs[a], probs[b], patients, **boot)}
+            metrics["comparisons"][f"{a}_vs_{b}"] = {
+                "a": a,
+                "b": b,
+                **paired_bootstrap(labels, probs[a], probs[b], patients, **boot),
+            }
     write_json(out_dir / "metrics.json", metrics)
     (out_dir / "summary.md").write_text(summary_markdown(metrics), encoding="utf-8")
-    np.savez_compressed(out_dir / "predictions.npz", labels=labels, patients=patients.astype(str),
-                        keys=np.asarray(data.table.keys)[rows].astype(str), **probs)
+    np.savez_compressed(
+        out_dir / "predictions.npz",
+        labels=labels,
+        patients=patients.astype(str),
+        keys=np.asarray(data.table.keys)[rows].astype(str),
+        **probs,
+    )
     plot_roc(labels, probs, metrics["models"], out_dir / "roc.png", f"ROC on the {split} split")
     return metrics
 
@@ -168,19 +203,31 @@ def summary_markdown(m: dict) -> str:
     """A markdown report of ``metrics.json``."""
     lines = [f"# Evaluation on the {m['split']} split ({m['images']} images, {m['patients']} patients)", ""]
     if m["optimistic"]:
-        lines += ["> No test split: these are validation-split figures, which also chose the best epoch and "
-                  "the thresholds, so they are optimistic.", ""]
+        lines += [
+            "> No test split: these are validation-split figures, which also chose the best epoch and "
+            "the thresholds, so they are optimistic.",
+            "",
+        ]
     b = m["bootstrap"]
-    lines += [f"ROC-AUC with {int(b['confidence'] * 100)}% percentile bootstrap CIs ({b['resamples']} resamples "
-              f"by {b['unit']}, seed {b['seed']}).", ""]
+    lines += [
+        f"ROC-AUC with {int(b['confidence'] * 100)}% percentile bootstrap CIs ({b['resamples']} resamples "
+        f"by {b['unit']}, seed {b['seed']}).",
+        "",
+    ]
     names = list(m["models"])
     lines.append("| finding | " + " | ".join(names) + " |")
     lines.append("|---|" + "---|" * len(names))
     for k, label in zip(FINDING_KEYS, FINDING_NAMES):
-        cells = [_fmt_ci(m["models"][n]["findings"][k]["auc"], m["models"][n]["findings"][k].get("ci")) for n in names]
+        cells = [
+            _fmt_ci(m["models"][n]["findings"][k]["auc"], m["models"][n]["findings"][k].get("ci"))
+            for n in names
+        ]
         lines.append(f"| {label} | " + " | ".join(cells) + " |")
-    lines.append("| **mean** | " + " | ".join(_fmt_ci(m["models"][n]["mean_auc"], m["models"][n].get("mean_auc_ci"))
-                                            for n in names) + " |")
+    lines.append(
+        "| **mean** | "
+        + " | ".join(_fmt_ci(m["models"][n]["mean_auc"], m["models"][n].get("mean_auc_ci")) for n in names)
+        + " |"
+    )
     lines += ["", f"Thresholds: {m['threshold_rule']}.", ""]
     lines.append("| finding | " + " | ".join(f"{n} threshold (sens/spec)" for n in names) + " |")
     lines.append("|---|" + "---|" * len(names))
@@ -191,9 +238,16 @@ def summary_markdown(m: dict) -> str:
             cells.append(f"{op['threshold']:.3f} ({op['sensitivity']:.2f}/{op['specificity']:.2f})")
         lines.append(f"| {label} | " + " | ".join(cells) + " |")
     if m["comparisons"]:
-        lines += ["", "Paired bootstrap, difference of mean AUC (A − B):", "",
-                  "| A vs B | difference | CI | fraction of resamples ≤ 0 |", "|---|---|---|---|"]
+        lines += [
+            "",
+            "Paired bootstrap, difference of mean AUC (A − B):",
+            "",
+            "| A vs B | difference | CI | fraction of resamples ≤ 0 |",
+            "|---|---|---|---|",
+        ]
         for c in m["comparisons"].values():
-            lines.append(f"| {c['a']} vs {c['b']} | {c['difference']:+.4f} | [{c['ci'][0]:+.4f}, {c['ci'][1]:+.4f}] "
-                         f"| {c['p_le_0']:.3f} |")
+            lines.append(
+                f"| {c['a']} vs {c['b']} | {c['difference']:+.4f} | [{c['ci'][0]:+.4f}, {c['ci'][1]:+.4f}] "
+                f"| {c['p_le_0']:.3f} |"
+            )
     return "\n".join(lines) + "\n"

@@ -15,8 +15,8 @@ import json
 import logging
 import multiprocessing
 import os
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 import torch
@@ -70,8 +70,14 @@ def _decode_all(files: Sequence[str], spec: InputSpec, out: np.ndarray, workers:
         bar.close()
 
 
-def build_image_array(files: Sequence[str], spec: InputSpec, mode: str, cache_dir: str | Path | None,
-                      workers: int = 0, progress: bool = True) -> np.ndarray | None:
+def build_image_array(
+    files: Sequence[str],
+    spec: InputSpec,
+    mode: str,
+    cache_dir: str | Path | None,
+    workers: int = 0,
+    progress: bool = True,
+) -> np.ndarray | None:
     """Decode every file once into an (N, S, S) float32 array; None for ``mode="none"``.
 
     ``mode="disk"`` reuses (or writes, atomically) ``cache_dir/images-<key>.npy`` and returns it
@@ -113,8 +119,14 @@ class GreyImages(Dataset):
     Fetching is batched (``__getitems__``): the loader yields ``(x, y, index)`` tensors directly.
     """
 
-    def __init__(self, rows: np.ndarray, labels: np.ndarray, array: np.ndarray | None,
-                 files: Sequence[str], spec: InputSpec):
+    def __init__(
+        self,
+        rows: np.ndarray,
+        labels: np.ndarray,
+        array: np.ndarray | None,
+        files: Sequence[str],
+        spec: InputSpec,
+    ):
         self.rows = np.asarray(rows, dtype=np.int64)  # indices into the table / image array
         self.labels = torch.from_numpy(np.ascontiguousarray(labels[self.rows], dtype=np.float32))
         self.array = array

@@ -20,7 +20,9 @@ def pos_weight_from_labels(labels: np.ndarray) -> np.ndarray:
     return w.astype(np.float32)
 
 
-def masked_bce_terms(logits: torch.Tensor, targets: torch.Tensor, pos_weight: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
+def masked_bce_terms(
+    logits: torch.Tensor, targets: torch.Tensor, pos_weight: torch.Tensor | None
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Sum of BCE-with-logits over known labels and the number of known labels.
 
     Per element: ``-(w·y·log σ(x) + (1−y)·log(1−σ(x)))`` with ``w = pos_weight[finding]``.
@@ -31,8 +33,12 @@ def masked_bce_terms(logits: torch.Tensor, targets: torch.Tensor, pos_weight: to
     return (per * known).sum(), known.sum()
 
 
-def masked_bce(logits: torch.Tensor, targets: torch.Tensor, pos_weight: torch.Tensor | None = None,
-               normaliser: torch.Tensor | float | None = None) -> torch.Tensor:
+def masked_bce(
+    logits: torch.Tensor,
+    targets: torch.Tensor,
+    pos_weight: torch.Tensor | None = None,
+    normaliser: torch.Tensor | float | None = None,
+) -> torch.Tensor:
     """Mean BCE-with-logits over the known labels (or the sum over ``normaliser`` when given).
 
     Under DDP the normaliser is the global count of known labels / world size, so that DDP's
@@ -62,9 +68,15 @@ def kd_term(student_logits: torch.Tensor, teacher_logits: torch.Tensor, temperat
     return temperature**2 * kl.mean()
 
 
-def distillation_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor, targets: torch.Tensor,
-                      pos_weight: torch.Tensor | None, alpha: float, temperature: float,
-                      normaliser: torch.Tensor | float | None = None) -> torch.Tensor:
+def distillation_loss(
+    student_logits: torch.Tensor,
+    teacher_logits: torch.Tensor,
+    targets: torch.Tensor,
+    pos_weight: torch.Tensor | None,
+    alpha: float,
+    temperature: float,
+    normaliser: torch.Tensor | float | None = None,
+) -> torch.Tensor:
     """The paper's loss: ``alpha·BCE(student, labels) + (1−alpha)·T²·mean Bernoulli-KL``.
 
     The BCE term is the same masked, pos-weighted BCE the teacher and plain student train with.

@@ -60,8 +60,9 @@ def weighted_auc(y: np.ndarray, score: np.ndarray, weights: np.ndarray) -> np.nd
         return np.where(den > 0, num / den, np.nan)
 
 
-def bootstrap_weights(patients: np.ndarray | None, n: int, resamples: int, seed: int,
-                      unit: str = "patient") -> np.ndarray:
+def bootstrap_weights(
+    patients: np.ndarray | None, n: int, resamples: int, seed: int, unit: str = "patient"
+) -> np.ndarray:
     """Integer weights (resamples, n): images (``unit="image"``) or patients drawn with replacement."""
     rng = np.random.default_rng(seed)
     if unit == "image" or patients is None:
@@ -77,13 +78,17 @@ def bootstrap_weights(patients: np.ndarray | None, n: int, resamples: int, seed:
     return counts[:, group]
 
 
-def _per_finding_boot(labels: np.ndarray, scores: np.ndarray, weights: np.ndarray, chunk: int = 200) -> np.ndarray:
+def _per_finding_boot(
+    labels: np.ndarray, scores: np.ndarray, weights: np.ndarray, chunk: int = 200
+) -> np.ndarray:
     """(resamples, findings) AUCs."""
     out = np.full((weights.shape[0], labels.shape[1]), np.nan)
     for j in range(labels.shape[1]):
         known = ~np.isnan(labels[:, j])
         for a in range(0, weights.shape[0], chunk):
-            out[a:a + chunk, j] = weighted_auc(labels[known, j], scores[known, j], weights[a:a + chunk][:, known])
+            out[a : a + chunk, j] = weighted_auc(
+                labels[known, j], scores[known, j], weights[a : a + chunk][:, known]
+            )
     return out
 
 
@@ -95,8 +100,15 @@ def _ci(values: np.ndarray, confidence: float) -> tuple[float, float]:
     return float(lo), float(hi)
 
 
-def auc_report(labels: np.ndarray, scores: np.ndarray, patients: np.ndarray | None, resamples: int = 1000,
-               seed: int = 0, unit: str = "patient", confidence: float = 0.95) -> dict:
+def auc_report(
+    labels: np.ndarray,
+    scores: np.ndarray,
+    patients: np.ndarray | None,
+    resamples: int = 1000,
+    seed: int = 0,
+    unit: str = "patient",
+    confidence: float = 0.95,
+) -> dict:
     """Per-finding AUC with bootstrap CI, and mean AUC (over findings with an AUC) with its CI.
 
     ``labels``/``scores`` are (N, findings); scores are probabilities or logits (AUC is rank-based).
@@ -104,14 +116,24 @@ def auc_report(labels: np.ndarray, scores: np.ndarray, patients: np.ndarray | No
     labels = np.asarray(labels, dtype=np.float64)
     scores = np.asarray(scores, dtype=np.float64)
     point = np.array([roc_auc(labels[:, j], scores[:, j]) for j in range(labels.shape[1])])
-    report: dict = {"unit": unit, "resamples": resamples, "confidence": confidence, "seed": seed, "findings": {}}
+    report: dict = {
+        "unit": unit,
+        "resamples": resamples,
+        "confidence": confidence,
+        "seed": seed,
+        "findings": {},
+    }
     boot = None
     if resamples > 0:
         w = bootstrap_weights(patients, len(labels), resamples, seed, unit)
         boot = _per_finding_boot(labels, scores, w)
     for j, key in enumerate(FINDING_KEYS[: labels.shape[1]]):
         known = labels[~np.isnan(labels[:, j]), j]
-        entry = {"auc": float(point[j]), "positives": int((known == 1).sum()), "negatives": int((known == 0).sum())}
+        entry = {
+            "auc": float(point[j]),
+            "positives": int((known == 1).sum()),
+            "negatives": int((known == 0).sum()),
+        }
         if boot is not None:
             entry["ci"] = list(_ci(boot[:, j], confidence))
         report["findings"][key] = entry
@@ -131,8 +153,16 @@ def mean_auc(labels: np.ndarray, scores: np.ndarray) -> tuple[float, list[float]
     return (float(np.mean(vals)) if vals else float("nan")), per
 
 
-def paired_bootstrap(labels: np.ndarray, scores_a: np.ndarray, scores_b: np.ndarray, patients: np.ndarray | None,
-                     resamples: int = 1000, seed: int = 0, unit: str = "patient", confidence: float = 0.95) -> dict:
+def paired_bootstrap(
+    labels: np.ndarray,
+    scores_a: np.ndarray,
+    scores_b: np.ndarray,
+    patients: np.ndarray | None,
+    resamples: int = 1000,
+    seed: int = 0,
+    unit: str = "patient",
+    confidence: float = 0.95,
+) -> dict:
     """Mean AUC of model A minus model B on the same images, resampled together.
 
     Returns the observed difference, its CI and ``p_le_0``: the fraction of resamples in which the
@@ -148,9 +178,17 @@ def paired_bootstrap(labels: np.ndarray, scores_a: np.ndarray, scores_b: np.ndar
     diff = ba[:, defined].mean(axis=1) - bb[:, defined].mean(axis=1)
     valid = diff[~np.isnan(diff)]
     lo, hi = _ci(diff, confidence)
-    return {"mean_auc_a": ma, "mean_auc_b": mb, "difference": ma - mb, "ci": [lo, hi],
-            "p_le_0": float((valid <= 0).mean()) if len(valid) else float("nan"),
-            "resamples": resamples, "unit": unit, "seed": seed, "confidence": confidence}
+    return {
+        "mean_auc_a": ma,
+        "mean_auc_b": mb,
+        "difference": ma - mb,
+        "ci": [lo, hi],
+        "p_le_0": float((valid <= 0).mean()) if len(valid) else float("nan"),
+        "resamples": resamples,
+        "unit": unit,
+        "seed": seed,
+        "confidence": confidence,
+    }
 
 
 def youden_threshold(y: np.ndarray, prob: np.ndarray) -> float:

@@ -27,8 +27,13 @@ def plot_learning_curves(history: list[dict], path: str | Path, title: str = "")
     axes[0].plot(epochs, [h["val_loss"] for h in history], "o-", label="val (BCE)")
     axes[0].set_title("loss")
     axes[0].legend()
-    axes[1].plot(epochs, [np.nan if h["val_mean_auc"] is None else h["val_mean_auc"] for h in history], "o-",
-                 color="k", label="mean")
+    axes[1].plot(
+        epochs,
+        [np.nan if h["val_mean_auc"] is None else h["val_mean_auc"] for h in history],
+        "o-",
+        color="k",
+        label="mean",
+    )
     for k in FINDING_KEYS:
         vals = [h["val_auc"].get(k) for h in history]
         axes[1].plot(epochs, [np.nan if v is None else v for v in vals], lw=0.8, label=k)
@@ -57,8 +62,13 @@ def roc_points(y: np.ndarray, score: np.ndarray) -> tuple[np.ndarray, np.ndarray
     return np.r_[0, fp / N], np.r_[0, tp / P]
 
 
-def plot_roc(labels: np.ndarray, scores: dict[str, np.ndarray], aucs: dict[str, dict], path: str | Path,
-             title: str = "") -> None:
+def plot_roc(
+    labels: np.ndarray,
+    scores: dict[str, np.ndarray],
+    aucs: dict[str, dict],
+    path: str | Path,
+    title: str = "",
+) -> None:
     """One panel per finding, one curve per model, AUCs in the legend."""
     plt = _pyplot()
     fig, axes = plt.subplots(1, len(FINDING_KEYS), figsize=(4 * len(FINDING_KEYS), 4))

@@ -38,8 +38,15 @@ def autocast(precision: str, device: torch.device):
     return torch.autocast(device_type=device.type, dtype=dtype)
 
 
-def _timed_steps(model: torch.nn.Module, precisions: tuple[str, ...], device: torch.device, batch: int, size: int,
-                 steps: int, channels_last: bool) -> dict[str, float]:
+def _timed_steps(
+    model: torch.nn.Module,
+    precisions: tuple[str, ...],
+    device: torch.device,
+    batch: int,
+    size: int,
+    steps: int,
+    channels_last: bool,
+) -> dict[str, float]:
     """Median seconds of a forward+backward step per precision, on a copy of ``model``.
 
     The precisions are timed in alternation (after one warm-up step each) so that a machine whose
@@ -65,8 +72,14 @@ def _timed_steps(model: torch.nn.Module, precisions: tuple[str, ...], device: to
     return {p: sorted(t)[len(t) // 2] for p, t in times.items()}
 
 
-def resolve_precision(requested: str, device: torch.device, model: torch.nn.Module | None = None,
-                      batch: int = 8, size: int = 224, channels_last: bool = True) -> str:
+def resolve_precision(
+    requested: str,
+    device: torch.device,
+    model: torch.nn.Module | None = None,
+    batch: int = 8,
+    size: int = 224,
+    channels_last: bool = True,
+) -> str:
     """Turn ``auto`` into a concrete precision for ``device`` (see the module docstring)."""
     if requested != "auto":
         if requested == "fp16" and device.type == "cpu":
@@ -79,6 +92,12 @@ def resolve_precision(requested: str, device: torch.device, model: torch.nn.Modu
     t = _timed_steps(model, ("fp32", "bf16"), device, batch, size, steps=3, channels_last=channels_last)
     fp32, bf16 = t["fp32"], t["bf16"]
     choice = "bf16" if bf16 <= AUTO_MARGIN * fp32 else "fp32"
-    log.info("precision auto: fp32 %.3f s/step, bf16 %.3f s/step (batch %d, %d px) -> %s",
-             fp32, bf16, batch, size, choice)
+    log.info(
+        "precision auto: fp32 %.3f s/step, bf16 %.3f s/step (batch %d, %d px) -> %s",
+        fp32,
+        bf16,
+        batch,
+        size,
+        choice,
+    )
     return choice

@@ -16,14 +16,18 @@ from typing import Any
 import numpy as np
 
 from kdviewer.core.findings import FINDING_KEYS, FINDINGS, NUM_FINDINGS, finding
-
 from training.config import DataConfig
 
 log = logging.getLogger(__name__)
 
 # NIH ChestX-ray14 calls pleural effusion "Effusion".
-NIH_NAMES = {"Atelectasis": "atelectasis", "Cardiomegaly": "cardiomegaly", "Consolidation": "consolidation",
-             "Edema": "edema", "Effusion": "pleural_effusion"}
+NIH_NAMES = {
+    "Atelectasis": "atelectasis",
+    "Cardiomegaly": "cardiomegaly",
+    "Consolidation": "consolidation",
+    "Edema": "edema",
+    "Effusion": "pleural_effusion",
+}
 
 
 @dataclass(frozen=True)
@@ -45,11 +49,13 @@ class LabelTable:
     def __len__(self) -> int:
         return len(self.keys)
 
-    def subset(self, index: np.ndarray) -> "LabelTable":
+    def subset(self, index: np.ndarray) -> LabelTable:
         idx = [int(i) for i in index]
         return LabelTable(
-            tuple(self.keys[i] for i in idx), tuple(self.files[i] for i in idx),
-            tuple(self.patients[i] for i in idx), self.labels[idx],
+            tuple(self.keys[i] for i in idx),
+            tuple(self.files[i] for i in idx),
+            tuple(self.patients[i] for i in idx),
+            self.labels[idx],
             tuple(self.given_split[i] for i in idx) if self.given_split is not None else None,
             self.description,
         )
@@ -129,8 +135,13 @@ def read_chexpert(cfg: DataConfig) -> LabelTable:
     raw = np.nan_to_num(raw, nan=0.0)  # blank = not mentioned = negative
     labels = apply_uncertain(raw, cfg.uncertain)
     given = tuple(splits) if any(splits) else None
-    desc = {"format": "chexpert", "label_files": [str(p) for p, _ in parts], "uncertain": cfg.uncertain,
-            "frontal_only": cfg.frontal_only, **_summary(labels)}
+    desc = {
+        "format": "chexpert",
+        "label_files": [str(p) for p, _ in parts],
+        "uncertain": cfg.uncertain,
+        "frontal_only": cfg.frontal_only,
+        **_summary(labels),
+    }
     return LabelTable(tuple(keys), tuple(files), tuple(patients), labels, given, desc)
 
 
@@ -187,8 +198,13 @@ def read_nih(cfg: DataConfig) -> LabelTable:
         layout = "per-finding columns"
     arr = np.array(labels, dtype=np.float32).reshape(-1, NUM_FINDINGS)
     given = tuple(splits) if any(splits) else None
-    desc = {"format": "nih", "layout": layout, "label_files": [str(path)], "frontal_only": cfg.frontal_only,
-            **_summary(arr)}
+    desc = {
+        "format": "nih",
+        "layout": layout,
+        "label_files": [str(path)],
+        "frontal_only": cfg.frontal_only,
+        **_summary(arr),
+    }
     return LabelTable(tuple(keys), tuple(files), tuple(patients), arr, given, desc)
 
 

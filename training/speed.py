@@ -12,15 +12,15 @@ import time
 import torch
 
 from kdviewer.core.models import build_model
-
 from training.config import Config
 from training.precision import autocast, cpu_has_native_bf16
 
 log = logging.getLogger(__name__)
 
 
-def time_train_steps(arch: str, batch: int, precision: str, channels_last: bool, size: int, steps: int,
-                     device: torch.device) -> float:
+def time_train_steps(
+    arch: str, batch: int, precision: str, channels_last: bool, size: int, steps: int, device: torch.device
+) -> float:
     """Median seconds per image of a full training step."""
     torch.manual_seed(0)
     model = build_model(arch).to(device).train()
@@ -53,13 +53,25 @@ def run_speed(archs: list[str], batches: list[int], cfg: Config, steps: int = 3)
     device = torch.device("cuda" if torch.cuda.is_available() and cfg.train.device != "cpu" else "cpu")
     precisions = ["fp32"] + (["bf16"] if device.type == "cuda" or cpu_has_native_bf16() else [])
     rows = []
-    print(f"device {device}, {torch.get_num_threads()} threads, input {cfg.input.size}px, {steps} timed steps")
+    print(
+        f"device {device}, {torch.get_num_threads()} threads, input {cfg.input.size}px, {steps} timed steps"
+    )
     for arch in archs:
         for batch in batches:
             for precision in precisions:
                 for cl in (False, True):
                     s = time_train_steps(arch, batch, precision, cl, cfg.input.size, steps, device)
-                    rows.append({"arch": arch, "batch": batch, "precision": precision, "channels_last": cl,
-                                 "s_per_img": s})
-                    print(f"{arch:13s} batch {batch:3d} {precision} channels_last={cl!s:5s} {s:.4f} s/img", flush=True)
+                    rows.append(
+                        {
+                            "arch": arch,
+                            "batch": batch,
+                            "precision": precision,
+                            "channels_last": cl,
+                            "s_per_img": s,
+                        }
+                    )
+                    print(
+                        f"{arch:13s} batch {batch:3d} {precision} channels_last={cl!s:5s} {s:.4f} s/img",
+                        flush=True,
+                    )
     return rows

@@ -15,8 +15,9 @@ log = logging.getLogger(__name__)
 SPLITS = ("train", "val", "test")
 
 
-def draw_splits(table: LabelTable, val_fraction: float, test_fraction: float, seed: int,
-                use_given: bool = True) -> np.ndarray:
+def draw_splits(
+    table: LabelTable, val_fraction: float, test_fraction: float, seed: int, use_given: bool = True
+) -> np.ndarray:
     """Assign every image to train/val/test so that no patient is in two splits.
 
     A provided split (``table.given_split``, e.g. CheXpert's valid.csv as test, or a split column)
@@ -41,7 +42,7 @@ def draw_splits(table: LabelTable, val_fraction: float, test_fraction: float, se
     n_test = int(round(test_fraction * len(order))) if "test" not in given else 0
     n_val = int(round(val_fraction * len(order))) if "val" not in given else 0
     assign = {p: "test" for p in order[:n_test]}
-    assign.update({p: "val" for p in order[n_test:n_test + n_val]})
+    assign.update({p: "val" for p in order[n_test : n_test + n_val]})
     for i in free:
         out[i] = assign.get(table.patients[i], "train")
     # A provided split with a test fraction asked for: carve test patients out of train.

@@ -26,12 +26,18 @@ from torch.utils.data import DataLoader, DistributedSampler
 from kdviewer.core.findings import FINDING_KEYS
 from kdviewer.core.models import build_model, load_torchvision_backbone
 from kdviewer.core.preprocess import normalize
-
 from training import checkpoint
 from training.augment import BatchAugmenter
 from training.config import Config, read_config, write_config
 from training.data import PreparedData, prepare_data
-from training.distributed import DistInfo, all_gather_cat, all_reduce_sum, barrier, broadcast_object, init_from_env
+from training.distributed import (
+    DistInfo,
+    all_gather_cat,
+    all_reduce_sum,
+    barrier,
+    broadcast_object,
+    init_from_env,
+)
 from training.energy import EpochMeter
 from training.images import collate_batch
 from training.losses import distillation_loss, masked_bce, masked_bce_terms
@@ -54,7 +60,7 @@ class ResumableSampler(DistributedSampler):
 
     def __iter__(self):
         it = list(super().__iter__())
-        return iter(it[self.skip:])
+        return iter(it[self.skip :])
 
     def __len__(self) -> int:
         return self.num_samples - self.skip
@@ -154,31 +160,55 @@ class Trainer:
         if info.enabled and self.device.type == "cuda" and cfg.train.sync_bn:
             self.model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(self.model)
             self.module = self.model
-        self.opt = torch.optim.AdamW(self.module.parameters(), lr=mcfg.lr, weight_decay=cfg.train.weight_decay)
+        self.opt = torch.optim.AdamW(
+            self.module.parameters(), lr=mcfg.lr, weight_decay=cfg.train.weight_decay
+        )
         self.sched = torch.optim.lr_scheduler.ReduceLROnPlateau(
-            self.opt, mode="max", factor=cfg.train.plateau_factor, patience=cfg.train.plateau_patience)
+            self.opt, mode="max", factor=cfg.train.plateau_factor, patience=cfg.train.plateau_patience
+        )
         self.pos_weight = torch.as_tensor(self.data.pos_weight, device=self.device)
         if cfg.train.batch_size % info.world:
             raise ValueError(f"batch size {cfg.train.batch_size} is not divisible by {info.world} ranks")
         self.local_bs = cfg.train.batch_size // info.world
         self.train_set = self.data.dataset("train", cfg)
         self.val_set = self.data.dataset("val", cfg)
-        self.sampler = ResumableSampler(self.train_set, num_replicas=info.world, rank=info.rank, shuffle=True,
-                                        seed=derived_seed(cfg.seed, 3), drop_last=False)
+        self.sampler = ResumableSampler(
+            self.train_set,
+            num_replicas=info.world,
+            rank=info.rank,
+            shuffle=True,
+            seed=derived_seed(cfg.seed, 3),
+            drop_last=False,
+        )
         workers = cfg.data.num_workers if self.data.array is None else 0
         drop_last = len(self.train_set) // info.world > self.local_bs  # never a 1-image BN batch at the end
         # Own generators: a DataLoader otherwise draws its workers' base seed from the global torch
         # RNG at every new iterator, which would shift the dropout stream of a run resumed mid-epoch.
-        self.train_loader = DataLoader(self.train_set, batch_size=self.local_bs, sampler=self.sampler,
-                                       collate_fn=collate_batch, num_workers=workers, drop_last=drop_last,
-                                       generator=torch.Generator().manual_seed(derived_seed(cfg.seed, 6)))
+        self.train_loader = DataLoader(
+            self.train_set,
+            batch_size=self.local_bs,
+            sampler=self.sampler,
+            collate_fn=collate_batch,
+            num_workers=workers,
+            drop_last=drop_last,
+            generator=torch.Generator().manual_seed(derived_seed(cfg.seed, 6)),
+        )
         self.val_loader = DataLoader(
-            self.val_set, batch_size=self.local_bs,
+            self.val_set,
+            batch_size=self.local_bs,
             sampler=DistributedSampler(self.val_set, num_replicas=info.world, rank=info.rank, shuffle=False),
-            collate_fn=collate_batch, num_workers=workers,
-            generator=torch.Generator().manual_seed(derived_seed(cfg.seed, 7)))
-        self.augment = BatchAugmenter(derived_seed(cfg.seed, 4), cfg.train.hflip, cfg.train.rotation_degrees,
-                                      info.rank, info.world, cfg.jitter())
+            collate_fn=collate_batch,
+            num_workers=workers,
+            generator=torch.Generator().manual_seed(derived_seed(cfg.seed, 7)),
+        )
+        self.augment = BatchAugmenter(
+            derived_seed(cfg.seed, 4),
+            cfg.train.hflip,
+            cfg.train.rotation_degrees,
+            info.rank,
+            info.world,
+            cfg.jitter(),
+        )
         self.state = LoopState()
         self.precision = "fp32"
         self.scaler = None
@@ -191,13 +221,23 @@ class Trainer:
             self.precision = resumed
         else:
             with torch.random.fork_rng(devices=[]):
-                choice = resolve_precision(self.cfg.train.precision, self.device, self.module,
-                                           batch=min(8, self.local_bs), size=self.cfg.input.size,
-                                           channels_last=self.cfg.train.channels_last)
+                choice = resolve_precision(
+                    self.cfg.train.precision,
+                    self.device,
+                    self.module,
+                    batch=min(8, self.local_bs),
+                    size=self.cfg.input.size,
+                    channels_last=self.cfg.train.channels_last,
+                )
             self.precision = broadcast_object(choice, self.info)
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.precision == "fp16")
-        log.info("%s: precision %s on %s, channels_last=%s", self.stage.name, self.precision, self.device,
-                 self.cfg.train.channels_last)
+        log.info(
+            "%s: precision %s on %s, channels_last=%s",
+            self.stage.name,
+            self.precision,
+            self.device,
+            self.cfg.train.channels_last,
+        )
 
     def _wrap(self) -> None:
         if self.cfg.train.compile:
@@ -232,8 +272,11 @@ class Trainer:
 
     def restore(self, ckpt: dict) -> None:
         if ckpt.get("world", 1) != self.info.world:
-            log.warning("resuming a %d-rank run on %d ranks: the result will differ slightly",
-                        ckpt.get("world", 1), self.info.world)
+            log.warning(
+                "resuming a %d-rank run on %d ranks: the result will differ slightly",
+                ckpt.get("world", 1),
+                self.info.world,
+            )
         self.module.load_state_dict(ckpt["model"], strict=True)
         self.opt.load_state_dict(ckpt["optimizer"])
         self.sched.load_state_dict(ckpt["scheduler"])
@@ -243,7 +286,9 @@ class Trainer:
         self.augment.load_state_dict(ckpt["augment"])
         rngs = ckpt["rng"]
         restore_rng(rngs[self.info.rank] if self.info.rank < len(rngs) else rngs[0])
-        log.info("resumed %s at epoch %d step %d", self.stage.name, self.state.epoch, self.state.step_in_epoch)
+        log.info(
+            "resumed %s at epoch %d step %d", self.stage.name, self.state.epoch, self.state.step_in_epoch
+        )
 
     # -- loop -----------------------------------------------------------------------------------
 
@@ -270,8 +315,15 @@ class Trainer:
         if teacher_logits is None:
             loss = masked_bce(logits, y, self.pos_weight, normaliser)
         else:
-            loss = distillation_loss(logits, teacher_logits, y, self.pos_weight, self.cfg.distill.alpha,
-                                     self.cfg.distill.temperature, normaliser)
+            loss = distillation_loss(
+                logits,
+                teacher_logits,
+                y,
+                self.pos_weight,
+                self.cfg.distill.alpha,
+                self.cfg.distill.temperature,
+                normaliser,
+            )
         self.opt.zero_grad(set_to_none=True)
         self.scaler.scale(loss).backward()
         self.scaler.step(self.opt)
@@ -285,14 +337,23 @@ class Trainer:
         self.model.train()
         self.sampler.set_epoch(st.epoch)
         self.sampler.skip = st.step_in_epoch * self.local_bs
-        steps_total = len(self.sampler) // self.local_bs if self.train_loader.drop_last else \
-            math.ceil(len(self.sampler) / self.local_bs)
+        steps_total = (
+            len(self.sampler) // self.local_bs
+            if self.train_loader.drop_last
+            else math.ceil(len(self.sampler) / self.local_bs)
+        )
         steps_total += st.step_in_epoch
         # st.loss_sum is the all-rank sum at a mid-epoch checkpoint; each rank carries its share.
         loss_sum = torch.tensor(st.loss_sum / self.info.world, dtype=torch.float64, device=self.device)
-        bar = tqdm(total=steps_total * self.cfg.train.batch_size, initial=st.step_in_epoch * self.cfg.train.batch_size,
-                   desc=f"{self.stage.model_name} epoch {st.epoch + 1}/{self.cfg.train.epochs}", unit="img",
-                   disable=not (self.cfg.train.progress and self.info.is_main), dynamic_ncols=True, leave=False)
+        bar = tqdm(
+            total=steps_total * self.cfg.train.batch_size,
+            initial=st.step_in_epoch * self.cfg.train.batch_size,
+            desc=f"{self.stage.model_name} epoch {st.epoch + 1}/{self.cfg.train.epochs}",
+            unit="img",
+            disable=not (self.cfg.train.progress and self.info.is_main),
+            dynamic_ncols=True,
+            leave=False,
+        )
         every = self.cfg.train.checkpoint_every_steps
         for x, y, _ in self.train_loader:
             loss = self._train_step(self._batch(x, train=True), y)
@@ -334,10 +395,15 @@ class Trainer:
     def validate(self) -> dict[str, Any]:
         logits, _ = self.predict(self.val_loader)
         labels = self.val_set.labels.numpy()
-        total, count = masked_bce_terms(torch.from_numpy(logits), torch.from_numpy(labels), self.pos_weight.cpu())
+        total, count = masked_bce_terms(
+            torch.from_numpy(logits), torch.from_numpy(labels), self.pos_weight.cpu()
+        )
         mauc, per = mean_auc(labels, logits)
-        return {"val_loss": float(total / count.clamp(min=1)), "val_mean_auc": mauc,
-                "val_auc": {k: (None if math.isnan(a) else a) for k, a in zip(FINDING_KEYS, per)}}
+        return {
+            "val_loss": float(total / count.clamp(min=1)),
+            "val_mean_auc": mauc,
+            "val_auc": {k: (None if math.isnan(a) else a) for k, a in zip(FINDING_KEYS, per)},
+        }
 
     def fit(self, stop_after_epochs: int | None = None) -> LoopState:
         """Train until ``train.epochs`` or early stopping (or ``stop_after_epochs`` more epochs)."""
@@ -354,19 +420,36 @@ class Trainer:
             self.sched.step(metric)
             improved = metric > st.best_auc + cfg.train.min_delta or st.best_epoch < 0
             if self.info.enabled:  # every rank measured its own process (or GPU): the epoch costs the sum
-                cost.energy_j = float(all_reduce_sum(torch.tensor(cost.energy_j, dtype=torch.float64), self.info))
+                cost.energy_j = float(
+                    all_reduce_sum(torch.tensor(cost.energy_j, dtype=torch.float64), self.info)
+                )
                 cost.method = f"sum over {self.info.world} ranks of: {cost.method}"
-            row = {"epoch": st.epoch + 1, "train_loss": train_loss, **val, "lr": lr,
-                   "train_time_s": train_time, **cost.to_dict(),
-                   "images_per_s": (min(st.step_in_epoch * cfg.train.batch_size, len(self.train_set)) / train_time
-                                    if train_time > 0 else None),
-                   "best": improved}
+            row = {
+                "epoch": st.epoch + 1,
+                "train_loss": train_loss,
+                **val,
+                "lr": lr,
+                "train_time_s": train_time,
+                **cost.to_dict(),
+                "images_per_s": (
+                    min(st.step_in_epoch * cfg.train.batch_size, len(self.train_set)) / train_time
+                    if train_time > 0
+                    else None
+                ),
+                "best": improved,
+            }
             if improved:
                 st.best_auc, st.best_epoch, st.bad_epochs = metric, st.epoch + 1, 0
                 if self.info.is_main:
-                    checkpoint.atomic_save({"model": self.module.state_dict(), "epoch": st.epoch + 1,
-                                            "val_mean_auc": metric, "arch": self.module.arch},
-                                           self.run_dir / checkpoint.BEST)
+                    checkpoint.atomic_save(
+                        {
+                            "model": self.module.state_dict(),
+                            "epoch": st.epoch + 1,
+                            "val_mean_auc": metric,
+                            "arch": self.module.arch,
+                        },
+                        self.run_dir / checkpoint.BEST,
+                    )
             else:
                 st.bad_epochs += 1
             st.history.append(row)
@@ -378,28 +461,55 @@ class Trainer:
             spent = sum(h["time_s"] for h in st.history)
             # ends when the next epoch (as long as this one) would end past the budget; rank 0 decides
             st.out_of_time = broadcast_object(
-                bool(cfg.train.time_budget_s) and not st.stopped_early and st.epoch < cfg.train.epochs
-                and spent + row["time_s"] > cfg.train.time_budget_s, self.info)
+                bool(cfg.train.time_budget_s)
+                and not st.stopped_early
+                and st.epoch < cfg.train.epochs
+                and spent + row["time_s"] > cfg.train.time_budget_s,
+                self.info,
+            )
             if st.out_of_time:
-                log.info("time budget: %.0f of %.0f s spent after epoch %d, ending the run (best %d)",
-                         spent, cfg.train.time_budget_s, st.epoch, st.best_epoch)
+                log.info(
+                    "time budget: %.0f of %.0f s spent after epoch %d, ending the run (best %d)",
+                    spent,
+                    cfg.train.time_budget_s,
+                    st.epoch,
+                    st.best_epoch,
+                )
             self.save_last()
             if self.info.is_main:
                 write_jsonl(self.run_dir / "log.jsonl", st.history)
-                plot_learning_curves(st.history, self.run_dir / "learning_curves.png",
-                                     f"{self.stage.model_name} ({self.module.arch})")
-                log.info("%s epoch %d: train %.4f val %.4f AUC %.4f lr %.1e %.1fs %s", self.stage.model_name,
-                         row["epoch"], train_loss, val["val_loss"], val["val_mean_auc"], lr, cost.duration_s,
-                         f"{cost.energy_j:.0f} J [{cost.method}]" if not math.isnan(cost.energy_j) else "")
+                plot_learning_curves(
+                    st.history,
+                    self.run_dir / "learning_curves.png",
+                    f"{self.stage.model_name} ({self.module.arch})",
+                )
+                log.info(
+                    "%s epoch %d: train %.4f val %.4f AUC %.4f lr %.1e %.1fs %s",
+                    self.stage.model_name,
+                    row["epoch"],
+                    train_loss,
+                    val["val_loss"],
+                    val["val_mean_auc"],
+                    lr,
+                    cost.duration_s,
+                    f"{cost.energy_j:.0f} J [{cost.method}]" if not math.isnan(cost.energy_j) else "",
+                )
             done_now += 1
             if stop_after_epochs is not None and done_now >= stop_after_epochs:
                 break
         return st
 
 
-def train_stage(stage_name: str, cfg: Config, ws: Workspace, *, resume: bool = False,
-                teacher: str | Path | None = None, splits: str | Path | None = None,
-                stop_after_epochs: int | None = None) -> Path:
+def train_stage(
+    stage_name: str,
+    cfg: Config,
+    ws: Workspace,
+    *,
+    resume: bool = False,
+    teacher: str | Path | None = None,
+    splits: str | Path | None = None,
+    stop_after_epochs: int | None = None,
+) -> Path:
     """Run (or resume) one training stage; return its run folder.
 
     On resume the run folder's own resolved config is used, so the continued run is the run
@@ -411,8 +521,11 @@ def train_stage(stage_name: str, cfg: Config, ws: Workspace, *, resume: bool = F
     if resume:
         cfg = read_config(run_dir / "config.json")
         ckpt = checkpoint.load(run_dir / checkpoint.LAST)
-    info = init_from_env("cuda" if cfg.train.device.startswith("cuda") or
-                         (cfg.train.device == "auto" and torch.cuda.is_available()) else "cpu")
+    info = init_from_env(
+        "cuda"
+        if cfg.train.device.startswith("cuda") or (cfg.train.device == "auto" and torch.cuda.is_available())
+        else "cpu"
+    )
     if cfg.train.num_threads:
         torch.set_num_threads(cfg.train.num_threads)
     device = resolve_device(cfg.train.device, info)
@@ -432,15 +545,27 @@ def train_stage(stage_name: str, cfg: Config, ws: Workspace, *, resume: bool = F
     st = trainer.fit(stop_after_epochs)
     finished = st.epoch >= cfg.train.epochs or st.stopped_early or st.out_of_time
     if info.is_main and finished:
-        write_json(run_dir / "result.json", {
-            "stage": stage.name, "model": stage.model_name, "arch": trainer.module.arch,
-            "best_epoch": st.best_epoch, "best_val_mean_auc": st.best_auc, "epochs_run": st.epoch,
-            "stopped_early": st.stopped_early, "out_of_time": st.out_of_time, "precision": trainer.precision,
-            "world_size": info.world,
-            "total_time_s": sum(h["time_s"] for h in st.history),
-            "total_energy_j": (sum(h["energy_j"] for h in st.history)
-                               if all(h.get("energy_j") is not None for h in st.history) else None),
-            "energy_method": st.history[-1]["energy_method"] if st.history else None,
-        })
+        write_json(
+            run_dir / "result.json",
+            {
+                "stage": stage.name,
+                "model": stage.model_name,
+                "arch": trainer.module.arch,
+                "best_epoch": st.best_epoch,
+                "best_val_mean_auc": st.best_auc,
+                "epochs_run": st.epoch,
+                "stopped_early": st.stopped_early,
+                "out_of_time": st.out_of_time,
+                "precision": trainer.precision,
+                "world_size": info.world,
+                "total_time_s": sum(h["time_s"] for h in st.history),
+                "total_energy_j": (
+                    sum(h["energy_j"] for h in st.history)
+                    if all(h.get("energy_j") is not None for h in st.history)
+                    else None
+                ),
+                "energy_method": st.history[-1]["energy_method"] if st.history else None,
+            },
+        )
     barrier(info)
     return run_dir

@@ -103,7 +103,7 @@ def _encode(entry: Mapping[str, Any]) -> bytes:
 
 def _rotated_number(name: str) -> int | None:
     if name.startswith("audit-") and name.endswith(".jsonl"):
-        digits = name[len("audit-"):-len(".jsonl")]
+        digits = name[len("audit-") : -len(".jsonl")]
         if digits.isdigit():
             return int(digits)
     return None
@@ -124,8 +124,11 @@ class VerifyResult:
     def message(self) -> str:
         if self.ok:
             return f"audit log intact: {self.lines} line(s) in {self.files} file(s)"
-        where = f"{self.file} line {self.line}: " if self.file and self.line else (
-            f"{self.file}: " if self.file else "")
+        where = (
+            f"{self.file} line {self.line}: "
+            if self.file and self.line
+            else (f"{self.file}: " if self.file else "")
+        )
         return f"audit log BROKEN at {where}{self.problem}"
 
 
@@ -165,7 +168,7 @@ class AuditLog:
             except FileExistsError:
                 salt = bytes.fromhex(path.read_text(encoding="ascii").strip())
                 if len(salt) < 16:
-                    raise ValueError(f"{path}: the audit salt is too short ({len(salt)} bytes)")
+                    raise ValueError(f"{path}: the audit salt is too short ({len(salt)} bytes)") from None
             else:
                 salt = os.urandom(32)
                 with os.fdopen(fd, "w", encoding="ascii") as f:
@@ -185,8 +188,9 @@ class AuditLog:
         of the decoded pixels (``pixels``)."""
         uid = getattr(getattr(image, "metadata", None), "sop_instance_uid", None)
         if uid:
-            return hmac.new(self.salt(), b"sop_instance_uid:" + str(uid).encode(), "sha256").hexdigest(), \
-                "sop_instance_uid"
+            return hmac.new(
+                self.salt(), b"sop_instance_uid:" + str(uid).encode(), "sha256"
+            ).hexdigest(), "sop_instance_uid"
         source = path if path is not None else getattr(image, "path", None)
         if source is not None:
             digest = self._file_digest(source)
@@ -250,8 +254,11 @@ class AuditLog:
             return None
         except (OSError, ValueError) as exc:
             raise ValueError(f"{self.folder / HEAD}: unreadable ({exc})") from exc
-        if not isinstance(head, dict) or not isinstance(head.get("seq"), int) or not isinstance(
-                head.get("sha256"), str):
+        if (
+            not isinstance(head, dict)
+            or not isinstance(head.get("seq"), int)
+            or not isinstance(head.get("sha256"), str)
+        ):
             raise ValueError(f"{self.folder / HEAD}: not a head record")  # noqa: TRY004 - damage, not a bug
         return head
 
@@ -276,7 +283,7 @@ class AuditLog:
                     window *= 2
             if not data.endswith(b"\n"):
                 return None
-            return data[cut + 1:]
+            return data[cut + 1 :]
         return None
 
     def _chain_point(self) -> tuple[int, str]:
@@ -298,8 +305,11 @@ class AuditLog:
                 last = {}
             if last.get("prev") == head["sha256"] and last.get("seq") == head["seq"] + 1:
                 return head["seq"] + 2, _sha256(tail)
-            log.warning("audit log %s: the last line does not match the head record; "
-                        "'kdviewer audit verify' will report where", self.folder)
+            log.warning(
+                "audit log %s: the last line does not match the head record; "
+                "'kdviewer audit verify' will report where",
+                self.folder,
+            )
         return head["seq"] + 1, head["sha256"]
 
     def _append_locked(self, entry: Mapping[str, Any]) -> dict[str, Any]:
@@ -355,7 +365,11 @@ class AuditLog:
 
         for path, number, raw in self._lines():
             if not raw.endswith(b"\n"):
-                what = "longer than any audit line" if len(raw) > MAX_LINE_BYTES else "incomplete (no end of line)"
+                what = (
+                    "longer than any audit line"
+                    if len(raw) > MAX_LINE_BYTES
+                    else "incomplete (no end of line)"
+                )
                 return bad(path, number, f"the line is {what}")
             try:
                 line = json.loads(raw, parse_constant=_reject_constant)
@@ -365,13 +379,23 @@ class AuditLog:
                 return bad(path, number, "not an audit record (no sequence number)")
             if line.get("prev") != prev_hash:
                 if prev_where is None:
-                    return bad(path, number, "the first line does not start the chain "
-                                             "(earlier lines or files were removed)")
+                    return bad(
+                        path,
+                        number,
+                        "the first line does not start the chain (earlier lines or files were removed)",
+                    )
                 if line["seq"] == expect:
-                    return bad(prev_where[0], prev_where[1],
-                               "changed: its hash no longer matches the 'prev' of the line after it")
-                return bad(path, number, f"sequence number {line['seq']} where {expect} was expected "
-                                         "(lines or files were removed, added or reordered)")
+                    return bad(
+                        prev_where[0],
+                        prev_where[1],
+                        "changed: its hash no longer matches the 'prev' of the line after it",
+                    )
+                return bad(
+                    path,
+                    number,
+                    f"sequence number {line['seq']} where {expect} was expected "
+                    "(lines or files were removed, added or reordered)",
+                )
             if line["seq"] != expect:
                 return bad(path, number, f"sequence number {line['seq']} where {expect} was expected")
             prev_hash, prev_where, expect = _sha256(raw), (path, number), expect + 1
@@ -387,8 +411,12 @@ class AuditLog:
         if head["seq"] != expect - 1 or head["sha256"] != prev_hash:
             where = prev_where or (None, None)
             if head["seq"] > expect - 1:
-                return bad(where[0], where[1], f"the log ends at line number {expect - 1} but {HEAD} records "
-                                               f"{head['seq']}: the last lines were removed")
+                return bad(
+                    where[0],
+                    where[1],
+                    f"the log ends at line number {expect - 1} but {HEAD} records "
+                    f"{head['seq']}: the last lines were removed",
+                )
             return bad(where[0], where[1], f"the last line does not match {HEAD} (changed or added after it)")
         return VerifyResult(True, count, len(files))
 
@@ -433,16 +461,29 @@ def _finite_or_none(value: Any) -> float | None:
     return value if math.isfinite(value) else None
 
 
-def inference_record(pred: Any, *, subject: str, subject_kind: str, runtime: str | None = None,
-                     precision: str | None = None, source: str = "") -> dict[str, Any]:
+def inference_record(
+    pred: Any,
+    *,
+    subject: str,
+    subject_kind: str,
+    runtime: str | None = None,
+    precision: str | None = None,
+    source: str = "",
+) -> dict[str, Any]:
     """The audit record of one :class:`~kdviewer.core.engine.Prediction` (no time, seq, prev)."""
     energy = getattr(pred, "energy", None)
-    energy_j = _finite_or_none(getattr(energy, "marginal_energy_j", None)) if getattr(
-        energy, "complete", True) else None
+    energy_j = (
+        _finite_or_none(getattr(energy, "marginal_energy_j", None))
+        if getattr(energy, "complete", True)
+        else None
+    )
     findings = {}
     for k in getattr(pred, "findings", ()):
-        findings[k] = {"score": _finite_or_none(pred.scores[k]), "threshold": _finite_or_none(pred.thresholds[k]),
-                       "positive": bool(pred.positive[k])}
+        findings[k] = {
+            "score": _finite_or_none(pred.scores[k]),
+            "threshold": _finite_or_none(pred.thresholds[k]),
+            "positive": bool(pred.positive[k]),
+        }
     timings = getattr(pred, "timings_ms", {}) or {}
     return {
         "event": "inference",
@@ -480,8 +521,12 @@ def default_log() -> AuditLog:
 def _failed(what: str, exc: BaseException) -> bool:
     # The message is the error's kind and cause only: an image's path could name a patient.
     reason = getattr(exc, "strerror", None) or (str(exc) if isinstance(exc, ValueError) else "")
-    log.warning("audit log: could not record %s (%s%s); the result itself is kept", what,
-                type(exc).__name__, f": {reason}" if reason else "")
+    log.warning(
+        "audit log: could not record %s (%s%s); the result itself is kept",
+        what,
+        type(exc).__name__,
+        f": {reason}" if reason else "",
+    )
     return False
 
 
@@ -494,23 +539,44 @@ def engine_precision(engine: Any) -> str | None:
     return "float32" if getattr(engine, "runtime_name", None) else None
 
 
-def record_inference(pred: Any, *, engine: Any = None, image: Any = None, path: str | os.PathLike | None = None,
-                     source: str = "", log_: AuditLog | None = None) -> bool:
+def record_inference(
+    pred: Any,
+    *,
+    engine: Any = None,
+    image: Any = None,
+    path: str | os.PathLike | None = None,
+    source: str = "",
+    log_: AuditLog | None = None,
+) -> bool:
     """Append the record of ``pred`` (made by ``engine`` from ``image``, read from ``path``).
     Never raises: a failure is logged and False returned, and the prediction stands."""
     try:
         audit = log_ or default_log()
         subject, kind = audit.subject(image, path)
-        audit.append(inference_record(pred, subject=subject, subject_kind=kind,
-                                      runtime=getattr(engine, "runtime_name", None),
-                                      precision=engine_precision(engine), source=source))
+        audit.append(
+            inference_record(
+                pred,
+                subject=subject,
+                subject_kind=kind,
+                runtime=getattr(engine, "runtime_name", None),
+                precision=engine_precision(engine),
+                source=source,
+            )
+        )
         return True
     except Exception as exc:  # noqa: BLE001 - the audit must never cost the prediction
         return _failed("an inference", exc)
 
 
-def record_export(kind: str, *, subjects: Sequence[str] = (), output: str | os.PathLike | None = None,
-                  with_identifiers: bool = False, source: str = "", log_: AuditLog | None = None) -> bool:
+def record_export(
+    kind: str,
+    *,
+    subjects: Sequence[str] = (),
+    output: str | os.PathLike | None = None,
+    with_identifiers: bool = False,
+    source: str = "",
+    log_: AuditLog | None = None,
+) -> bool:
     """Append what the user exported: ``kind`` (e.g. "report-pdf"), the salted subject digests it
     covers, whether identifiers were included, and the SHA-256 of the written ``output`` (its
     name is not recorded). Never raises."""
@@ -519,24 +585,46 @@ def record_export(kind: str, *, subjects: Sequence[str] = (), output: str | os.P
         digest = None
         if output is not None:
             digest = sha256_file(output)
-        audit.append({"event": "export", "source": source, "export_kind": kind, "subjects": list(subjects),
-                      "with_identifiers": bool(with_identifiers), "output_sha256": digest})
+        audit.append(
+            {
+                "event": "export",
+                "source": source,
+                "export_kind": kind,
+                "subjects": list(subjects),
+                "with_identifiers": bool(with_identifiers),
+                "output_sha256": digest,
+            }
+        )
         return True
     except Exception as exc:  # noqa: BLE001 - an audit failure never undoes the export
         return _failed("an export", exc)
 
 
-def record_scope_override(reason: str | None, *, ood_score: float | None = None, image: Any = None,
-                          path: str | os.PathLike | None = None, source: str = "viewer",
-                          log_: AuditLog | None = None) -> bool:
+def record_scope_override(
+    reason: str | None,
+    *,
+    ood_score: float | None = None,
+    image: Any = None,
+    path: str | os.PathLike | None = None,
+    source: str = "viewer",
+    log_: AuditLog | None = None,
+) -> bool:
     """Append that the user chose to see the scores of an image the scope check refused ("show
     anyway", :mod:`kdviewer.core.scope`): the salted subject digest, the refusal's reason and
     score. Never raises."""
     try:
         audit = log_ or default_log()
         subject, kind = audit.subject(image, path)
-        audit.append({"event": "scope_override", "source": source, "subject": subject, "subject_kind": kind,
-                      "scope_reason": reason, "ood_score": _finite_or_none(ood_score)})
+        audit.append(
+            {
+                "event": "scope_override",
+                "source": source,
+                "subject": subject,
+                "subject_kind": kind,
+                "scope_reason": reason,
+                "ood_score": _finite_or_none(ood_score),
+            }
+        )
         return True
     except Exception as exc:  # noqa: BLE001 - an audit failure never blocks the user's choice
         return _failed("a scope override", exc)
@@ -544,9 +632,24 @@ def record_scope_override(reason: str | None, *, ood_score: float | None = None,
 
 # -- CSV export and the command -----------------------------------------------------------------
 
-_CSV_HEAD = ("seq", "time", "event", "source", "subject", "subject_kind", "model", "architecture",
-             "weights_sha256", "trained", "runtime", "precision", "cam_method", "latency_ms", "energy_mj",
-             "energy_method")
+_CSV_HEAD = (
+    "seq",
+    "time",
+    "event",
+    "source",
+    "subject",
+    "subject_kind",
+    "model",
+    "architecture",
+    "weights_sha256",
+    "trained",
+    "runtime",
+    "precision",
+    "cam_method",
+    "latency_ms",
+    "energy_mj",
+    "energy_method",
+)
 _CSV_TAIL = ("export_kind", "subjects", "with_identifiers", "output_sha256", "prev")
 
 
@@ -554,8 +657,12 @@ def write_csv(entries: Iterator[Mapping[str, Any]], stream) -> int:
     """Write records as RFC 4180 CSV (a header, a row per record, a score/threshold/positive
     column triple per finding); returns the number of rows."""
     per_finding = [f"{k}_{x}" for k in FINDING_KEYS for x in ("score", "threshold", "positive")]
-    writer = csv.DictWriter(stream, fieldnames=[*_CSV_HEAD, *per_finding, *_CSV_TAIL], lineterminator="\r\n",
-                            extrasaction="ignore")
+    writer = csv.DictWriter(
+        stream,
+        fieldnames=[*_CSV_HEAD, *per_finding, *_CSV_TAIL],
+        lineterminator="\r\n",
+        extrasaction="ignore",
+    )
     writer.writeheader()
     rows = 0
     for e in entries:
@@ -577,8 +684,12 @@ def add_audit_parser(sub) -> None:
     actions = p.add_subparsers(dest="audit_action", metavar="ACTION", required=True)
     actions.add_parser("verify", help="check the hash chain; exit 1 naming the first bad line")
     ex = actions.add_parser("export", help="write the records as CSV")
-    ex.add_argument("--since", type=_since_arg, metavar="DATE",
-                    help="ISO date or date-time (UTC unless a zone is given), e.g. 2026-01-31")
+    ex.add_argument(
+        "--since",
+        type=_since_arg,
+        metavar="DATE",
+        help="ISO date or date-time (UTC unless a zone is given), e.g. 2026-01-31",
+    )
     ex.add_argument("-o", "--output", type=Path, help="CSV file (default: standard output)")
 
 
@@ -596,15 +707,20 @@ def audit_command(args: argparse.Namespace) -> int:
     try:
         result = audit.verify()
     except OSError as exc:
-        print(f"kdviewer: error: cannot read the audit log in {audit.folder}: {exc.strerror or exc}",
-              file=sys.stderr)
+        print(
+            f"kdviewer: error: cannot read the audit log in {audit.folder}: {exc.strerror or exc}",
+            file=sys.stderr,
+        )
         return 2
     if args.audit_action == "verify":
         print(result.message() + f" ({audit.folder})", file=sys.stdout if result.ok else sys.stderr)
         return 0 if result.ok else 1
     try:
-        with (open(args.output, "w", encoding="utf-8", newline="") if args.output
-              else contextlib.nullcontext(sys.stdout)) as stream:
+        with (
+            open(args.output, "w", encoding="utf-8", newline="")
+            if args.output
+            else contextlib.nullcontext(sys.stdout)
+        ) as stream:
             rows = write_csv(audit.entries(args.since), stream)
     except OSError as exc:  # the CSV cannot be written, or the log became unreadable meanwhile
         print(f"kdviewer: error: {exc.filename or args.output}: {exc.strerror or exc}", file=sys.stderr)

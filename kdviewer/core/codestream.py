@@ -18,7 +18,9 @@ from dataclasses import dataclass
 
 #: JPEG frame-header markers: SOF0-SOF3, SOF5-SOF7, SOF9-SOF11, SOF13-SOF15 (C4, C8 and CC are
 #: DHT, JPG and DAC) and JPEG-LS SOF55 (F7).
-_SOF_MARKERS = frozenset({*range(0xC0, 0xC4), *range(0xC5, 0xC8), *range(0xC9, 0xCC), *range(0xCD, 0xD0), 0xF7})
+_SOF_MARKERS = frozenset(
+    {*range(0xC0, 0xC4), *range(0xC5, 0xC8), *range(0xC9, 0xCC), *range(0xCD, 0xD0), 0xF7}
+)
 _SOS, _EOI, _SOI, _JPEG_LS_SOF = 0xDA, 0xD9, 0xD8, 0xF7
 _STANDALONE = frozenset({0x01, *range(0xD0, 0xD8)})  # TEM and RST0-7 carry no length
 # The next marker after entropy-coded data: 0xFF followed by a byte that is not stuffing (00),
@@ -135,7 +137,9 @@ def _jpeg_frame(data, pos: int, length: int, marker: int) -> FrameHeader:
     precision, rows, cols, components = data[pos + 4], _u16(data, pos + 5), _u16(data, pos + 7), data[pos + 9]
     kind = "JPEG-LS" if marker == _JPEG_LS_SOF else "JPEG"
     if length != 8 + 3 * components or components == 0:
-        raise CodestreamError(f"the {kind} frame header's length does not match its {components} component(s)")
+        raise CodestreamError(
+            f"the {kind} frame header's length does not match its {components} component(s)"
+        )
     if rows == 0 or cols == 0:
         raise CodestreamError(
             f"the {kind} frame header declares {cols} x {rows} pixels (a height of 0, to be set "
@@ -197,9 +201,13 @@ def j2k_header(data: bytes) -> FrameHeader:
     xsiz, ysiz, x0, y0, xt, yt, xt0, yt0 = struct.unpack_from(">8I", data, siz + 4)
     components = _u16(data, siz + 36)
     if not 1 <= components <= 16384 or length != 38 + 3 * components:
-        raise CodestreamError(f"the JPEG 2000 SIZ segment's length does not match its {components} component(s)")
+        raise CodestreamError(
+            f"the JPEG 2000 SIZ segment's length does not match its {components} component(s)"
+        )
     if not (x0 < xsiz and y0 < ysiz):
-        raise CodestreamError(f"the JPEG 2000 SIZ segment declares an empty image ({xsiz - x0} x {ysiz - y0})")
+        raise CodestreamError(
+            f"the JPEG 2000 SIZ segment declares an empty image ({xsiz - x0} x {ysiz - y0})"
+        )
     if xt == 0 or yt == 0 or xt0 > x0 or yt0 > y0 or xt0 + xt <= x0 or yt0 + yt <= y0:
         raise CodestreamError("the JPEG 2000 SIZ segment declares an invalid tiling")
     tiles = -(-(xsiz - xt0) // xt) * -(-(ysiz - yt0) // yt)
@@ -264,7 +272,9 @@ def check_rle_frame(data: bytes, expected_segments: int) -> None:
         raise CodestreamError(f"the RLE frame is only {len(data)} bytes (its header alone is 64)")
     count, *offsets = struct.unpack_from("<16I", data, 0)
     if count != expected_segments:
-        raise CodestreamError(f"the RLE header lists {count} segment(s) where {expected_segments} are expected")
+        raise CodestreamError(
+            f"the RLE header lists {count} segment(s) where {expected_segments} are expected"
+        )
     used = offsets[:count]
     if used[0] != 64:
         raise CodestreamError(f"the first RLE segment starts at byte {used[0]}, not 64")

@@ -158,5 +158,5 @@ class DisplayRenderer:
         index = offset.astype(np.uint16)
         if not np.array_equal(index, offset):  # not integer-valued
             return
-        self._values = (np.arange(int(hi - lo) + 1, dtype=np.float32) + np.float32(lo))
+        self._values = np.arange(int(hi - lo) + 1, dtype=np.float32) + np.float32(lo)
         self._index = index

@@ -37,8 +37,9 @@ def _library_classes() -> dict[str, type]:
         (and then mostly zeroed by the ReLU).
         """
 
-        def get_cam_image(self, input_tensor, target_layer, target_category, activations, grads,
-                          eigen_smooth):
+        def get_cam_image(
+            self, input_tensor, target_layer, target_category, activations, grads, eigen_smooth
+        ):
             proj = get_2d_projection(activations)
             total = activations.sum(axis=1)
             for i in range(proj.shape[0]):
@@ -69,8 +70,10 @@ def require_library_methods(method: str) -> None:
     from kdviewer.core.extras import EXPLAIN_INSTALL, MissingExtraError
 
     if not library_methods_available():
-        raise MissingExtraError(f"the {method} heat map needs PyTorch and grad-cam, which this "
-                                f"installation lacks; install them with: {EXPLAIN_INSTALL}")
+        raise MissingExtraError(
+            f"the {method} heat map needs PyTorch and grad-cam, which this "
+            f"installation lacks; install them with: {EXPLAIN_INSTALL}"
+        )
 
 
 def check_method(method: str) -> str:
@@ -225,4 +228,3 @@ def library_cams(model, x: np.ndarray, method: str = "gradcam", classes=None) ->
     if class_free:
         maps = np.repeat(maps, len(classes), axis=0)
     return maps
-

@@ -39,5 +39,6 @@ def torch_available() -> bool:
 def require_torch(what: str) -> None:
     """Raise :class:`MissingExtraError` saying that ``what`` needs PyTorch, unless it is installed."""
     if not torch_available():
-        raise MissingExtraError(f"{what} needs PyTorch, which this installation lacks; "
-                                f"install it with: {EXPLAIN_INSTALL}")
+        raise MissingExtraError(
+            f"{what} needs PyTorch, which this installation lacks; install it with: {EXPLAIN_INSTALL}"
+        )

@@ -26,12 +26,23 @@ IDENTIFYING_FIELD_KEYWORDS = {
 IDENTIFYING_FIELDS = tuple(IDENTIFYING_FIELD_KEYWORDS)
 # Every DICOM keyword masked while patient identifiers are hidden (the tag viewer): those above and
 # identifying attributes the reader does not keep.
-IDENTIFYING_KEYWORDS = frozenset({
-    *IDENTIFYING_FIELD_KEYWORDS.values(),
-    "PatientBirthTime", "OtherPatientIDs", "OtherPatientNames", "OtherPatientIDsSequence", "PatientAddress",
-    "PatientTelephoneNumbers", "PatientMotherBirthName", "InstitutionAddress", "PerformingPhysicianName",
-    "OperatorsName", "StudyID", "IssuerOfPatientID",
-})
+IDENTIFYING_KEYWORDS = frozenset(
+    {
+        *IDENTIFYING_FIELD_KEYWORDS.values(),
+        "PatientBirthTime",
+        "OtherPatientIDs",
+        "OtherPatientNames",
+        "OtherPatientIDsSequence",
+        "PatientAddress",
+        "PatientTelephoneNumbers",
+        "PatientMotherBirthName",
+        "InstitutionAddress",
+        "PerformingPhysicianName",
+        "OperatorsName",
+        "StudyID",
+        "IssuerOfPatientID",
+    }
+)
 
 
 @dataclass(frozen=True)

@@ -182,8 +182,9 @@ def is_image_file(path: str | os.PathLike) -> bool:
 IMAGE_SUFFIXES = frozenset({".dcm", ".dicom", ".dic", ".ima", ".png", ".jpg", ".jpeg"})
 
 
-def iter_image_files(paths: Iterable[str | os.PathLike],
-                     on_error: Callable[[Path, str], None] | None = None) -> Iterator[Path]:
+def iter_image_files(
+    paths: Iterable[str | os.PathLike], on_error: Callable[[Path, str], None] | None = None
+) -> Iterator[Path]:
     """The files named by ``paths``: files as given, folders recursed.
 
     A file argument is always yielded (even if missing or not an image) so that the caller
@@ -194,6 +195,7 @@ def iter_image_files(paths: Iterable[str | os.PathLike],
     cannot be listed, or an entry that cannot be examined, goes to ``on_error(path, reason)``
     (default: a logged warning) and the walk goes on.
     """
+
     def report(path: Path, exc: OSError) -> None:
         reason = exc.strerror or str(exc)
         if on_error is None:
@@ -211,14 +213,17 @@ def iter_image_files(paths: Iterable[str | os.PathLike],
             yield path
             continue
         found = []
-        for root, dirs, files in os.walk(path, onerror=lambda exc, top=path: report(Path(exc.filename or top), exc)):
+        for root, dirs, files in os.walk(
+            path, onerror=lambda exc, top=path: report(Path(exc.filename or top), exc)
+        ):
             dirs[:] = [d for d in dirs if not d.startswith(".")]
             found.extend(Path(root, f) for f in files if not f.startswith("."))
         for f in sorted(found):
             try:
                 # sniffed directly, not through is_image_file, so that an unreadable file is reported
-                wanted = f.is_file() and (f.suffix.lower() in IMAGE_SUFFIXES
-                                          or sniff_format(_read_head(f)) is not None)
+                wanted = f.is_file() and (
+                    f.suffix.lower() in IMAGE_SUFFIXES or sniff_format(_read_head(f)) is not None
+                )
             except OSError as exc:
                 report(f, exc)
                 continue
@@ -274,7 +279,9 @@ def read_image(
     return image
 
 
-def _read(path: Path, max_pixels: int, max_bytes: int, reduce_to: int | None, notes: list[str]) -> LoadedImage:
+def _read(
+    path: Path, max_pixels: int, max_bytes: int, reduce_to: int | None, notes: list[str]
+) -> LoadedImage:
     if not path.is_file():
         raise ImageReadError(path, "no such file" if not path.exists() else "not a file")
     size = path.stat().st_size
@@ -547,7 +554,9 @@ def _convert_all(path: Path, ds, notes: list[str], depth: int) -> None:
                 elem = ds[tag]
                 value = elem.value
             except Exception as exc:
-                raise ImageReadError(path, f"corrupt DICOM header (cannot read {_element_name(ds, tag)})") from exc
+                raise ImageReadError(
+                    path, f"corrupt DICOM header (cannot read {_element_name(ds, tag)})"
+                ) from exc
         if caught:  # pydicom's validation: its message quotes the value, ours names the element
             notes.append(f"invalid value for {_element_name(ds, tag)}")
         if elem.VR == "SQ":
@@ -579,10 +588,21 @@ def _check_image_header(path: Path, ds, max_pixels: int, max_bytes: int) -> None
     if not 1 <= bits <= 64:
         raise ImageReadError(path, f"DICOM image has an invalid BitsAllocated {bits}")
     samples = int(ds.get("SamplesPerPixel", 1) or 1)
-    _check_size(path, rows, cols, samples, bytes_per_sample(bits), max_pixels, max_bytes, f"{_frames(ds)} frame(s)")
+    _check_size(
+        path, rows, cols, samples, bytes_per_sample(bits), max_pixels, max_bytes, f"{_frames(ds)} frame(s)"
+    )
 
 
-def _check_size(path, rows: int, cols: int, samples: int, sample_bytes: int, max_pixels: int, max_bytes: int, frames: str = "") -> None:
+def _check_size(
+    path,
+    rows: int,
+    cols: int,
+    samples: int,
+    sample_bytes: int,
+    max_pixels: int,
+    max_bytes: int,
+    frames: str = "",
+) -> None:
     """Refuse an image of one decoded frame that breaks a limit (see the module docstring)."""
     what = f"{rows} x {cols}" + (f" x {frames}" if frames else "")
     if rows <= 0 or cols <= 0 or samples <= 0:
@@ -641,7 +661,12 @@ def check_pixel_data(ds, *, frame: int | None = 0, max_bytes: int = MAX_DECODED_
     :class:`ImageReadError` otherwise; decodes nothing.
     """
     from pydicom.encaps import get_frame
-    from pydicom.uid import JPEG2000TransferSyntaxes, JPEGLSTransferSyntaxes, JPEGTransferSyntaxes, RLELossless
+    from pydicom.uid import (
+        JPEG2000TransferSyntaxes,
+        JPEGLSTransferSyntaxes,
+        JPEGTransferSyntaxes,
+        RLELossless,
+    )
 
     where = path or getattr(ds, "filename", None) or "<dataset>"
     tsuid = ds.file_meta.TransferSyntaxUID
@@ -651,7 +676,9 @@ def check_pixel_data(ds, *, frame: int | None = 0, max_bytes: int = MAX_DECODED_
     bits = int(ds.get("BitsAllocated", 16) or 16)
     indices = range(frames) if frame is None else [0 if frames == 1 else int(frame)]
     if len(indices) * rows * cols * samples * bytes_per_sample(bits) > max_bytes:
-        raise ImageReadError(where, f"image too large: {len(indices)} frames of {rows} x {cols} exceed {max_bytes} bytes")
+        raise ImageReadError(
+            where, f"image too large: {len(indices)} frames of {rows} x {cols} exceed {max_bytes} bytes"
+        )
     if not tsuid.is_encapsulated:
         return  # native data: pydicom allocates what the header says, checked above
     if not ds["PixelData"].is_undefined_length:
@@ -761,8 +788,8 @@ def _decode_j2k_reduced(ds, reduce_to: int) -> np.ndarray | None:
     if min(int(ds.Rows), int(ds.Columns)) < 2 * reduce_to:
         return None
     try:
-        from pydicom.encaps import generate_frames
         from PIL import Image
+        from pydicom.encaps import generate_frames
 
         codestream = next(generate_frames(ds.PixelData, number_of_frames=1))
         precision = _j2k_precision(codestream)
@@ -863,7 +890,9 @@ def _apply_modality_lut(ds, stored: np.ndarray) -> tuple[np.ndarray, tuple[float
     intercept = float(ds.get("RescaleIntercept", 0) or 0) if "RescaleIntercept" in ds else 0.0
     if not (math.isfinite(slope) and math.isfinite(intercept)):
         where = getattr(ds, "filename", None) or "<dataset>"
-        raise ImageReadError(where, f"RescaleSlope {slope} / RescaleIntercept {intercept} is not a finite number")
+        raise ImageReadError(
+            where, f"RescaleSlope {slope} / RescaleIntercept {intercept} is not a finite number"
+        )
     if slope != 1.0:
         pixels *= np.float32(slope)
     if intercept != 0.0:
@@ -940,7 +969,9 @@ def _finite_range(path, pixels: np.ndarray) -> tuple[float, float]:
     """(min, max) of the pixels; non-finite values (a NaN, or an overflowing rescale) are an error."""
     lo, hi = float(pixels.min()), float(pixels.max())
     if not (math.isfinite(lo) and math.isfinite(hi)):
-        raise ImageReadError(path, "pixel values are not finite numbers after the Modality LUT (NaN or overflow)")
+        raise ImageReadError(
+            path, "pixel values are not finite numbers after the Modality LUT (NaN or overflow)"
+        )
     return lo, hi
 
 

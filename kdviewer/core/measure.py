@@ -50,8 +50,11 @@ def calibration(image) -> Calibration:
             desc = str(ds.get("PixelSpacingCalibrationDescription", "") or "").strip()
             return Calibration(*pixel, "PixelSpacing", f"calibrated ({kind}{': ' + desc if desc else ''})")
         if imager is not None and imager == pixel:
-            return Calibration(*pixel, "PixelSpacing", "at the detector (equal to ImagerPixelSpacing): "
-                                                       "not corrected for magnification")
+            return Calibration(
+                *pixel,
+                "PixelSpacing",
+                "at the detector (equal to ImagerPixelSpacing): not corrected for magnification",
+            )
         return Calibration(*pixel, "PixelSpacing", "in the patient")
     if imager is not None:
         try:
@@ -59,10 +62,17 @@ def calibration(image) -> Calibration:
         except (TypeError, ValueError):
             factor = math.nan
         if math.isfinite(factor) and factor >= 1.0:
-            return Calibration(imager[0] / factor, imager[1] / factor, "ImagerPixelSpacing",
-                               f"corrected by the estimated magnification {factor:g}")
-        return Calibration(*imager, "ImagerPixelSpacing", "at the detector: lengths in the patient are "
-                                                          "smaller by the radiographic magnification")
+            return Calibration(
+                imager[0] / factor,
+                imager[1] / factor,
+                "ImagerPixelSpacing",
+                f"corrected by the estimated magnification {factor:g}",
+            )
+        return Calibration(
+            *imager,
+            "ImagerPixelSpacing",
+            "at the detector: lengths in the patient are smaller by the radiographic magnification",
+        )
     meta = getattr(image, "metadata", None)
     spacing = getattr(meta, "pixel_spacing", None)
     if spacing:
@@ -78,8 +88,9 @@ def length(p0: tuple[float, float], p1: tuple[float, float], cal: Calibration) -
     return math.hypot(dx * cal.col_mm, dy * cal.row_mm)
 
 
-def angle_degrees(a: tuple[float, float], vertex: tuple[float, float], b: tuple[float, float],
-                  cal: Calibration) -> float:
+def angle_degrees(
+    a: tuple[float, float], vertex: tuple[float, float], b: tuple[float, float], cal: Calibration
+) -> float:
     """The angle at ``vertex`` between the rays to ``a`` and ``b`` (x = column, y = row), in degrees,
     with anisotropic pixels (``row_mm != col_mm``) taken into account."""
     sx, sy = (1.0, 1.0) if cal.row_mm is None else (cal.col_mm, cal.row_mm)

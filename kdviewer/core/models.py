@@ -8,8 +8,8 @@ match torchvision's (``features``, ``classifier``) so torchvision state dicts lo
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import torch
 from torch import nn
@@ -106,7 +106,9 @@ def load_torchvision_backbone(model: FindingsNet, state_dict: dict[str, torch.Te
     missing = [k for k in own if not k.startswith("classifier.") and k not in body]
     unexpected = [k for k in body if k not in own]
     if missing or unexpected:
-        raise KeyError(f"state dict does not fit {model.arch}: missing {missing[:5]}, unexpected {unexpected[:5]}")
+        raise KeyError(
+            f"state dict does not fit {model.arch}: missing {missing[:5]}, unexpected {unexpected[:5]}"
+        )
     for k, v in body.items():
         if own[k].shape != v.shape:
             raise ValueError(f"{k}: shape {tuple(v.shape)} does not fit {tuple(own[k].shape)}")

@@ -113,7 +113,9 @@ class _Helper:
     def __init__(self, memory_budget: int | None):
         ctx = multiprocessing.get_context("spawn")
         self.conn, child = ctx.Pipe()
-        self.process = ctx.Process(target=_serve, args=(child, memory_budget), daemon=True, name="kdviewer-reader")
+        self.process = ctx.Process(
+            target=_serve, args=(child, memory_budget), daemon=True, name="kdviewer-reader"
+        )
         self.process.start()
         child.close()
         if not self.conn.poll(_START_TIMEOUT_S):

@@ -9,10 +9,10 @@ from __future__ import annotations
 import csv
 import threading
 from collections import deque
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
-from typing import Mapping
 
 DEFAULT_MAXLEN = 1000
 _STAGES = ("preprocess", "forward", "heatmap", "total")
@@ -87,15 +87,31 @@ class Telemetry:
             stages += [k for k in s.timings_ms if k not in stages]
         with open(path, "w", newline="", encoding="utf-8") as f:
             w = csv.writer(f)
-            w.writerow(["t", "model_name", "request_id", *[f"{k}_ms" for k in stages],
-                        "energy_mj", "power_w", "idle_power_w", "energy_method", "is_estimate"])
+            w.writerow(
+                [
+                    "t",
+                    "model_name",
+                    "request_id",
+                    *[f"{k}_ms" for k in stages],
+                    "energy_mj",
+                    "power_w",
+                    "idle_power_w",
+                    "energy_method",
+                    "is_estimate",
+                ]
+            )
             for s in rows:
-                w.writerow([
-                    f"{s.t:.6f}", s.model_name, "" if s.request_id is None else s.request_id,
-                    *["" if s.timings_ms.get(k) is None else f"{s.timings_ms[k]:.4f}" for k in stages],
-                    "" if s.energy_mj is None else f"{s.energy_mj:.6f}",
-                    "" if s.power_w is None else f"{s.power_w:.4f}",
-                    "" if s.idle_power_w is None else f"{s.idle_power_w:.4f}",
-                    s.energy_method or "", int(s.is_estimate),
-                ])
+                w.writerow(
+                    [
+                        f"{s.t:.6f}",
+                        s.model_name,
+                        "" if s.request_id is None else s.request_id,
+                        *["" if s.timings_ms.get(k) is None else f"{s.timings_ms[k]:.4f}" for k in stages],
+                        "" if s.energy_mj is None else f"{s.energy_mj:.6f}",
+                        "" if s.power_w is None else f"{s.power_w:.4f}",
+                        "" if s.idle_power_w is None else f"{s.idle_power_w:.4f}",
+                        s.energy_method or "",
+                        int(s.is_estimate),
+                    ]
+                )
         return path

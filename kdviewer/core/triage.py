@@ -73,8 +73,14 @@ def _known(value: float | str | None) -> bool:
     return value is not None and not (isinstance(value, float) and math.isnan(value))
 
 
-def worklist(studies: Sequence[str], view: TriageView, *, student: Mapping[str, Any],
-             teacher: Mapping[str, Any], read: set[str] | frozenset[str] = frozenset()) -> list[str]:
+def worklist(
+    studies: Sequence[str],
+    view: TriageView,
+    *,
+    student: Mapping[str, Any],
+    teacher: Mapping[str, Any],
+    read: set[str] | frozenset[str] = frozenset(),
+) -> list[str]:
     """The paths of ``studies`` (arrival order) to show, in the order ``view`` asks for.
     ``student`` and ``teacher`` map paths to the predictions already made."""
     rows = []

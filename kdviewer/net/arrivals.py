@@ -43,9 +43,16 @@ class ArrivalScorer:
     the worker thread with each :class:`Arrival` (the viewer listens here).
     """
 
-    def __init__(self, store: ReceiveStore, engine, *, secondary_capture: bool = False,
-                 send_to: Peer | None = None, calling_ae: str = DEFAULT_AE_TITLE,
-                 on_done: Callable[[Arrival], None] | None = None):
+    def __init__(
+        self,
+        store: ReceiveStore,
+        engine,
+        *,
+        secondary_capture: bool = False,
+        send_to: Peer | None = None,
+        calling_ae: str = DEFAULT_AE_TITLE,
+        on_done: Callable[[Arrival], None] | None = None,
+    ):
         self.store, self.engine = store, engine
         self.secondary_capture, self.send_to, self.calling_ae = secondary_capture, send_to, calling_ae
         self.on_done = on_done
@@ -82,7 +89,9 @@ class ArrivalScorer:
                 # secondary capture scored, and its results sent, and theirs, without end.
                 raise ValueError("a kdviewer result (secondary capture), not scored again")
             pred = self.engine.predict(image, heatmaps=self.secondary_capture)
-            audit.record_inference(pred, engine=self.engine, image=image, path=path, source="listen")  # never raises
+            audit.record_inference(
+                pred, engine=self.engine, image=image, path=path, source="listen"
+            )  # never raises
             record = prediction_record(path, pred)
         except Exception as exc:  # noqa: BLE001 - decoding or scoring failed: an error record
             reason = getattr(exc, "cause", None) or f"{type(exc).__name__}: {exc}"
@@ -100,11 +109,20 @@ class ArrivalScorer:
         if self.send_to is not None:
             try:
                 statuses = send(self.send_to, outgoing, calling_ae=self.calling_ae)
-                log.info("sent %d result(s) for instance %s to %s: statuses %s", len(outgoing),
-                         short_id(path.stem), self.send_to.ae_title, ", ".join(f"0x{s:04X}" for s in statuses))
+                log.info(
+                    "sent %d result(s) for instance %s to %s: statuses %s",
+                    len(outgoing),
+                    short_id(path.stem),
+                    self.send_to.ae_title,
+                    ", ".join(f"0x{s:04X}" for s in statuses),
+                )
             except (ConnectionError, RuntimeError, ValueError) as exc:  # ValueError: no context for a class
-                log.error("could not send results for instance %s to %s: %s", short_id(path.stem),
-                          self.send_to.ae_title, exc)
+                log.error(
+                    "could not send results for instance %s to %s: %s",
+                    short_id(path.stem),
+                    self.send_to.ae_title,
+                    exc,
+                )
         return Arrival(path, record, tuple(f for f in files if f is not None))
 
     def _write(self, path: Path, suffix: str, data: bytes) -> Path | None:

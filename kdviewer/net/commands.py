@@ -45,25 +45,61 @@ def _peer(text: str):
 def add_parsers(sub) -> None:
     """Add ``listen`` and ``pacs`` to kdviewer's sub-command parsers."""
     ls = sub.add_parser("listen", help="receive images over DICOM (C-STORE SCP), optionally score them")
-    ls.add_argument("--port", type=_port, default=DEFAULT_PORT, help=f"TCP port (default {DEFAULT_PORT}; 0: any free)")
-    ls.add_argument("--ae-title", type=_ae_title, default=DEFAULT_AE_TITLE,
-                    help=f"this node's AE title (default {DEFAULT_AE_TITLE})")
-    ls.add_argument("--store", type=Path, required=True, metavar="DIR",
-                    help="received images go to DIR/<StudyInstanceUID>/<SOPInstanceUID>.dcm")
-    ls.add_argument("--bind", default="127.0.0.1", metavar="ADDR",
-                    help="address to listen on (default 127.0.0.1; 0.0.0.0 for the network)")
-    ls.add_argument("--allow", nargs="+", type=_ae_title, default=[], metavar="AET",
-                    help="accept only these calling AE titles (default: any)")
+    ls.add_argument(
+        "--port", type=_port, default=DEFAULT_PORT, help=f"TCP port (default {DEFAULT_PORT}; 0: any free)"
+    )
+    ls.add_argument(
+        "--ae-title",
+        type=_ae_title,
+        default=DEFAULT_AE_TITLE,
+        help=f"this node's AE title (default {DEFAULT_AE_TITLE})",
+    )
+    ls.add_argument(
+        "--store",
+        type=Path,
+        required=True,
+        metavar="DIR",
+        help="received images go to DIR/<StudyInstanceUID>/<SOPInstanceUID>.dcm",
+    )
+    ls.add_argument(
+        "--bind",
+        default="127.0.0.1",
+        metavar="ADDR",
+        help="address to listen on (default 127.0.0.1; 0.0.0.0 for the network)",
+    )
+    ls.add_argument(
+        "--allow",
+        nargs="+",
+        type=_ae_title,
+        default=[],
+        metavar="AET",
+        help="accept only these calling AE titles (default: any)",
+    )
     ls.add_argument("--score", action="store_true", help="score each image on arrival; results beside it")
-    ls.add_argument("--secondary-capture", action="store_true",
-                    help="with --score: also make a Secondary Capture with the heat map")
-    ls.add_argument("--send-to", type=_peer, metavar="HOST:PORT:AET",
-                    help="C-STORE the results (SR, and SC) there; implies --score")
+    ls.add_argument(
+        "--secondary-capture",
+        action="store_true",
+        help="with --score: also make a Secondary Capture with the heat map",
+    )
+    ls.add_argument(
+        "--send-to",
+        type=_peer,
+        metavar="HOST:PORT:AET",
+        help="C-STORE the results (SR, and SC) there; implies --score",
+    )
     ls.add_argument("--max-associations", type=int, default=4, help="concurrent associations (default 4)")
-    ls.add_argument("--max-image-mb", type=float, default=256,
-                    help="abort an association that sends a larger image (default 256; memory bound)")
-    ls.add_argument("--max-store-gb", type=float, default=DEFAULT_STORE_GB,
-                    help=f"refuse images (status A700) once the store holds this much (default {DEFAULT_STORE_GB:g})")
+    ls.add_argument(
+        "--max-image-mb",
+        type=float,
+        default=256,
+        help="abort an association that sends a larger image (default 256; memory bound)",
+    )
+    ls.add_argument(
+        "--max-store-gb",
+        type=float,
+        default=DEFAULT_STORE_GB,
+        help=f"refuse images (status A700) once the store holds this much (default {DEFAULT_STORE_GB:g})",
+    )
 
     pacs = sub.add_parser("pacs", help="query a PACS (C-FIND) and retrieve studies (C-GET or C-MOVE)")
     pacs_sub = pacs.add_subparsers(dest="pacs_command", metavar="{find,get}", required=True)
@@ -71,22 +107,37 @@ def add_parsers(sub) -> None:
     common.add_argument("--host", default="127.0.0.1", help="the PACS's address (default 127.0.0.1)")
     common.add_argument("--port", type=_port, required=True, help="the PACS's DICOM port")
     common.add_argument("--ae-title", type=_ae_title, required=True, help="the PACS's AE title")
-    common.add_argument("--calling-ae", type=_ae_title, default=DEFAULT_AE_TITLE,
-                        help=f"this node's AE title (default {DEFAULT_AE_TITLE})")
-    find = pacs_sub.add_parser("find", parents=[common], help="studies matching the filters (C-FIND, study level)")
+    common.add_argument(
+        "--calling-ae",
+        type=_ae_title,
+        default=DEFAULT_AE_TITLE,
+        help=f"this node's AE title (default {DEFAULT_AE_TITLE})",
+    )
+    find = pacs_sub.add_parser(
+        "find", parents=[common], help="studies matching the filters (C-FIND, study level)"
+    )
     find.add_argument("--patient-id")
     find.add_argument("--patient-name", help="DICOM wildcards allowed: DOE^*")
     find.add_argument("--date-from", metavar="YYYYMMDD")
     find.add_argument("--date-to", metavar="YYYYMMDD")
     find.add_argument("--modality", help="e.g. CR or DX (matched against Modalities in Study)")
     find.add_argument("--json", action="store_true", help="one JSON array instead of a table")
-    get = pacs_sub.add_parser("get", parents=[common], help="retrieve a study into a folder (C-GET; C-MOVE with --move)")
+    get = pacs_sub.add_parser(
+        "get", parents=[common], help="retrieve a study into a folder (C-GET; C-MOVE with --move)"
+    )
     get.add_argument("study_uid", metavar="STUDY_UID")
     get.add_argument("--store", type=Path, required=True, metavar="DIR")
-    get.add_argument("--move", action="store_true",
-                     help="use C-MOVE: the PACS sends to --calling-ae, which must be configured there as this host")
-    get.add_argument("--listen-port", type=_port, default=DEFAULT_PORT,
-                     help=f"with --move: the port to receive on (default {DEFAULT_PORT})")
+    get.add_argument(
+        "--move",
+        action="store_true",
+        help="use C-MOVE: the PACS sends to --calling-ae, which must be configured there as this host",
+    )
+    get.add_argument(
+        "--listen-port",
+        type=_port,
+        default=DEFAULT_PORT,
+        help=f"with --move: the port to receive on (default {DEFAULT_PORT})",
+    )
     get.add_argument("--bind", default="127.0.0.1", help="with --move: the address to receive on")
     get.add_argument("--max-store-gb", type=float, default=DEFAULT_STORE_GB)
 
@@ -112,7 +163,9 @@ def listen_command(args) -> int:
     try:
         store = ReceiveStore(args.store, max_bytes=int(args.max_store_gb * 2**30))
     except OSError as exc:
-        print(f"kdviewer: error: cannot use {args.store} as the store: {exc.strerror or exc}", file=sys.stderr)
+        print(
+            f"kdviewer: error: cannot use {args.store} as the store: {exc.strerror or exc}", file=sys.stderr
+        )
         return 2
     scorer = None
     if args.score or args.send_to or args.secondary_capture:
@@ -121,21 +174,40 @@ def listen_command(args) -> int:
         except RuntimeError as exc:
             print(f"kdviewer: error: {exc}", file=sys.stderr)
             return 2
-        scorer = ArrivalScorer(store, engine, secondary_capture=args.secondary_capture, send_to=args.send_to,
-                               calling_ae=args.ae_title)
-    listener = Listener(store, port=args.port, ae_title=args.ae_title, bind=args.bind, allow=args.allow,
-                        max_associations=args.max_associations, max_dataset_bytes=int(args.max_image_mb * 2**20),
-                        on_stored=scorer.submit if scorer is not None else None)
+        scorer = ArrivalScorer(
+            store,
+            engine,
+            secondary_capture=args.secondary_capture,
+            send_to=args.send_to,
+            calling_ae=args.ae_title,
+        )
+    listener = Listener(
+        store,
+        port=args.port,
+        ae_title=args.ae_title,
+        bind=args.bind,
+        allow=args.allow,
+        max_associations=args.max_associations,
+        max_dataset_bytes=int(args.max_image_mb * 2**20),
+        on_stored=scorer.submit if scorer is not None else None,
+    )
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
     try:
         host, port = listener.start()
     except OSError as exc:
-        print(f"kdviewer: error: cannot listen on {args.bind}:{args.port}: {exc.strerror or exc}", file=sys.stderr)
+        print(
+            f"kdviewer: error: cannot listen on {args.bind}:{args.port}: {exc.strerror or exc}",
+            file=sys.stderr,
+        )
         return 2
-    print(f"kdviewer: listening as {args.ae_title} on {host}:{port}, storing in {args.store}"
-          f"{', scoring' if scorer else ''}; Ctrl+C stops", file=sys.stderr, flush=True)
+    print(
+        f"kdviewer: listening as {args.ae_title} on {host}:{port}, storing in {args.store}"
+        f"{', scoring' if scorer else ''}; Ctrl+C stops",
+        file=sys.stderr,
+        flush=True,
+    )
     stop.wait()
     listener.stop()
     if scorer is not None:
@@ -154,8 +226,13 @@ def pacs_command(args) -> int:
     peer = Peer(args.host, args.port, args.ae_title)
     try:
         if args.pacs_command == "find":
-            query = study_query(patient_id=args.patient_id, patient_name=args.patient_name,
-                                date_from=args.date_from, date_to=args.date_to, modality=args.modality)
+            query = study_query(
+                patient_id=args.patient_id,
+                patient_name=args.patient_name,
+                date_from=args.date_from,
+                date_to=args.date_to,
+                modality=args.modality,
+            )
             studies = find_studies(peer, query, calling_ae=args.calling_ae)
             if args.json:
                 print(json.dumps(studies, indent=1, ensure_ascii=False))
@@ -166,8 +243,14 @@ def pacs_command(args) -> int:
             return 0
         store = ReceiveStore(args.store, max_bytes=int(args.max_store_gb * 2**30))
         if args.move:
-            result = move_study(peer, args.study_uid, store, calling_ae=args.calling_ae,
-                                listen_port=args.listen_port, bind=args.bind)
+            result = move_study(
+                peer,
+                args.study_uid,
+                store,
+                calling_ae=args.calling_ae,
+                listen_port=args.listen_port,
+                bind=args.bind,
+            )
         else:
             result = get_study(peer, args.study_uid, store, calling_ae=args.calling_ae)
     except ValueError as exc:
@@ -176,9 +259,15 @@ def pacs_command(args) -> int:
     except (ConnectionError, RuntimeError, OSError) as exc:
         print(f"kdviewer: error: {exc}", file=sys.stderr)
         return 1
-    print(f"kdviewer: retrieved {result.completed} image(s) into {args.store}; {result.failed} failed, "
-          f"{result.warning} with warnings (final status 0x{result.status:04X})", file=sys.stderr)
+    print(
+        f"kdviewer: retrieved {result.completed} image(s) into {args.store}; {result.failed} failed, "
+        f"{result.warning} with warnings (final status 0x{result.status:04X})",
+        file=sys.stderr,
+    )
     if result.failed:
-        print("kdviewer: only CR, DX and Secondary Capture images are retrieved; the PACS counts other "
-              "objects of the study (a structured report, say) as failed", file=sys.stderr)
+        print(
+            "kdviewer: only CR, DX and Secondary Capture images are retrieved; the PACS counts other "
+            "objects of the study (a structured report, say) as failed",
+            file=sys.stderr,
+        )
     return 0 if result.status == 0 and result.failed == 0 else 1

@@ -54,7 +54,9 @@ def store_event(event, store: ReceiveStore, on_stored: Callable[[Path], None] | 
         log.warning("refused a data set from %s without valid SOP Class, SOP Instance and Study UIDs", peer)
         return CANNOT_UNDERSTAND
     if sop_uid != request.AffectedSOPInstanceUID or sop_class != request.AffectedSOPClassUID:
-        log.warning("refused instance %s from %s: its UIDs differ from the request's", short_id(sop_uid), peer)
+        log.warning(
+            "refused instance %s from %s: its UIDs differ from the request's", short_id(sop_uid), peer
+        )
         return DATASET_MISMATCH
     try:
         stored = store.put(str(study_uid), str(sop_uid), event.encoded_dataset(include_meta=True))
@@ -80,9 +82,18 @@ class Listener:
     association's thread with the path of each new instance; keep it short (queue the work).
     """
 
-    def __init__(self, store: ReceiveStore, *, port: int = DEFAULT_PORT, ae_title: str = DEFAULT_AE_TITLE,
-                 bind: str = "127.0.0.1", allow: Sequence[str] = (), max_associations: int = 4,
-                 max_dataset_bytes: int = MAX_DATASET_BYTES, on_stored: Callable[[Path], None] | None = None):
+    def __init__(
+        self,
+        store: ReceiveStore,
+        *,
+        port: int = DEFAULT_PORT,
+        ae_title: str = DEFAULT_AE_TITLE,
+        bind: str = "127.0.0.1",
+        allow: Sequence[str] = (),
+        max_associations: int = 4,
+        max_dataset_bytes: int = MAX_DATASET_BYTES,
+        on_stored: Callable[[Path], None] | None = None,
+    ):
         self.store, self.on_stored = store, on_stored
         self.max_dataset_bytes = int(max_dataset_bytes)
         self._received: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # association -> bytes
@@ -100,8 +111,11 @@ class Listener:
 
     def start(self) -> tuple[str, int]:
         """Start serving in background threads; returns the bound address (port 0: a free one)."""
-        handlers = [(evt.EVT_C_STORE, self._on_store), (evt.EVT_DATA_RECV, self._on_data),
-                    (evt.EVT_REJECTED, self._on_rejected)]
+        handlers = [
+            (evt.EVT_C_STORE, self._on_store),
+            (evt.EVT_DATA_RECV, self._on_data),
+            (evt.EVT_REJECTED, self._on_rejected),
+        ]
         self._server = self.ae.start_server(self.address, block=False, evt_handlers=handlers)
         host, port = self._server.server_address[:2]
         log.info("listening as %s on %s:%d", self.ae.ae_title, host, port)
@@ -117,8 +131,11 @@ class Listener:
             total = self._received.get(event.assoc, 0) + len(event.data)
             self._received[event.assoc] = total
         if total > self.max_dataset_bytes and not event.assoc.is_aborted:
-            log.error("aborted the association with %s: more than %d bytes for one image",
-                      event.assoc.requestor.ae_title, self.max_dataset_bytes)
+            log.error(
+                "aborted the association with %s: more than %d bytes for one image",
+                event.assoc.requestor.ae_title,
+                self.max_dataset_bytes,
+            )
             event.assoc.abort(block=False)
 
     @staticmethod

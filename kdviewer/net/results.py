@@ -61,15 +61,30 @@ def result_uid(source_sop_uid: str, weights_sha256: str, kind: str) -> str:
 
 def _algorithm(pred, version: str) -> hd.sr.AlgorithmIdentification:
     return hd.sr.AlgorithmIdentification(
-        name=pred.model_name, version=version,
-        parameters=[f"weights_sha256={pred.weights_sha256}", f"architecture={pred.architecture}",
-                    f"trained={str(bool(pred.trained)).lower()}", "research use only"])
+        name=pred.model_name,
+        version=version,
+        parameters=[
+            f"weights_sha256={pred.weights_sha256}",
+            f"architecture={pred.architecture}",
+            f"trained={str(bool(pred.trained)).lower()}",
+            "research use only",
+        ],
+    )
 
 
 # Patient and General Study attributes of type 2: present, possibly empty, in every IOD. A source
 # that lacks one gets it empty in the results (highdicom copies them from the source).
-_TYPE2 = ("PatientName", "PatientID", "PatientBirthDate", "PatientSex", "StudyDate", "StudyTime",
-          "ReferringPhysicianName", "StudyID", "AccessionNumber")
+_TYPE2 = (
+    "PatientName",
+    "PatientID",
+    "PatientBirthDate",
+    "PatientSex",
+    "StudyDate",
+    "StudyTime",
+    "ReferringPhysicianName",
+    "StudyID",
+    "AccessionNumber",
+)
 
 
 def _completed(source: Dataset) -> Dataset:
@@ -91,39 +106,63 @@ def structured_report(source: Dataset, pred, *, model_version: str) -> hd.sr.Com
     observer = hd.sr.ObserverContext(
         observer_type=codes.DCM.Device,
         observer_identifying_attributes=hd.sr.DeviceObserverIdentifyingAttributes(
-            uid=generate_uid(entropy_srcs=[pred.weights_sha256]), name=pred.model_name,
-            manufacturer_name=MANUFACTURER, model_name=f"{pred.architecture} {model_version}"))
+            uid=generate_uid(entropy_srcs=[pred.weights_sha256]),
+            name=pred.model_name,
+            manufacturer_name=MANUFACTURER,
+            model_name=f"{pred.architecture} {model_version}",
+        ),
+    )
     source_image = hd.sr.SourceImageForMeasurementGroup.from_source_image(source)
     groups = []
     for key in pred.findings:
         code, meaning = FINDING_CODES[key]
-        groups.append(hd.sr.MeasurementsAndQualitativeEvaluations(
-            tracking_identifier=hd.sr.TrackingIdentifier(
-                uid=result_uid(source.SOPInstanceUID, pred.weights_sha256, f"track-{key}"),
-                identifier=finding(key).name),
-            finding_type=CodedConcept(code, "SCT", meaning),
-            algorithm_id=algorithm,
-            source_images=[source_image],
-            measurements=[
-                hd.sr.Measurement(name=SCORE, value=float(pred.scores[key]), unit=_UNITLESS, algorithm_id=algorithm),
-                hd.sr.Measurement(name=THRESHOLD, value=float(pred.thresholds[key]), unit=_UNITLESS),
-            ],
-            qualitative_evaluations=[hd.sr.QualitativeEvaluation(
-                name=POSITIVE, value=codes.SCT.Yes if pred.positive[key] else codes.SCT.No)],
-        ))
+        groups.append(
+            hd.sr.MeasurementsAndQualitativeEvaluations(
+                tracking_identifier=hd.sr.TrackingIdentifier(
+                    uid=result_uid(source.SOPInstanceUID, pred.weights_sha256, f"track-{key}"),
+                    identifier=finding(key).name,
+                ),
+                finding_type=CodedConcept(code, "SCT", meaning),
+                algorithm_id=algorithm,
+                source_images=[source_image],
+                measurements=[
+                    hd.sr.Measurement(
+                        name=SCORE, value=float(pred.scores[key]), unit=_UNITLESS, algorithm_id=algorithm
+                    ),
+                    hd.sr.Measurement(name=THRESHOLD, value=float(pred.thresholds[key]), unit=_UNITLESS),
+                ],
+                qualitative_evaluations=[
+                    hd.sr.QualitativeEvaluation(
+                        name=POSITIVE, value=codes.SCT.Yes if pred.positive[key] else codes.SCT.No
+                    )
+                ],
+            )
+        )
     report = hd.sr.MeasurementReport(
         observation_context=hd.sr.ObservationContext(observer_device_context=observer),
-        procedure_reported=_CHEST_XRAY, imaging_measurements=groups)
+        procedure_reported=_CHEST_XRAY,
+        imaging_measurements=groups,
+    )
     sr = hd.sr.ComprehensiveSR(
-        evidence=[source], content=report[0],
+        evidence=[source],
+        content=report[0],
         series_instance_uid=result_uid(source.SOPInstanceUID, pred.weights_sha256, "sr-series"),
-        series_number=990, sop_instance_uid=result_uid(source.SOPInstanceUID, pred.weights_sha256, "sr"),
-        instance_number=1, manufacturer=MANUFACTURER, is_complete=True,
+        series_number=990,
+        sop_instance_uid=result_uid(source.SOPInstanceUID, pred.weights_sha256, "sr"),
+        instance_number=1,
+        manufacturer=MANUFACTURER,
+        is_complete=True,
         series_description="kdviewer AI findings - research use only",
-        transfer_syntax_uid=ExplicitVRLittleEndian)
+        transfer_syntax_uid=ExplicitVRLittleEndian,
+    )
     # The notice also travels as a comment in the document, where every SR viewer shows it.
-    sr.ContentSequence.append(hd.sr.TextContentItem(
-        name=codes.DCM.Comment, value=RESEARCH_TEXT, relationship_type=hd.sr.RelationshipTypeValues.CONTAINS))
+    sr.ContentSequence.append(
+        hd.sr.TextContentItem(
+            name=codes.DCM.Comment,
+            value=RESEARCH_TEXT,
+            relationship_type=hd.sr.RelationshipTypeValues.CONTAINS,
+        )
+    )
     return sr
 
 
@@ -155,7 +194,9 @@ def burnt_in_rgb(image: LoadedImage, pred) -> np.ndarray:
     size = max(12, image.shape[0] // 32)
     font = ImageFont.load_default(size=size)
     lines = [LABEL, f"{pred.model_name}: heat map of {finding(top).name} ({pred.scores[top]:.2f})"]
-    lines += [f"{finding(k).name} {pred.scores[k]:.2f}{' +' if pred.positive[k] else ''}" for k in pred.findings]
+    lines += [
+        f"{finding(k).name} {pred.scores[k]:.2f}{' +' if pred.positive[k] else ''}" for k in pred.findings
+    ]
     draw.rectangle([0, 0, int(size * 24), int(size * 1.3 * len(lines) + size * 0.4)], fill=(0, 0, 0))
     for i, line in enumerate(lines):
         _draw_label(draw, (int(size * 0.3), int(size * 0.2 + i * size * 1.3)), line, font, (255, 255, 255))
@@ -172,11 +213,17 @@ def secondary_capture(source: Dataset, image: LoadedImage, pred) -> hd.sc.SCImag
         # highdicom warns about the source's own values (a one-part person name), quoting them.
         warnings.simplefilter("ignore", UserWarning)
         sc = hd.sc.SCImage.from_ref_dataset(
-            ref_dataset=source, pixel_array=burnt_in_rgb(image, pred), photometric_interpretation="RGB",
-            bits_allocated=8, coordinate_system="PATIENT",
+            ref_dataset=source,
+            pixel_array=burnt_in_rgb(image, pred),
+            photometric_interpretation="RGB",
+            bits_allocated=8,
+            coordinate_system="PATIENT",
             series_instance_uid=result_uid(source.SOPInstanceUID, pred.weights_sha256, "sc-series"),
-            series_number=991, sop_instance_uid=result_uid(source.SOPInstanceUID, pred.weights_sha256, "sc"),
-            instance_number=1, manufacturer=MANUFACTURER, transfer_syntax_uid=ExplicitVRLittleEndian,
+            series_number=991,
+            sop_instance_uid=result_uid(source.SOPInstanceUID, pred.weights_sha256, "sc"),
+            instance_number=1,
+            manufacturer=MANUFACTURER,
+            transfer_syntax_uid=ExplicitVRLittleEndian,
             patient_orientation=tuple(orientation) if known else ("L", "F"),
         )
     if not known:

@@ -25,8 +25,17 @@ from kdviewer.net.store import ReceiveStore, is_valid_uid
 log = logging.getLogger(__name__)
 
 #: What ``pacs find`` asks for and reports, in this order.
-FIND_KEYS = ("StudyInstanceUID", "PatientID", "PatientName", "StudyDate", "StudyTime", "AccessionNumber",
-             "ModalitiesInStudy", "StudyDescription", "NumberOfStudyRelatedInstances")
+FIND_KEYS = (
+    "StudyInstanceUID",
+    "PatientID",
+    "PatientName",
+    "StudyDate",
+    "StudyTime",
+    "AccessionNumber",
+    "ModalitiesInStudy",
+    "StudyDescription",
+    "NumberOfStudyRelatedInstances",
+)
 
 
 @dataclass(frozen=True)
@@ -60,8 +69,9 @@ def _ae(calling_ae: str) -> AE:
 def _associate(ae: AE, peer: Peer, **kwargs):
     assoc = ae.associate(peer.host, peer.port, ae_title=peer.ae_title, **kwargs)
     if not assoc.is_established:
-        raise ConnectionError(f"no association with {peer.ae_title} at {peer.host}:{peer.port} "
-                              "(refused, or nothing listening)")
+        raise ConnectionError(
+            f"no association with {peer.ae_title} at {peer.host}:{peer.port} (refused, or nothing listening)"
+        )
     return assoc
 
 
@@ -84,8 +94,14 @@ def send(peer: Peer, datasets: Sequence[Dataset], *, calling_ae: str = DEFAULT_A
         assoc.release()
 
 
-def study_query(*, patient_id: str | None = None, patient_name: str | None = None, date_from: str | None = None,
-                date_to: str | None = None, modality: str | None = None) -> Dataset:
+def study_query(
+    *,
+    patient_id: str | None = None,
+    patient_name: str | None = None,
+    date_from: str | None = None,
+    date_to: str | None = None,
+    modality: str | None = None,
+) -> Dataset:
     """A study-level C-FIND identifier; dates are YYYYMMDD, names may use DICOM wildcards (* ?)."""
     q = Dataset()
     q.QueryRetrieveLevel = "STUDY"
@@ -155,13 +171,22 @@ def _final(responses, what: str) -> Retrieved:
     if last is None:
         raise RuntimeError(f"{what}: no response")
     code, status = last
-    return Retrieved(code, int(status.get("NumberOfCompletedSuboperations", 0) or 0),
-                     int(status.get("NumberOfFailedSuboperations", 0) or 0),
-                     int(status.get("NumberOfWarningSuboperations", 0) or 0))
+    return Retrieved(
+        code,
+        int(status.get("NumberOfCompletedSuboperations", 0) or 0),
+        int(status.get("NumberOfFailedSuboperations", 0) or 0),
+        int(status.get("NumberOfWarningSuboperations", 0) or 0),
+    )
 
 
-def get_study(peer: Peer, study_uid: str, store: ReceiveStore, *, calling_ae: str = DEFAULT_AE_TITLE,
-              on_stored: Callable[[Path], None] | None = None) -> Retrieved:
+def get_study(
+    peer: Peer,
+    study_uid: str,
+    store: ReceiveStore,
+    *,
+    calling_ae: str = DEFAULT_AE_TITLE,
+    on_stored: Callable[[Path], None] | None = None,
+) -> Retrieved:
     """C-GET a study into ``store``: the PACS sends its CR, DX and Secondary Capture images back on
     the same association (others are refused, as by the listener)."""
     identifier = _retrieve_identifier(study_uid)
@@ -179,9 +204,16 @@ def get_study(peer: Peer, study_uid: str, store: ReceiveStore, *, calling_ae: st
         assoc.release()
 
 
-def move_study(peer: Peer, study_uid: str, store: ReceiveStore, *, calling_ae: str = DEFAULT_AE_TITLE,
-               listen_port: int, bind: str = "127.0.0.1",
-               on_stored: Callable[[Path], None] | None = None) -> Retrieved:
+def move_study(
+    peer: Peer,
+    study_uid: str,
+    store: ReceiveStore,
+    *,
+    calling_ae: str = DEFAULT_AE_TITLE,
+    listen_port: int,
+    bind: str = "127.0.0.1",
+    on_stored: Callable[[Path], None] | None = None,
+) -> Retrieved:
     """C-MOVE a study into ``store``: a listener with AE title ``calling_ae`` runs on
     ``bind:listen_port`` for the transfer (the PACS must know that AE title at that address)."""
     identifier = _retrieve_identifier(study_uid)
@@ -192,8 +224,10 @@ def move_study(peer: Peer, study_uid: str, store: ReceiveStore, *, calling_ae: s
         ae.add_requested_context(StudyRootQueryRetrieveInformationModelMove)
         assoc = _associate(ae, peer)
         try:
-            return _final(assoc.send_c_move(identifier, calling_ae, StudyRootQueryRetrieveInformationModelMove),
-                          "C-MOVE")
+            return _final(
+                assoc.send_c_move(identifier, calling_ae, StudyRootQueryRetrieveInformationModelMove),
+                "C-MOVE",
+            )
         finally:
             assoc.release()
     finally:

@@ -80,8 +80,9 @@ class ReceiveStore:
             free = shutil.disk_usage(self.root).free
             if self.used_bytes + nbytes > self.max_bytes or free - nbytes < self.min_free_bytes:
                 raise StoreFullError(
-                    f"store full: {self.used_bytes + nbytes} bytes would exceed the budget of {self.max_bytes}"
-                    f" or leave less than {self.min_free_bytes} bytes free ({free} free)")
+                    f"store full: {self.used_bytes + nbytes} bytes would exceed the budget of"
+                    f" {self.max_bytes} or leave less than {self.min_free_bytes} bytes free ({free} free)"
+                )
             self.used_bytes += nbytes
 
     def release(self, nbytes: int) -> None:

@@ -44,14 +44,29 @@ class ViewerActions:
 
     def with_shortcuts(self) -> list[QAction]:
         """The actions that have a keyboard shortcut, in menu order."""
-        every = [self.open, self.open_folder, self.next, self.previous, self.reset, self.zoom_in,
-                 self.zoom_out, self.zoom_actual, self.invert, self.overlay, self.teacher, self.tags,
-                 *self.findings, self.shortcuts, self.quit]
+        every = [
+            self.open,
+            self.open_folder,
+            self.next,
+            self.previous,
+            self.reset,
+            self.zoom_in,
+            self.zoom_out,
+            self.zoom_actual,
+            self.invert,
+            self.overlay,
+            self.teacher,
+            self.tags,
+            *self.findings,
+            self.shortcuts,
+            self.quit,
+        ]
         return [a for a in every if a.shortcuts()]
 
 
-def add_menu_actions(window: QWidget, menu: QMenu,
-                     entries: Sequence[tuple[str, str, Callable[[], object]]]) -> list[QAction]:
+def add_menu_actions(
+    window: QWidget, menu: QMenu, entries: Sequence[tuple[str, str, Callable[[], object]]]
+) -> list[QAction]:
     """One action per ``(text, shortcut, slot)``, in ``menu`` and on ``window`` (so the shortcut
     works wherever the focus is in the window)."""
     actions = []
@@ -91,8 +106,13 @@ def build_actions(window: QWidget, slots) -> ViewerActions:
         invert=action("invert", "&Invert", ["I"], checkable=True),
         overlay=action("overlay", "&Heat map overlay", ["H"]),
         teacher=action("teacher", "Compare with &teacher", ["T"], checkable=True),
-        identifiers=action("identifiers", "Show patient &identifiers", [], checkable=True,
-                           tip="Patient identifiers are hidden by default"),
+        identifiers=action(
+            "identifiers",
+            "Show patient &identifiers",
+            [],
+            checkable=True,
+            tip="Patient identifiers are hidden by default",
+        ),
         tags=action("tags", "DICOM &tags…", ["Ctrl+D"]),
         export=action("export", "Export telemetry &CSV…"),
         quit=action("quit", "&Quit", [QKeySequence.StandardKey.Quit]),
@@ -119,8 +139,21 @@ def build_menus(menu_bar, acts: ViewerActions) -> QMenu:
     m.addSeparator()
     m.addAction(acts.quit)
     m = menu_bar.addMenu("&View")
-    for a in (acts.next, acts.previous, None, acts.reset, acts.zoom_in, acts.zoom_out, acts.zoom_actual,
-              acts.invert, None, acts.overlay, None, acts.identifiers, acts.tags):
+    for a in (
+        acts.next,
+        acts.previous,
+        None,
+        acts.reset,
+        acts.zoom_in,
+        acts.zoom_out,
+        acts.zoom_actual,
+        acts.invert,
+        None,
+        acts.overlay,
+        None,
+        acts.identifiers,
+        acts.tags,
+    ):
         m.addSeparator() if a is None else m.addAction(a)
     m = menu_bar.addMenu("F&indings")
     for a in acts.findings:
@@ -133,8 +166,9 @@ def build_menus(menu_bar, acts: ViewerActions) -> QMenu:
     return recent
 
 
-def fill_recent_menu(menu: QMenu, recent: list[str], open_path: Callable[[str], None],
-                     clear: Callable[[], None]) -> None:
+def fill_recent_menu(
+    menu: QMenu, recent: list[str], open_path: Callable[[str], None], clear: Callable[[], None]
+) -> None:
     """The Open Recent menu: one entry per file (full path in the tooltip), then Clear."""
     menu.clear()
     for path in recent:
@@ -149,8 +183,9 @@ def fill_recent_menu(menu: QMenu, recent: list[str], open_path: Callable[[str], 
 
 def ask_for_files(parent: QWidget, folder: str) -> list[str]:
     """The Open dialog, starting in ``folder``; [] when cancelled."""
-    paths, _ = QFileDialog.getOpenFileNames(parent, "Open images", folder,
-                                            "Images (*.dcm *.dicom *.png *.jpg *.jpeg);;All files (*)")
+    paths, _ = QFileDialog.getOpenFileNames(
+        parent, "Open images", folder, "Images (*.dcm *.dicom *.png *.jpg *.jpeg);;All files (*)"
+    )
     return list(paths)
 
 
@@ -165,9 +200,13 @@ def shortcut_sheet(acts: ViewerActions) -> str:
     rows = []
     for a in acts.with_shortcuts():
         keys = ", ".join(s.toString(QKeySequence.SequenceFormat.NativeText) for s in a.shortcuts())
-        rows.append(f"<tr><td style='padding-right:18px'>{a.text().replace('&', '')}</td><td><b>{keys}</b></td></tr>")
+        rows.append(
+            f"<tr><td style='padding-right:18px'>{a.text().replace('&', '')}</td><td><b>{keys}</b></td></tr>"
+        )
     rows.append("<tr><td style='padding-right:18px'>Window / level</td><td><b>left drag</b></td></tr>")
-    rows.append("<tr><td style='padding-right:18px'>Pan</td><td><b>middle drag, Shift+left drag</b></td></tr>")
+    rows.append(
+        "<tr><td style='padding-right:18px'>Pan</td><td><b>middle drag, Shift+left drag</b></td></tr>"
+    )
     rows.append("<tr><td style='padding-right:18px'>Zoom</td><td><b>wheel, right drag</b></td></tr>")
     return "<table>" + "".join(rows) + "</table>"
 
@@ -181,16 +220,24 @@ def _version(package: str) -> str:
 
 def about_text(engines: dict) -> str:
     """Versions, the models in use with their weights' SHA-256, and the research-use notice."""
-    lines = [f"<h3>kdviewer {__version__}</h3>", f"<p><b>{RESEARCH_NOTICE}</b></p>",
-             "<p>Python " + platform.python_version() + f" on {sys.platform}<br>"
-             + "<br>".join(f"{p} {_version(p)}" for p in ABOUT_PACKAGES) + "</p>"]
+    lines = [
+        f"<h3>kdviewer {__version__}</h3>",
+        f"<p><b>{RESEARCH_NOTICE}</b></p>",
+        "<p>Python "
+        + platform.python_version()
+        + f" on {sys.platform}<br>"
+        + "<br>".join(f"{p} {_version(p)}" for p in ABOUT_PACKAGES)
+        + "</p>",
+    ]
     models = []
     for role, engine in sorted(engines.items()):
         card = getattr(engine, "card", None)
         if card is not None:
-            models.append(f"{role}: {card.name} ({card.architecture}, v{card.version}"
-                          f"{'' if card.trained else ', UNTRAINED'})<br>"
-                          f"<span style='font-family:monospace'>sha256 {card.weights_sha256}</span>")
+            models.append(
+                f"{role}: {card.name} ({card.architecture}, v{card.version}"
+                f"{'' if card.trained else ', UNTRAINED'})<br>"
+                f"<span style='font-family:monospace'>sha256 {card.weights_sha256}</span>"
+            )
     lines.append("<p>" + ("<br>".join(models) if models else "No model loaded yet.") + "</p>")
     return "".join(lines)
 

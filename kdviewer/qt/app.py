@@ -68,7 +68,9 @@ def run_viewer(paths: list[str]) -> int:
     from kdviewer.core import readpool
 
     readpool.shutdown()
-    log.debug("viewer timings: %s; shut down in %.0f ms", window.timings_ms, 1000 * (time.perf_counter() - t_quit))
+    log.debug(
+        "viewer timings: %s; shut down in %.0f ms", window.timings_ms, 1000 * (time.perf_counter() - t_quit)
+    )
     window.deleteLater()  # the widgets go now, not in the interpreter's slower final clean-up
     app.processEvents()
     return int(rc)
@@ -167,11 +169,17 @@ def screenshot(out: str, path: str | None, *, timeout_s: float = 300.0, scale: f
         failures: list[str] = []
         window.image_load_failed.connect(lambda _p, message: failures.append(message))
         window.start([path] if path else [])
-        signals = [window.view_ready, window.study_list_scored, window.engine_unavailable,
-                   window.prediction_shown, window.image_load_failed]
+        signals = [
+            window.view_ready,
+            window.study_list_scored,
+            window.engine_unavailable,
+            window.prediction_shown,
+            window.image_load_failed,
+        ]
         # an unreadable file ends the wait at once: nothing will be shown
-        done = wait_for(lambda: _scoring_done(window) or (failures and window.current_image is None),
-                        signals, timeout_s)
+        done = wait_for(
+            lambda: _scoring_done(window) or (failures and window.current_image is None), signals, timeout_s
+        )
         if window.current_image is None:
             reason = failures[-1] if failures else "nothing was shown"
             log.error("screenshot: cannot open %s: %s", path or "the built-in example", reason)
@@ -187,8 +195,9 @@ def screenshot(out: str, path: str | None, *, timeout_s: float = 300.0, scale: f
         if scale != 1.0:
             from PySide6.QtCore import Qt
 
-            pixmap = pixmap.scaledToWidth(max(1, round(pixmap.width() * scale)),
-                                          Qt.TransformationMode.SmoothTransformation)
+            pixmap = pixmap.scaledToWidth(
+                max(1, round(pixmap.width() * scale)), Qt.TransformationMode.SmoothTransformation
+            )
         jpeg = str(out).lower().endswith((".jpg", ".jpeg"))
         ok = pixmap.save(str(out), "JPG" if jpeg else "PNG", 85 if jpeg else -1)
         window.close()
@@ -215,8 +224,11 @@ def measure_startup(path: str | None = None, *, timeout_s: float = 300.0) -> dic
         window.show()
         window.start([path] if path else [])
         wait_for(lambda: "time_to_window" in window.timings_ms, [], timeout_s)
-        wait_for(lambda: "time_to_first_scores" in window.timings_ms,
-                 [window.prediction_shown, window.engine_unavailable], timeout_s)
+        wait_for(
+            lambda: "time_to_first_scores" in window.timings_ms,
+            [window.prediction_shown, window.engine_unavailable],
+            timeout_s,
+        )
         timings = {f"{k}_ms": round(v, 1) for k, v in window.timings_ms.items()}
         window.close()
         app.processEvents()

@@ -60,10 +60,14 @@ class ComparePanel(QWidget):
         """View ▸ Compare with prior (Ctrl+K) and Close comparison."""
         view_menu = next(m.menu() for m in menu_bar.actions() if m.text() == "&View")
         view_menu.addSeparator()
-        return add_menu_actions(window, view_menu, (
-            ("Compare with &prior", "Ctrl+K", self.compare_with_prior),
-            ("Close &comparison", "Ctrl+Shift+K", lambda: self.model.set_compare(None)),
-        ))
+        return add_menu_actions(
+            window,
+            view_menu,
+            (
+                ("Compare with &prior", "Ctrl+K", self.compare_with_prior),
+                ("Close &comparison", "Ctrl+Shift+K", lambda: self.model.set_compare(None)),
+            ),
+        )
 
     def compare_with_prior(self) -> None:
         """The most recent other study of this patient in the list, beside this one."""
@@ -124,6 +128,8 @@ class ComparePanel(QWidget):
         if pred is None:
             scores = "scoring…"
         else:
-            scores = " · ".join(f"{finding(k).name} {pred.scores[k]:.2f}{' +' if pred.positive[k] else ''}"
-                                for k in pred.findings)
+            scores = " · ".join(
+                f"{finding(k).name} {pred.scores[k]:.2f}{' +' if pred.positive[k] else ''}"
+                for k in pred.findings
+            )
         self.caption.setText(f"Compared: {Path(path).name} ({date}) — student: {scores}")

@@ -24,8 +24,14 @@ class ViewerController(QObject):
 
     thumbnail_ready = Signal(object)  # Thumbnail, from whichever worker read the file
 
-    def __init__(self, model: ViewerModel, *, engine_loaders: dict[str, Callable[[], Any]] | None = None,
-                 reader: Callable[[str], Any] | None = None, parent=None):
+    def __init__(
+        self,
+        model: ViewerModel,
+        *,
+        engine_loaders: dict[str, Callable[[], Any]] | None = None,
+        reader: Callable[[str], Any] | None = None,
+        parent=None,
+    ):
         super().__init__(parent)
         self.model = model
         self._engine_loaders = dict(engine_loaders or {})
@@ -61,7 +67,9 @@ class ViewerController(QObject):
             return None
         worker = self.workers.get(role)
         if worker is None:
-            worker = EngineWorker(role, loader=self._engine_loaders.get(role), reader=self._reader, parent=self)
+            worker = EngineWorker(
+                role, loader=self._engine_loaders.get(role), reader=self._reader, parent=self
+            )
             worker.engine_loaded.connect(self._on_engine_loaded)
             worker.engine_failed.connect(self._on_engine_failed)
             worker.prediction_ready.connect(self._on_prediction_ready)

@@ -48,8 +48,14 @@ class DicomReceiver(QObject):
     def running(self) -> bool:
         return self._listener is not None
 
-    def start(self, store: Path | None = None, *, port: int | None = None, ae_title: str | None = None,
-              bind: str = "127.0.0.1") -> bool:
+    def start(
+        self,
+        store: Path | None = None,
+        *,
+        port: int | None = None,
+        ae_title: str | None = None,
+        bind: str = "127.0.0.1",
+    ) -> bool:
         """Start listening; False (and a ``state_changed`` line saying why) when it cannot."""
         # The node's library loads only when asked for: importing pynetdicom takes about 1 s.
         from kdviewer.net.listener import Listener
@@ -61,8 +67,13 @@ class DicomReceiver(QObject):
         port = int(os.environ.get("KDVIEWER_DICOM_PORT", DEFAULT_PORT)) if port is None else port
         ae_title = ae_title or os.environ.get("KDVIEWER_DICOM_AE_TITLE", DEFAULT_AE_TITLE)
         try:
-            listener = Listener(ReceiveStore(store, max_bytes=STORE_BYTES), port=port, ae_title=ae_title,
-                                bind=bind, on_stored=lambda p: self.arrived.emit(str(p)))
+            listener = Listener(
+                ReceiveStore(store, max_bytes=STORE_BYTES),
+                port=port,
+                ae_title=ae_title,
+                bind=bind,
+                on_stored=lambda p: self.arrived.emit(str(p)),
+            )
             self.address = listener.start()
         except (OSError, ValueError) as exc:
             self.state_changed.emit(f"Cannot receive over DICOM on {bind}:{port}: {exc}")
@@ -85,8 +96,10 @@ def install(window) -> DicomReceiver:
     receiver = DicomReceiver(window)
     action = QAction("Receive over &DICOM", window)
     action.setCheckable(True)
-    action.setToolTip(f"Listen for images from an X-ray unit or PACS (AE title {DEFAULT_AE_TITLE}, port "
-                      f"{DEFAULT_PORT}, this computer only)")
+    action.setToolTip(
+        f"Listen for images from an X-ray unit or PACS (AE title {DEFAULT_AE_TITLE}, port "
+        f"{DEFAULT_PORT}, this computer only)"
+    )
     file_menu = window.menuBar().actions()[0].menu()
     file_menu.insertAction(file_menu.actions()[-1], action)  # above Quit
     file_menu.insertSeparator(file_menu.actions()[-1])

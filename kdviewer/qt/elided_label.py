@@ -53,8 +53,10 @@ class ElidedLabel(QLabel):
     def sizeHint(self) -> QSize:  # noqa: N802
         fm = self.fontMetrics()
         m = self.contentsMargins()
-        return QSize(fm.horizontalAdvance(super().text()) + 2 + m.left() + m.right(),
-                     fm.height() + m.top() + m.bottom())
+        return QSize(
+            fm.horizontalAdvance(super().text()) + 2 + m.left() + m.right(),
+            fm.height() + m.top() + m.bottom(),
+        )
 
     def resizeEvent(self, event):  # noqa: N802
         super().resizeEvent(event)
@@ -63,8 +65,13 @@ class ElidedLabel(QLabel):
     def paintEvent(self, _event):  # noqa: N802
         painter = QPainter(self)
         self.style().drawItemText(
-            painter, self.contentsRect(), int(self.alignment()), self.palette(), self.isEnabled(),
-            self.elided_text(), self.foregroundRole(),
+            painter,
+            self.contentsRect(),
+            int(self.alignment()),
+            self.palette(),
+            self.isEnabled(),
+            self.elided_text(),
+            self.foregroundRole(),
         )
         painter.end()
 

@@ -35,15 +35,19 @@ class WorkflowExports(QObject):
         self.window = window
         self._threads: list[threading.Thread] = []
         self.report_action = QAction("&Report of this study (PDF)…", window)
-        self.report_action.triggered.connect(lambda: self._ask("Report", "PDF (*.pdf)", ".pdf", self.write_report))
+        self.report_action.triggered.connect(
+            lambda: self._ask("Report", "PDF (*.pdf)", ".pdf", self.write_report)
+        )
         self.view_action = QAction("Export &view as PNG…", window)
-        self.view_action.triggered.connect(lambda: self._ask("Export view", "PNG (*.png)", ".png",
-                                                             self.write_view_png))
+        self.view_action.triggered.connect(
+            lambda: self._ask("Export view", "PNG (*.png)", ".png", self.write_view_png)
+        )
         self.copy_action = QAction("Cop&y view", window)
         self.copy_action.triggered.connect(self.copy_view)
         self.list_action = QAction("Export study &list as CSV…", window)
-        self.list_action.triggered.connect(lambda: self._ask("Export study list", "CSV (*.csv)", ".csv",
-                                                             self.write_study_list_csv))
+        self.list_action.triggered.connect(
+            lambda: self._ask("Export study list", "CSV (*.csv)", ".csv", self.write_study_list_csv)
+        )
         self.report_written.connect(lambda p: window.statusBar().showMessage(f"Report written to {p}", 8000))
         self.export_failed.connect(lambda m: window.statusBar().showMessage(m, 12000))
 
@@ -77,12 +81,22 @@ class WorkflowExports(QObject):
         except ValueError as exc:
             self.export_failed.emit(f"Report: {exc}")
             return None
-        study = StudyResult(1, model.path, image=model.image, records=records, predictions=[p for _, p in preds],
-                            engines=[model.engines.get(role) for role, _ in preds],
-                            measurements=self.window.measure.summaries())
+        study = StudyResult(
+            1,
+            model.path,
+            image=model.image,
+            records=records,
+            predictions=[p for _, p in preds],
+            engines=[model.engines.get(role) for role, _ in preds],
+            measurements=self.window.measure.summaries(),
+        )
         focus = model.finding
-        thread = threading.Thread(target=self._report_job, args=(study, model.model_image, Path(out), focus),
-                                  name="ReportWriter", daemon=True)
+        thread = threading.Thread(
+            target=self._report_job,
+            args=(study, model.model_image, Path(out), focus),
+            name="ReportWriter",
+            daemon=True,
+        )
         self._threads.append(thread)
         thread.start()
         return thread
@@ -98,10 +112,13 @@ class WorkflowExports(QObject):
             write_pdf([study], out, focus=focus)
         except Exception as exc:  # noqa: BLE001 - reported in the window; the viewer carries on
             log.warning("report could not be written: %s", exc)
-            self.export_failed.emit(f"Report: cannot write {out.name}: {getattr(exc, 'strerror', None) or exc}")
+            self.export_failed.emit(
+                f"Report: cannot write {out.name}: {getattr(exc, 'strerror', None) or exc}"
+            )
             return
-        audit.record_export("report-pdf", subjects=[study.subject] if study.subject else [], output=out,
-                            source="viewer")
+        audit.record_export(
+            "report-pdf", subjects=[study.subject] if study.subject else [], output=out, source="viewer"
+        )
         self.report_written.emit(str(out))
 
     def wait(self, timeout: float = 30.0) -> None:
@@ -142,12 +159,18 @@ class WorkflowExports(QObject):
                     student, teacher = model.list_scores.get(path), model.teacher_scores.get(path)
                     row = [path, path in model.read, model.failures.get(path, "")]
                     for k in FINDING_KEYS:
-                        row += ["", ""] if student is None else [f"{student.scores[k]:.6f}", bool(student.positive[k])]
+                        row += (
+                            ["", ""]
+                            if student is None
+                            else [f"{student.scores[k]:.6f}", bool(student.positive[k])]
+                        )
                     row += ["" if teacher is None else f"{teacher.scores[k]:.6f}" for k in FINDING_KEYS]
                     gap = disagreement(student, teacher)
                     writer.writerow(row + ["" if gap is None else f"{gap:.6f}"])
         except OSError as exc:
-            self.export_failed.emit(f"Export study list: cannot write {Path(out).name}: {exc.strerror or exc}")
+            self.export_failed.emit(
+                f"Export study list: cannot write {Path(out).name}: {exc.strerror or exc}"
+            )
             return False
         audit.record_export("study-list-csv", output=out, source="viewer")
         return True

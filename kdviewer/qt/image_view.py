@@ -226,11 +226,15 @@ class ImageView(QWidget):
         if self._renderer is None:
             return
         grey = self._renderer.render(self._window, voi_lut=self._window is None)
-        self.image_item.setImage(grey, autoLevels=False, levels=(0, 255),
-                                 lut=_INVERT_LUT if self._inverted else None)
+        self.image_item.setImage(
+            grey, autoLevels=False, levels=(0, 255), lut=_INVERT_LUT if self._inverted else None
+        )
         self._fit_item_to_geometry()
-        lo, hi = (window_bounds(self._window) if self._window is not None
-                  else (float(v) for v in self._image.value_range))
+        lo, hi = (
+            window_bounds(self._window)
+            if self._window is not None
+            else (float(v) for v in self._image.value_range)
+        )
         self._setting_levels = True
         try:
             self.histogram.setLevels(lo, hi)
@@ -288,8 +292,11 @@ class ImageView(QWidget):
         centre = self.view_box.viewRect().center()
         half_w = self.view_box.width() / level / 2.0
         half_h = self.view_box.height() / level / 2.0
-        self.view_box.setRange(xRange=(centre.x() - half_w, centre.x() + half_w),
-                               yRange=(centre.y() - half_h, centre.y() + half_h), padding=0)
+        self.view_box.setRange(
+            xRange=(centre.x() - half_w, centre.x() + half_w),
+            yRange=(centre.y() - half_h, centre.y() + half_h),
+            padding=0,
+        )
 
     def _on_range_changed(self, *_):
         self.zoom_changed.emit(self.zoom_level())
@@ -301,7 +308,9 @@ class ImageView(QWidget):
             self.clear_heatmap()
             return
         if self._image is not None and tuple(heatmap.shape) != self._image.geometry:
-            raise ValueError(f"heat map shape {heatmap.shape} differs from the image's {self._image.geometry}")
+            raise ValueError(
+                f"heat map shape {heatmap.shape} differs from the image's {self._image.geometry}"
+            )
         self.overlay_item.setImage(np.asarray(heatmap, dtype=np.float32), levels=(0.0, 1.0), autoLevels=False)
         self.overlay_item.setVisible(self._overlay_on)
 

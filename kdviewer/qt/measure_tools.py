@@ -25,14 +25,20 @@ from kdviewer.core.measure import (
 )
 from kdviewer.qt.actions import add_menu_actions
 
-_COLOURS = {"ruler": (80, 220, 120), "angle": (230, 120, 230), "cardiac": (255, 170, 60),
-            "thoracic": (90, 180, 255)}
+_COLOURS = {
+    "ruler": (80, 220, 120),
+    "angle": (230, 120, 230),
+    "cardiac": (255, 170, 60),
+    "thoracic": (90, 180, 255),
+}
 
 
 @dataclass
 class _Tool:
     kind: str  # "ruler", "angle" or "ctr"
-    segments: list  # a LineSegmentROI (ruler), a three-point PolyLineROI (angle), two (ctr: cardiac, thoracic)
+    segments: (
+        list  # a LineSegmentROI (ruler), a three-point PolyLineROI (angle), two (ctr: cardiac, thoracic)
+    )
     label: pg.TextItem
 
 
@@ -57,10 +63,16 @@ class MeasureTools(QObject):
             menu_bar.insertMenu(help_menu, menu)
         else:
             menu_bar.addMenu(menu)
-        return add_menu_actions(window, menu, (("&Ruler", "M", lambda: self.add_ruler()),
-                                               ("&Angle", "A", lambda: self.add_angle()),
-                                               ("&Cardiothoracic ratio", "C", lambda: self.add_ctr()),
-                                               ("C&lear measurements", "Shift+Del", self.clear)))
+        return add_menu_actions(
+            window,
+            menu,
+            (
+                ("&Ruler", "M", lambda: self.add_ruler()),
+                ("&Angle", "A", lambda: self.add_angle()),
+                ("&Cardiothoracic ratio", "C", lambda: self.add_ctr()),
+                ("C&lear measurements", "Shift+Del", self.clear),
+            ),
+        )
 
     # -- state ----------------------------------------------------------------------------------
     def set_image(self, image) -> None:
@@ -91,8 +103,12 @@ class MeasureTools(QObject):
         tool = _Tool("ruler", [self._segment(p0, p1, "ruler")], self._label("ruler"))
         return self._add(tool)
 
-    def add_angle(self, a: tuple[float, float] | None = None, vertex: tuple[float, float] | None = None,
-                  b: tuple[float, float] | None = None):
+    def add_angle(
+        self,
+        a: tuple[float, float] | None = None,
+        vertex: tuple[float, float] | None = None,
+        b: tuple[float, float] | None = None,
+    ):
         """An angle at ``vertex`` between the arms to ``a`` and ``b`` (x = column, y = row)."""
         rows, cols = self._shape
         if not rows:
@@ -100,21 +116,27 @@ class MeasureTools(QObject):
         a = a or (cols * 0.3, rows * 0.35)
         vertex = vertex or (cols * 0.5, rows * 0.5)
         b = b or (cols * 0.7, rows * 0.35)
-        poly = pg.PolyLineROI([a, vertex, b], closed=False, pen=pg.mkPen(_COLOURS["angle"], width=2),
-                              removable=True)
+        poly = pg.PolyLineROI(
+            [a, vertex, b], closed=False, pen=pg.mkPen(_COLOURS["angle"], width=2), removable=True
+        )
         poly.setZValue(20)
         return self._add(_Tool("angle", [poly], self._label("angle")))
 
-    def add_ctr(self, cardiac: tuple[float, float, float] | None = None,
-                thoracic: tuple[float, float, float] | None = None):
+    def add_ctr(
+        self,
+        cardiac: tuple[float, float, float] | None = None,
+        thoracic: tuple[float, float, float] | None = None,
+    ):
         """Two horizontal spans (x0, x1, y): the maximal cardiac and the maximal thoracic width."""
         rows, cols = self._shape
         if not rows:
             return None
         cardiac = cardiac or (cols * 0.38, cols * 0.68, rows * 0.65)
         thoracic = thoracic or (cols * 0.12, cols * 0.88, rows * 0.55)
-        segments = [self._segment((x0, y), (x1, y), kind)
-                    for (x0, x1, y), kind in ((cardiac, "cardiac"), (thoracic, "thoracic"))]
+        segments = [
+            self._segment((x0, y), (x1, y), kind)
+            for (x0, x1, y), kind in ((cardiac, "cardiac"), (thoracic, "thoracic"))
+        ]
         return self._add(_Tool("ctr", segments, self._label("ctr")))
 
     def endpoints(self, segment) -> list[tuple[float, float]]:
@@ -131,8 +153,12 @@ class MeasureTools(QObject):
         return seg
 
     def _label(self, kind: str) -> pg.TextItem:
-        label = pg.TextItem("", color=_COLOURS["cardiac" if kind == "ctr" else kind], anchor=(0, 1),
-                            fill=pg.mkBrush(0, 0, 0, 160))
+        label = pg.TextItem(
+            "",
+            color=_COLOURS["cardiac" if kind == "ctr" else kind],
+            anchor=(0, 1),
+            fill=pg.mkBrush(0, 0, 0, 160),
+        )
         label.setZValue(21)
         return label
 
@@ -184,8 +210,10 @@ class MeasureTools(QObject):
                 if cal.col_mm is not None:
                     cardiac, thoracic = cardiac * cal.col_mm, thoracic * cal.col_mm
                 flag = f" > {CTR_LIMIT} (enlarged?)" if ratio > CTR_LIMIT else ""
-                text = (f"CTR {ratio:.2f}{flag}\ncardiac {format_length(cardiac, cal)}, "
-                        f"thoracic {format_length(thoracic, cal)}")
+                text = (
+                    f"CTR {ratio:.2f}{flag}\ncardiac {format_length(cardiac, cal)}, "
+                    f"thoracic {format_length(thoracic, cal)}"
+                )
             anchor = t0 if t0[0] <= t1[0] else t1
         tool.label.setText(text)
         tool.label.setPos(*anchor)

@@ -16,7 +16,9 @@ class ModelsView(QObject):
     engine_unavailable = Signal(str, str)  # role, reason
     prediction_shown = Signal(str)  # role whose prediction for the image on screen is now displayed
 
-    def __init__(self, model, *, scores_panel, telemetry_panel, status_bar, banner, teacher_action, parent=None):
+    def __init__(
+        self, model, *, scores_panel, telemetry_panel, status_bar, banner, teacher_action, parent=None
+    ):
         super().__init__(parent)
         self.model = model
         self.scores = scores_panel

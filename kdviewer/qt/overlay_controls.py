@@ -26,7 +26,9 @@ class OverlayControls(QObject):
         self.finding_combo = QComboBox()
         for i, f in enumerate(FINDINGS, start=1):
             self.finding_combo.addItem(f"{i}  {f.name}", f.key)
-        self.finding_combo.activated.connect(lambda i: self.finding_chosen.emit(self.finding_combo.itemData(i)))
+        self.finding_combo.activated.connect(
+            lambda i: self.finding_chosen.emit(self.finding_combo.itemData(i))
+        )
         self.model_combo = QComboBox()
         self.model_combo.addItem("Student", "student")
         self.model_combo.addItem("Teacher", "teacher")
@@ -38,8 +40,9 @@ class OverlayControls(QObject):
             for i, method in enumerate(CAM_METHODS):
                 if method != DEFAULT_CAM_METHOD:
                     self.method_combo.model().item(i).setEnabled(False)
-                    self.method_combo.setItemData(i, f"needs the explain extra: {EXPLAIN_INSTALL}",
-                                                  Qt.ItemDataRole.ToolTipRole)
+                    self.method_combo.setItemData(
+                        i, f"needs the explain extra: {EXPLAIN_INSTALL}", Qt.ItemDataRole.ToolTipRole
+                    )
         self.method_combo.setToolTip(METHOD_TIP)
         self.method_combo.activated.connect(lambda i: self.method_chosen.emit(self.method_combo.itemText(i)))
         self.colormap_combo = QComboBox()
@@ -83,8 +86,14 @@ class OverlayControls(QObject):
 
     def widgets(self) -> list[QWidget]:
         """In toolbar order."""
-        return [self.overlay_checkbox, self.finding_combo, self.model_combo, self.method_combo,
-                self.colormap_combo, self.opacity_holder]
+        return [
+            self.overlay_checkbox,
+            self.finding_combo,
+            self.model_combo,
+            self.method_combo,
+            self.colormap_combo,
+            self.opacity_holder,
+        ]
 
     def show_selection(self, model) -> None:
         """Reflect a :class:`~kdviewer.core.viewer_model.ViewerModel`'s choices."""

@@ -114,8 +114,12 @@ class ViewerSettings:
             resolved = folder.resolve()
         except OSError:
             return home
-        if not resolved.is_dir() or resolved == package or package in resolved.parents \
-                or {"site-packages", "dist-packages"} & set(resolved.parts):
+        if (
+            not resolved.is_dir()
+            or resolved == package
+            or package in resolved.parents
+            or {"site-packages", "dist-packages"} & set(resolved.parts)
+        ):
             return home
         return str(folder)
 

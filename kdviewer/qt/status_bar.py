@@ -25,8 +25,9 @@ def models_summary(model) -> tuple[str, str]:
     failed = [ROLE_TITLES[r] for r in loaded if not model.usable(r)]
     banner = []
     if untrained:
-        banner.append(f"{' and '.join(untrained)}: UNTRAINED (random weights) — scores and heat maps "
-                      "are meaningless")
+        banner.append(
+            f"{' and '.join(untrained)}: UNTRAINED (random weights) — scores and heat maps are meaningless"
+        )
     if failed:
         banner.append(f"{' and '.join(failed)}: failed self-test — not used")
     return "   ".join(parts), "   ·   ".join(banner)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from PySide6.QtWidgets import QDialog, QLabel, QLineEdit, QTreeWidget, QTreeWidgetItem, QVBoxLayout
 
 from kdviewer.core.image import IDENTIFYING_KEYWORDS
+
 HIDDEN = "‹hidden›"
 MAX_VALUE_CHARS = 160
 

@@ -20,7 +20,9 @@ class TriageBar(QWidget):
         super().__init__(parent)
         self.setObjectName("triageBar")
         self.sort_combo = QComboBox()
-        self.sort_combo.setToolTip("Order of the study list (from the scores already made; nothing is re-run)")
+        self.sort_combo.setToolTip(
+            "Order of the study list (from the scores already made; nothing is re-run)"
+        )
         for key, label in SORTS.items():
             if key == "finding":
                 for f in FINDINGS:
@@ -50,12 +52,18 @@ class TriageBar(QWidget):
     def view(self) -> TriageView:
         """The view the controls describe."""
         sort, key = self.sort_combo.currentData()
-        return TriageView(sort=sort, finding=key or FINDINGS[0].key, positive_for=self.filter_combo.currentData(),
-                          unread_only=self.unread_box.isChecked())
+        return TriageView(
+            sort=sort,
+            finding=key or FINDINGS[0].key,
+            positive_for=self.filter_combo.currentData(),
+            unread_only=self.unread_box.isChecked(),
+        )
 
     def set_counts(self, counts: dict[str, int]) -> None:
         """Show how many studies are positive per finding."""
-        self.counts_label.setText("Positives: " + " · ".join(f"{_SHORT.get(k, k)} {n}" for k, n in counts.items()))
+        self.counts_label.setText(
+            "Positives: " + " · ".join(f"{_SHORT.get(k, k)} {n}" for k, n in counts.items())
+        )
 
     def _on_changed(self, *_args) -> None:
         self.view_changed.emit(self.view())

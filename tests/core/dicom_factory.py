@@ -153,7 +153,9 @@ def write(
     return path
 
 
-def encode(ds: Dataset, transfer_syntax: str = "explicit_le", *, preamble: bool = True, file_meta: bool = True) -> bytes:
+def encode(
+    ds: Dataset, transfer_syntax: str = "explicit_le", *, preamble: bool = True, file_meta: bool = True
+) -> bytes:
     """The file ``ds`` makes in ``transfer_syntax`` (a key of TRANSFER_SYNTAXES).
 
     ``preamble=False`` omits the 128-byte preamble and "DICM"; ``file_meta=False`` also omits the

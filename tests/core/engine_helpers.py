@@ -11,7 +11,7 @@ import functools
 import numpy as np
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def engine(name: str, runtime: str = "onnxruntime"):
     from kdviewer.core.engine import DEFAULT_ARCH, InferenceEngine
 

@@ -57,28 +57,30 @@ class Case:
 # --------------------------------------------------------------------------- well-formed bases
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _dicom(ts: str, rows: int = 64, cols: int = 60, bits: int = 12) -> bytes:
     stored = fac.ramp(rows, cols, 0, 2**bits - 1, np.uint16 if bits > 8 else np.uint8)
     return fac.encode(fac.make_dataset(stored, bits_stored=bits), ts)
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _jpeg_bytes(rows: int = 64, cols: int = 60, progressive: bool = False) -> bytes:
     from PIL import Image
 
     out = io.BytesIO()
-    Image.fromarray(fac.ramp(rows, cols, 0, 255, np.uint8)).save(out, "JPEG", quality=90, progressive=progressive)
+    Image.fromarray(fac.ramp(rows, cols, 0, 255, np.uint8)).save(
+        out, "JPEG", quality=90, progressive=progressive
+    )
     return out.getvalue()
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _jpeg_dicom(rows: int = 64, cols: int = 60) -> bytes:
     ds = fac.make_dataset(fac.ramp(rows, cols, 0, 255, np.uint8))
     return fac.encode_encapsulated(ds, JPEGBaseline8Bit, [_jpeg_bytes(rows, cols)])
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _png_bytes(mode: str = "L") -> bytes:
     from PIL import Image
 
@@ -123,7 +125,9 @@ def jpeg_sof(rng: random.Random) -> Case:
         data = data.replace(str(JPEGBaseline8Bit).encode(), str(JPEGLosslessSV1).encode().ljust(22, b"\0"))
     if rng.random() < 0.3:
         data = _patch(data, sof + 4, "B", rng.choice([0, 1, 17, 255]))  # precision
-    return Case("jpeg-sof", f"jpeg-sof-{marker:02X}-{rows}x{cols}", data, expect_error=(rows, cols) != (64, 60))
+    return Case(
+        "jpeg-sof", f"jpeg-sof-{marker:02X}-{rows}x{cols}", data, expect_error=(rows, cols) != (64, 60)
+    )
 
 
 def jpeg_ls_sof(rng: random.Random) -> Case:
@@ -134,7 +138,7 @@ def jpeg_ls_sof(rng: random.Random) -> Case:
     return Case("jpeg-ls-sof", f"jpeg-ls-{rows}x{cols}", data, expect_error=True)
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _j2k_reducible() -> bytes:
     return _dicom("j2k_lossless", 512, 480, 12)
 
@@ -191,7 +195,7 @@ def rle_header(rng: random.Random) -> Case:
         data = _patch(data, at + 4 * count, "<I", rng.choice([10**6, 2**32 - 1]))
     else:
         out = bytearray(data)
-        for i in range(rng.randint(1, 16)):
+        for _ in range(rng.randint(1, 16)):
             out[at + rng.randrange(64)] = rng.randrange(256)
         data = bytes(out)
     return Case("rle-header", f"rle-{what}", data)
@@ -212,7 +216,7 @@ def rle_data(rng: random.Random) -> Case:
 _BLOCK = 1 << 22
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _deflated_zero_block() -> bytes:
     """4 MiB of zeros deflated as a self-contained, byte-aligned run of blocks (history reset)."""
     comp = zlib.compressobj(9, zlib.DEFLATED, -zlib.MAX_WBITS)
@@ -241,7 +245,7 @@ def _deflate_zeros(prefix: bytes, zeros: int, raw: bool = False) -> bytes:
     return b"\x78\xda" + body + struct.pack(">I", check)
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _deflate_bomb(inflated_mb: int, where: str) -> bytes:
     """A deflated DICOM whose dataset inflates to ``inflated_mb`` MB (zeros in a private OB or the pixels)."""
     ds = fac.make_dataset(fac.ramp(8, 8))
@@ -284,15 +288,20 @@ def _png_chunk(kind: bytes, payload: bytes) -> bytes:
     return struct.pack(">I", len(payload)) + kind + payload + struct.pack(">I", zlib.crc32(kind + payload))
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _constant_png(width: int, height: int, colour_type: int = 0, depth: int = 8) -> bytes:
     channels = {0: 1, 2: 3, 4: 2, 6: 4}[colour_type]
     idat = _deflate_zeros(b"", height * (1 + width * channels * depth // 8))  # filter 0, black pixels
     ihdr = struct.pack(">IIBBBBB", width, height, depth, colour_type, 0, 0, 0)
-    return b"\x89PNG\r\n\x1a\n" + _png_chunk(b"IHDR", ihdr) + _png_chunk(b"IDAT", idat) + _png_chunk(b"IEND", b"")
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + _png_chunk(b"IHDR", ihdr)
+        + _png_chunk(b"IDAT", idat)
+        + _png_chunk(b"IEND", b"")
+    )
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _ztxt_bomb() -> bytes:
     """A small PNG with a text chunk that inflates to 100 MB (Pillow caps text chunks)."""
     text = _deflate_zeros(b"", 100_000_000)
@@ -309,7 +318,9 @@ def png_bomb(rng: random.Random) -> Case:
     if what == "square":
         return Case("png-bomb", "png-20000x20000", _constant_png(20000, 20000), ".png", expect_error=True)
     if what == "rgba":
-        return Case("png-bomb", "png-rgba16-9000x9000", _constant_png(9000, 9000, 6, 16), ".png", expect_error=True)
+        return Case(
+            "png-bomb", "png-rgba16-9000x9000", _constant_png(9000, 9000, 6, 16), ".png", expect_error=True
+        )
     base = _png_bytes()
     if what == "ztxt":
         return Case("png-bomb", "png-ztxt", _ztxt_bomb(), ".png")
@@ -331,7 +342,13 @@ def jpeg_file(rng: random.Random) -> Case:
     rows, cols = rng.choice(_HUGE_SIDES[:6])
     # a JPEG file has no other header to contradict: 30000 x 60 is a legal (grey-padded) image
     refuse = rows * cols == 0 or rows * cols > 64 * 2**20
-    return Case("jpeg-file", f"jpeg-{what}-{rows}x{cols}", _patch(data, sof + 5, ">HH", rows, cols), ".jpg", expect_error=refuse)
+    return Case(
+        "jpeg-file",
+        f"jpeg-{what}-{rows}x{cols}",
+        _patch(data, sof + 5, ">HH", rows, cols),
+        ".jpg",
+        expect_error=refuse,
+    )
 
 
 def re_sof(data: bytes) -> int:
@@ -357,7 +374,15 @@ def rescale_file(slope: str, intercept: str, ts: str = "explicit_le") -> bytes:
 
 def rescale(rng: random.Random) -> Case:
     slope, intercept = rng.choice(
-        [("NaN", "0"), ("1", "NaN"), ("inf", "0"), ("1", "-inf"), ("1e308", "0"), ("3e38", "0"), ("1", "1e39")]
+        [
+            ("NaN", "0"),
+            ("1", "NaN"),
+            ("inf", "0"),
+            ("1", "-inf"),
+            ("1e308", "0"),
+            ("3e38", "0"),
+            ("1", "1e39"),
+        ]
     )
     data = rescale_file(slope, intercept, rng.choice(["explicit_le", "implicit_le"]))
     return Case("rescale", f"rescale-{slope}-{intercept}", data, expect_error=True)
@@ -366,7 +391,7 @@ def rescale(rng: random.Random) -> Case:
 # --------------------------------------------------------------------------- structure
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _many_elements(count: int) -> bytes:
     base = _dicom("explicit_le", 8, 8, 8)
     pix = _pixel_data_at(base)
@@ -398,7 +423,11 @@ def structure(rng: random.Random) -> Case:
         data = base[:pix] + _nested(depth) + base[pix:]
         return Case("structure", f"nesting-{depth}", data, expect_error=True)
     if what == "length":  # an element claiming far more bytes than the file holds
-        data = base[:pix] + struct.pack("<HH2sHI", 0x0009, 0x1001, b"OB", 0, rng.choice([2**32 - 2, 2**31])) + base[pix:]
+        data = (
+            base[:pix]
+            + struct.pack("<HH2sHI", 0x0009, 0x1001, b"OB", 0, rng.choice([2**32 - 2, 2**31]))
+            + base[pix:]
+        )
         return Case("structure", "impossible-length", data, expect_error=True)
     data = base[:pix] + struct.pack("<HH2sHI", 0x0009, 0x1001, b"OB", 0, 0xFFFFFFFF) + bytes(64) + base[pix:]
     return Case("structure", "undefined-length-no-delimiter", data)
@@ -472,7 +501,9 @@ def corpus_files(folder: Path | None, max_bytes: int | None = None) -> list[Path
     """The DICOM files under ``folder`` (none if it is absent), smallest first, optionally capped in size."""
     if folder is None or not folder.is_dir():
         return []
-    files = sorted((p for p in folder.rglob("*.dcm") if p.is_file()), key=lambda p: (p.stat().st_size, str(p)))
+    files = sorted(
+        (p for p in folder.rglob("*.dcm") if p.is_file()), key=lambda p: (p.stat().st_size, str(p))
+    )
     return [p for p in files if max_bytes is None or p.stat().st_size <= max_bytes]
 
 
@@ -488,4 +519,6 @@ def cases(count: int, seed: int = 0, corpus: list[Path] | None = None) -> Iterat
         with warnings.catch_warnings():  # pydicom complains about the invalid values written on purpose
             warnings.simplefilter("ignore")
             case = corpus_damage(rng, corpus) if kind == "corpus" else GENERATORS[kind](rng)
-        yield Case(case.kind, f"{i:05d}-{case.name}", case.data, case.suffix, case.expect_error, case.read_kwargs)
+        yield Case(
+            case.kind, f"{i:05d}-{case.name}", case.data, case.suffix, case.expect_error, case.read_kwargs
+        )

@@ -25,9 +25,15 @@ def fake_prediction(scores=None, model="student"):
     scores = scores or {k: 0.1 * (i + 1) for i, k in enumerate(FINDING_KEYS)}
     thresholds = {k: 0.25 for k in FINDING_KEYS}
     return SimpleNamespace(
-        model_name=model, architecture="mobilenet_v2", weights_sha256="ab" * 32, trained=True,
-        findings=tuple(FINDING_KEYS), scores=MappingProxyType(scores), thresholds=MappingProxyType(thresholds),
-        positive=MappingProxyType({k: scores[k] >= thresholds[k] for k in scores}), cam_method=None,
+        model_name=model,
+        architecture="mobilenet_v2",
+        weights_sha256="ab" * 32,
+        trained=True,
+        findings=tuple(FINDING_KEYS),
+        scores=MappingProxyType(scores),
+        thresholds=MappingProxyType(thresholds),
+        positive=MappingProxyType({k: scores[k] >= thresholds[k] for k in scores}),
+        cam_method=None,
         timings_ms=MappingProxyType({"total": 12.5}),
         energy=SimpleNamespace(complete=True, marginal_energy_j=0.0123, method="cpu-time estimate"),
     )
@@ -241,7 +247,9 @@ def test_file_content_subject_is_stable_and_pixels_are_the_fallback(tmp_path):
     assert kind == "file_content" and d1 == AuditLog(tmp_path / "log").subject(None, f)[0]
     f.write_bytes(b"other bytes")
     assert log.subject(image)[0] != d1
-    gone = SimpleNamespace(metadata=None, path=str(tmp_path / "gone.png"), pixels=np.zeros((4, 5), np.float32))
+    gone = SimpleNamespace(
+        metadata=None, path=str(tmp_path / "gone.png"), pixels=np.zeros((4, 5), np.float32)
+    )
     assert log.subject(gone)[1] == "pixels"
 
 
@@ -252,8 +260,13 @@ def test_record_inference_writes_scores_and_models(tmp_path):
     log = AuditLog(tmp_path)
     engine = SimpleNamespace(runtime_name="onnxruntime")
     pred = fake_prediction()
-    assert audit.record_inference(pred, engine=engine, image=SimpleNamespace(
-        metadata=SimpleNamespace(sop_instance_uid="9.9"), path="x"), source="test", log_=log)
+    assert audit.record_inference(
+        pred,
+        engine=engine,
+        image=SimpleNamespace(metadata=SimpleNamespace(sop_instance_uid="9.9"), path="x"),
+        source="test",
+        log_=log,
+    )
     rec = next(log.entries())
     assert rec["event"] == "inference" and rec["model"] == "student"
     assert rec["weights_sha256"] == "ab" * 32 and rec["runtime"] == "onnxruntime"
@@ -267,8 +280,9 @@ def test_an_audit_failure_never_raises(tmp_path, caplog):
     blocker = tmp_path / "file"
     blocker.write_text("a file where the folder should be")
     with caplog.at_level(logging.WARNING, logger="kdviewer.core.audit"):
-        ok = audit.record_inference(fake_prediction(), image=None, path="/secret/DOE^JOHN.dcm",
-                                    log_=AuditLog(blocker / "audit"))
+        ok = audit.record_inference(
+            fake_prediction(), image=None, path="/secret/DOE^JOHN.dcm", log_=AuditLog(blocker / "audit")
+        )
     assert ok is False
     assert "could not record" in caplog.text and "DOE" not in caplog.text
 
@@ -338,7 +352,8 @@ def test_predict_audits_each_inference_without_identifiers(tmp_path, monkeypatch
     printed = json.loads((tmp_path / "out.json").read_text())
     assert records[0]["weights_sha256"] == printed[0]["weights_sha256"]
     assert records[0]["findings"][FINDING_KEYS[0]]["score"] == pytest.approx(
-        printed[0]["findings"][FINDING_KEYS[0]]["score"], abs=1e-6)
+        printed[0]["findings"][FINDING_KEYS[0]]["score"], abs=1e-6
+    )
     text = "".join(p.read_text() for p in log.files())
     assert "Zyxwvut" not in text and str(ds.SOPInstanceUID) not in text
     assert log.verify().ok
@@ -360,8 +375,9 @@ def test_dicom_node_audits_what_it_scores(tmp_path, monkeypatch):
     from kdviewer.net.store import ReceiveStore
 
     monkeypatch.setenv("KDVIEWER_AUDIT_DIR", str(tmp_path / "log"))
-    ds = dicom_factory.make_dataset(dicom_factory.ramp(200, 180, 0, 4095), bits_stored=12,
-                                    PatientName="Zyxwvut^Node")
+    ds = dicom_factory.make_dataset(
+        dicom_factory.ramp(200, 180, 0, 4095), bits_stored=12, PatientName="Zyxwvut^Node"
+    )
     store = ReceiveStore(tmp_path / "store", max_bytes=1 << 28, min_free_bytes=0)
     path = store.put(ds.StudyInstanceUID, ds.SOPInstanceUID, results.encode(ds)).path
     ArrivalScorer(store, load_engine("student")).process(path)

@@ -121,8 +121,10 @@ def test_windowing_agrees_with_pydicom(function, center, width):
     assert np.mean(ours == expected) > 0.99
 
 
-@pytest.mark.parametrize("window", [Window(1000, 800), Window(1000, 800, function="SIGMOID"),
-                                    Window(5, 3, function="LINEAR_EXACT"), None])
+@pytest.mark.parametrize(
+    "window",
+    [Window(1000, 800), Window(1000, 800, function="SIGMOID"), Window(5, 3, function="LINEAR_EXACT"), None],
+)
 def test_renderer_equals_the_direct_computation(window):
     """The view's renderer looks values up for integer pixels: the very same result."""
     rng = np.random.default_rng(1)
@@ -131,8 +133,11 @@ def test_renderer_equals_the_direct_computation(window):
     renderer = DisplayRenderer(img)
     first = renderer.render(window, voi_lut=window is None)  # direct
     second = renderer.render(window, voi_lut=window is None)  # looked up
-    direct = apply_voi_lut(img.pixels, lut) if window is None else apply_window(
-        img.pixels, window.center, window.width, window.function)
+    direct = (
+        apply_voi_lut(img.pixels, lut)
+        if window is None
+        else apply_window(img.pixels, window.center, window.width, window.function)
+    )
     np.testing.assert_array_equal(first, direct)
     np.testing.assert_array_equal(second, direct)
     assert renderer._index is not None  # the lookup was used
@@ -142,8 +147,10 @@ def test_renderer_on_fractional_pixels_computes_directly():
     img = _image(np.linspace(0.0, 1.0, 12, dtype=np.float32).reshape(3, 4))
     renderer = DisplayRenderer(img)
     for _ in range(2):
-        np.testing.assert_array_equal(renderer.render(Window(0.5, 0.5, function="LINEAR_EXACT")),
-                                      apply_window(img.pixels, 0.5, 0.5, "LINEAR_EXACT"))
+        np.testing.assert_array_equal(
+            renderer.render(Window(0.5, 0.5, function="LINEAR_EXACT")),
+            apply_window(img.pixels, 0.5, 0.5, "LINEAR_EXACT"),
+        )
     assert renderer._index is None
 
 

@@ -5,18 +5,19 @@ import pytest
 import torch
 from torch import nn
 
-from tests.core import engine_helpers as H
 from kdviewer.core import explain
 from kdviewer.core.engine import InferenceEngine, untrained_model
 from kdviewer.core.modelcard import ModelCard
 from kdviewer.core.models import FindingsNet
-from kdviewer.core.preprocess import image_to_model_input, InputSpec
+from kdviewer.core.preprocess import InputSpec, image_to_model_input
 from kdviewer.core.runtime import state_sha256
+from tests.core import engine_helpers as H
 
 
 def _hook_count(model):
-    return sum(len(m._forward_hooks) + len(m._backward_hooks) + len(m._forward_pre_hooks)
-               for m in model.modules())
+    return sum(
+        len(m._forward_hooks) + len(m._backward_hooks) + len(m._forward_pre_hooks) for m in model.modules()
+    )
 
 
 def _x(seed=0):
@@ -34,7 +35,8 @@ def _features(model, x):
 
 
 @pytest.mark.parametrize(
-    "src,dst", [((7, 7), (224, 224)), ((7, 7), (300, 170)), ((7, 5), (13, 9)), ((4, 6), (4, 6))])
+    "src,dst", [((7, 7), (224, 224)), ((7, 7), (300, 170)), ((7, 5), (13, 9)), ((4, 6), (4, 6))]
+)
 def test_upsample_matches_opencv_bilinear_then_minmax(src, dst):
     import cv2
 

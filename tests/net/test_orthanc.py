@@ -37,16 +37,26 @@ def pushed(orthanc, dicom_dir, tmp_path_factory):
     source_path = dicom_dir / SOURCE
     up = orthanc.upload(source_path)
     store = tmp_path_factory.mktemp("received") / "store"
-    node = start_listener(store, orthanc.listener_port, "--score", "--secondary-capture",
-                          "--send-to", f"127.0.0.1:{orthanc.dicom_port}:{ORTHANC_AE}")
+    node = start_listener(
+        store,
+        orthanc.listener_port,
+        "--score",
+        "--secondary-capture",
+        "--send-to",
+        f"127.0.0.1:{orthanc.dicom_port}:{ORTHANC_AE}",
+    )
     try:
-        job = orthanc.rest("POST", "/modalities/kdviewer/store",
-                           {"Resources": [up["ParentStudy"]], "Synchronous": True})
+        job = orthanc.rest(
+            "POST", "/modalities/kdviewer/store", {"Resources": [up["ParentStudy"]], "Synchronous": True}
+        )
         assert job.get("FailedInstancesCount", 0) == 0, job
         source = pydicom.dcmread(source_path, stop_before_pixels=True)
         stored = store / source.StudyInstanceUID / f"{source.SOPInstanceUID}.dcm"
-        wait_until(lambda: len(_instances(orthanc, up["ParentStudy"])) == 3, 90,
-                   f"the SR and SC in Orthanc; listener log:\n{node.log()}")
+        wait_until(
+            lambda: len(_instances(orthanc, up["ParentStudy"])) == 3,
+            90,
+            f"the SR and SC in Orthanc; listener log:\n{node.log()}",
+        )
         yield source, stored, up["ParentStudy"], node, up["ID"]
     finally:
         stop(node.proc)
@@ -69,8 +79,9 @@ def test_pushed_study_is_stored_as_sent_and_scored(pushed, dicom_dir):
     out = stored.parent / "predict.json"
     assert main(["predict", str(stored), "--format", "json", "-o", str(out)]) == 0
     (expected,) = json.loads(out.read_text())
-    assert {k: expected[k] for k in ("file", "model", "weights_sha256")} == \
-        {k: record[k] for k in ("file", "model", "weights_sha256")}
+    assert {k: expected[k] for k in ("file", "model", "weights_sha256")} == {
+        k: record[k] for k in ("file", "model", "weights_sha256")
+    }
     # Scores to within ONNX Runtime's run-to-run float noise (its threads may split the sums differently
     # in two processes); thresholds and flags exactly.
     for key, f in record["findings"].items():
@@ -106,8 +117,11 @@ def test_sr_arrives_in_orthanc_with_references_and_scores(pushed, orthanc):
     measured = {}
     positive = {}
     for group in _measurement_groups(ds):
-        finding = next(i.ConceptCodeSequence[0].CodeValue for i in group.ContentSequence
-                       if i.ConceptNameCodeSequence[0].CodeValue == "121071")
+        finding = next(
+            i.ConceptCodeSequence[0].CodeValue
+            for i in group.ContentSequence
+            if i.ConceptNameCodeSequence[0].CodeValue == "121071"
+        )
         refs = [i for i in group.ContentSequence if i.ValueType == "IMAGE"]
         assert refs[0].ReferencedSOPSequence[0].ReferencedSOPInstanceUID == source.SOPInstanceUID
         for item in group.ContentSequence:
@@ -156,14 +170,16 @@ def test_secondary_capture_arrives_with_references_and_a_burnt_in_label(pushed, 
     # The label box: white text on black at the top left; the heat map tints the image red-yellow.
     corner = pixels[: pixels.shape[0] // 40, : pixels.shape[1] // 4]
     assert (corner.max(axis=2) == 0).mean() > 0.5 and (corner.min(axis=2) > 200).any()
-    body = pixels[pixels.shape[0] // 2:].astype(int)
+    body = pixels[pixels.shape[0] // 2 :].astype(int)
     assert (body[..., 0] - body[..., 2]).max() > 60
 
 
 def test_results_are_idempotent_when_the_study_is_pushed_again(pushed, orthanc):
     _, stored, study_id, _, instance_id = pushed
     mtime = stored.stat().st_mtime_ns
-    job = orthanc.rest("POST", "/modalities/kdviewer/store", {"Resources": [instance_id], "Synchronous": True})
+    job = orthanc.rest(
+        "POST", "/modalities/kdviewer/store", {"Resources": [instance_id], "Synchronous": True}
+    )
     assert job.get("FailedInstancesCount", 0) == 0
     assert stored.stat().st_mtime_ns == mtime  # the identical instance was left as it was
     assert len(_instances(orthanc, study_id)) == 3
@@ -200,9 +216,27 @@ def test_pacs_get_by_c_move(orthanc, dicom_dir, tmp_path):
     orthanc.upload(path)
     want = pydicom.dcmread(path, stop_before_pixels=True)
     store = tmp_path / "moved"
-    assert main(["pacs", "get", want.StudyInstanceUID, "--store", str(store), "--move",
-                 "--port", str(orthanc.dicom_port), "--ae-title", ORTHANC_AE, "--calling-ae", "KDMOVE",
-                 "--listen-port", str(orthanc.move_port)]) == 0
+    assert (
+        main(
+            [
+                "pacs",
+                "get",
+                want.StudyInstanceUID,
+                "--store",
+                str(store),
+                "--move",
+                "--port",
+                str(orthanc.dicom_port),
+                "--ae-title",
+                ORTHANC_AE,
+                "--calling-ae",
+                "KDMOVE",
+                "--listen-port",
+                str(orthanc.move_port),
+            ]
+        )
+        == 0
+    )
     assert (store / want.StudyInstanceUID / f"{want.SOPInstanceUID}.dcm").is_file()
 
 
@@ -212,19 +246,36 @@ def test_dcmtk_storescu_stores_and_unsupported_class_is_refused(dcmtk, dicom_dir
     node = start_listener(store, port)
     try:
         path = dicom_dir / TO_RETRIEVE
-        ok = subprocess.run(["storescu", "-aet", "MODALITY", "-aec", LISTENER_AE, "127.0.0.1", str(port), str(path)],
-                            check=False, capture_output=True, text=True, timeout=60)
+        ok = subprocess.run(
+            ["storescu", "-aet", "MODALITY", "-aec", LISTENER_AE, "127.0.0.1", str(port), str(path)],
+            check=False,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
         assert ok.returncode == 0, ok.stderr
         want = pydicom.dcmread(path, stop_before_pixels=True)
         assert (store / want.StudyInstanceUID / f"{want.SOPInstanceUID}.dcm").is_file()
-        ct = make_dataset(ramp(32, 32), modality="CT", sop_class=CTImageStorage, StudyInstanceUID=generate_uid(),
-                          SeriesInstanceUID=generate_uid())
+        ct = make_dataset(
+            ramp(32, 32),
+            modality="CT",
+            sop_class=CTImageStorage,
+            StudyInstanceUID=generate_uid(),
+            SeriesInstanceUID=generate_uid(),
+        )
         ct_path = tmp_path / "ct.dcm"
         ct.save_as(ct_path, enforce_file_format=True)
-        refused = subprocess.run(["storescu", "-aec", LISTENER_AE, "127.0.0.1", str(port), str(ct_path)],
-                                 check=False, capture_output=True, text=True, timeout=60)
+        refused = subprocess.run(
+            ["storescu", "-aec", LISTENER_AE, "127.0.0.1", str(port), str(ct_path)],
+            check=False,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
         assert refused.returncode != 0
-        assert re.search(r"No presentation context|No Acceptable Presentation Contexts", refused.stderr), refused.stderr
+        assert re.search(r"No presentation context|No Acceptable Presentation Contexts", refused.stderr), (
+            refused.stderr
+        )
         assert sorted(p.name for p in store.rglob("*.dcm")) == [f"{want.SOPInstanceUID}.dcm"]
         assert node.proc.poll() is None  # still listening
     finally:
@@ -234,9 +285,29 @@ def test_dcmtk_storescu_stores_and_unsupported_class_is_refused(dcmtk, dicom_dir
 def test_dcmtk_findscu_sees_the_results_in_orthanc(pushed, orthanc, dcmtk):
     source, _, _, _, _ = pushed
     out = subprocess.run(
-        ["findscu", "-S", "-aet", LISTENER_AE, "-aec", ORTHANC_AE, "-k", "QueryRetrieveLevel=SERIES",
-         "-k", f"StudyInstanceUID={source.StudyInstanceUID}", "-k", "Modality", "-k", "SeriesDescription",
-         "127.0.0.1", str(orthanc.dicom_port)], check=False, capture_output=True, text=True, timeout=60)
+        [
+            "findscu",
+            "-S",
+            "-aet",
+            LISTENER_AE,
+            "-aec",
+            ORTHANC_AE,
+            "-k",
+            "QueryRetrieveLevel=SERIES",
+            "-k",
+            f"StudyInstanceUID={source.StudyInstanceUID}",
+            "-k",
+            "Modality",
+            "-k",
+            "SeriesDescription",
+            "127.0.0.1",
+            str(orthanc.dicom_port),
+        ],
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert out.returncode == 0, out.stderr
     modalities = re.findall(r"\(0008,0060\) CS \[(\w+)\s*\]", out.stderr + out.stdout)
     assert sorted(modalities) == ["CR", "OT", "SR"], out.stderr + out.stdout

@@ -26,9 +26,15 @@ def engine():
 @pytest.fixture
 def received(tmp_path):
     """A store holding one small CR image with patient identifiers, and its path."""
-    ds = make_dataset(ramp(300, 280, 0, 4095), bits_stored=12, StudyInstanceUID=generate_uid(),
-                      SeriesInstanceUID=generate_uid(), PatientName="Doe^Jane", PatientID="P-17",
-                      AccessionNumber="A-9")
+    ds = make_dataset(
+        ramp(300, 280, 0, 4095),
+        bits_stored=12,
+        StudyInstanceUID=generate_uid(),
+        SeriesInstanceUID=generate_uid(),
+        PatientName="Doe^Jane",
+        PatientID="P-17",
+        AccessionNumber="A-9",
+    )
     store = ReceiveStore(tmp_path / "store", max_bytes=1 << 28, min_free_bytes=0)
     path = store.put(ds.StudyInstanceUID, ds.SOPInstanceUID, results.encode(ds)).path
     return store, ds, path
@@ -55,8 +61,11 @@ def test_scoring_writes_the_predict_record_an_sr_and_an_sc_beside_the_image(engi
     evidence = sr.CurrentRequestedProcedureEvidenceSequence[0].ReferencedSeriesSequence[0]
     assert evidence.SeriesInstanceUID == source.SeriesInstanceUID
     assert evidence.ReferencedSOPSequence[0].ReferencedSOPInstanceUID == source.SOPInstanceUID
-    scores = [float(item.MeasuredValueSequence[0].NumericValue) for item in _content_items(sr)
-              if item.ValueType == "NUM" and item.ConceptNameCodeSequence[0].CodeValue == "score"]
+    scores = [
+        float(item.MeasuredValueSequence[0].NumericValue)
+        for item in _content_items(sr)
+        if item.ValueType == "NUM" and item.ConceptNameCodeSequence[0].CodeValue == "score"
+    ]
     assert scores == pytest.approx([f["score"] for f in record["findings"].values()], abs=1e-6)
     assert sc.SourceImageSequence[0].ReferencedSOPInstanceUID == source.SOPInstanceUID
     assert sc.Manufacturer == "kdviewer" and sc.BurnedInAnnotation == "YES"
@@ -71,7 +80,8 @@ def test_result_uids_depend_only_on_the_source_and_the_model(engine, received):
     again = pydicom.dcmread(path.with_name(path.stem + ".sr.dcm"))
     assert (first.SOPInstanceUID, first.SeriesInstanceUID) == (again.SOPInstanceUID, again.SeriesInstanceUID)
     assert results.result_uid(source.SOPInstanceUID, "a" * 64, "sr") != results.result_uid(
-        source.SOPInstanceUID, "b" * 64, "sr")
+        source.SOPInstanceUID, "b" * 64, "sr"
+    )
 
 
 def test_label_is_burnt_in_and_the_heat_map_tints_the_image(engine, received):
@@ -84,7 +94,7 @@ def test_label_is_burnt_in_and_the_heat_map_tints_the_image(engine, received):
     assert rgb.shape == (*image.shape, 3) and rgb.dtype == np.uint8
     box = rgb[: rgb.shape[0] // 12, : rgb.shape[1] // 2]
     assert (box.max(axis=2) == 0).mean() > 0.4 and (box.min(axis=2) > 200).sum() > 20  # white on black
-    below = rgb[rgb.shape[0] // 2:]
+    below = rgb[rgb.shape[0] // 2 :]
     assert (below[..., 0].astype(int) - below[..., 2]).max() > 40  # red-yellow where the map is high
 
 

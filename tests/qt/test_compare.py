@@ -14,8 +14,9 @@ LONG = 60000
 def study(folder, name, patient, date, seed):
     rng = np.random.default_rng(seed)
     pixels = (1000 + 600 * rng.random((160 + 8 * seed, 150))).astype(np.uint16)
-    ds = dicom_factory.make_dataset(pixels, bits_stored=12, PatientID=patient, StudyDate=date,
-                                    WindowCenter=1300, WindowWidth=600)
+    ds = dicom_factory.make_dataset(
+        pixels, bits_stored=12, PatientID=patient, StudyDate=date, WindowCenter=1300, WindowWidth=600
+    )
     return str(dicom_factory.write(ds, folder / name))
 
 
@@ -43,14 +44,19 @@ def test_compare_with_prior_links_views_and_shows_its_scores(make_window, qtbot,
         next(a for a in w.actions() if a.text() == "Compare with &prior").trigger()
     assert panel.isVisible() and w.model.compare_path == prior
     pred = w.model.list_scores[prior]
-    assert f"{next(iter(pred.scores.values())):.2f}" in panel.caption.text() and "2022" in panel.caption.text()
+    assert (
+        f"{next(iter(pred.scores.values())):.2f}" in panel.caption.text() and "2022" in panel.caption.text()
+    )
 
     # zoom and pan of either view move both: the same scale and the same top-left corner (pyqtgraph's
     # linked views; the compared view is shorter by its caption); the window follows the main view
     def in_step():
         a, b = w.image_view.view_box.viewRect(), panel.view.view_box.viewRect()
-        return (abs(a.left() - b.left()) < 0.5 and abs(a.top() - b.top()) < 0.5
-                and abs(w.image_view.zoom_level() / panel.view.zoom_level() - 1) < 0.02)
+        return (
+            abs(a.left() - b.left()) < 0.5
+            and abs(a.top() - b.top()) < 0.5
+            and abs(w.image_view.zoom_level() / panel.view.zoom_level() - 1) < 0.02
+        )
 
     zoom = w.image_view.zoom_level()
     w.image_view.zoom(2.0)

@@ -22,8 +22,9 @@ def _send(port: int, ds) -> int:
         assoc.release()
 
 
-def test_arrivals_join_the_study_list_and_are_scored(make_window, qtbot, tmp_path, recorded_warnings,
-                                                     monkeypatch):
+def test_arrivals_join_the_study_list_and_are_scored(
+    make_window, qtbot, tmp_path, recorded_warnings, monkeypatch
+):
     monkeypatch.setenv("KDVIEWER_DICOM_STORE", str(tmp_path / "store"))
     monkeypatch.setenv("KDVIEWER_DICOM_PORT", "0")  # any free port
     shown = write_png(tmp_path / "open.png")
@@ -36,8 +37,12 @@ def test_arrivals_join_the_study_list_and_are_scored(make_window, qtbot, tmp_pat
     assert w.dicom_receiver.running
     assert "Receiving over DICOM as KDVIEWER on 127.0.0.1" in w.statusBar().currentMessage()
     _, port = w.dicom_receiver.address
-    ds = make_dataset(ramp(256, 240, 0, 4095), bits_stored=12, StudyInstanceUID=generate_uid(),
-                      SeriesInstanceUID=generate_uid())
+    ds = make_dataset(
+        ramp(256, 240, 0, 4095),
+        bits_stored=12,
+        StudyInstanceUID=generate_uid(),
+        SeriesInstanceUID=generate_uid(),
+    )
     with qtbot.waitSignal(w.dicom_receiver.arrived, timeout=30_000) as arrival:
         assert _send(port, ds) == 0
     path = arrival.args[0]

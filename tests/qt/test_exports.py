@@ -22,8 +22,12 @@ def test_report_view_and_study_list_exports(make_window, qtbot, tmp_path):
     folder = tmp_path / "studies"
     folder.mkdir()
     _, xx = np.mgrid[0:200, 0:180]
-    ds = dicom_factory.make_dataset((1500 + 900 * np.sin(xx / 17.0)).astype(np.uint16), bits_stored=12,
-                                    PatientName="Zyxwvut^Qrstuv", PatientID="PID8675309")
+    ds = dicom_factory.make_dataset(
+        (1500 + 900 * np.sin(xx / 17.0)).astype(np.uint16),
+        bits_stored=12,
+        PatientName="Zyxwvut^Qrstuv",
+        PatientID="PID8675309",
+    )
     dicom = dicom_factory.write(ds, folder / "a_patient.dcm")
     other = write_png(folder / "b.png", (40, 36), 1)
     w = make_window()

@@ -17,7 +17,9 @@ LONG = 60000
 
 def dicom(tmp_path, name="chest.dcm", **tags):
     _, xx = np.mgrid[0:200, 0:240]
-    ds = dicom_factory.make_dataset((1000 + 800 * np.sin(xx / 13.0)).astype(np.uint16), bits_stored=12, **tags)
+    ds = dicom_factory.make_dataset(
+        (1000 + 800 * np.sin(xx / 13.0)).astype(np.uint16), bits_stored=12, **tags
+    )
     return str(dicom_factory.write(ds, tmp_path / name))
 
 
@@ -46,7 +48,9 @@ def test_ruler_and_ctr_in_mm_survive_zoom_and_go_into_the_report(make_window, qt
     assert "CTR 0.60 > 0.5" in text and "cardiac 15.0 mm" in text and "thoracic 25.0 mm" in text
     # moving a handle updates the figures
     cardiac = ctr.segments[0]
-    cardiac.movePoint(cardiac.getHandles()[1], QPointF(120, 120), coords="parent")  # the right end: x 140 → 120
+    cardiac.movePoint(
+        cardiac.getHandles()[1], QPointF(120, 120), coords="parent"
+    )  # the right end: x 140 → 120
     assert "CTR 0.40" in tools.summaries()[1] and "> 0.5" not in tools.summaries()[1]
 
     qtbot.waitUntil(w.is_view_complete, timeout=LONG)
@@ -71,14 +75,25 @@ def test_without_spacing_lengths_are_pixels_and_say_so(make_window, qtbot, tmp_p
     assert w.measure.summaries() == []  # measurements belong to their image
 
 
-@pytest.mark.parametrize("tags, expected", [
-    ({"PixelSpacing": [0.2, 0.2], "ImagerPixelSpacing": [0.2, 0.2]}, (0.2, "not corrected for magnification")),
-    ({"PixelSpacing": [0.18, 0.18], "ImagerPixelSpacing": [0.2, 0.2]}, (0.18, "in the patient")),
-    ({"PixelSpacing": [0.18, 0.18], "PixelSpacingCalibrationType": "GEOMETRY"}, (0.18, "calibrated (GEOMETRY)")),
-    ({"ImagerPixelSpacing": [0.2, 0.2], "EstimatedRadiographicMagnificationFactor": 1.25},
-     (0.16, "estimated magnification 1.25")),
-    ({"ImagerPixelSpacing": [0.2, 0.2]}, (0.2, "at the detector")),
-])
+@pytest.mark.parametrize(
+    "tags, expected",
+    [
+        (
+            {"PixelSpacing": [0.2, 0.2], "ImagerPixelSpacing": [0.2, 0.2]},
+            (0.2, "not corrected for magnification"),
+        ),
+        ({"PixelSpacing": [0.18, 0.18], "ImagerPixelSpacing": [0.2, 0.2]}, (0.18, "in the patient")),
+        (
+            {"PixelSpacing": [0.18, 0.18], "PixelSpacingCalibrationType": "GEOMETRY"},
+            (0.18, "calibrated (GEOMETRY)"),
+        ),
+        (
+            {"ImagerPixelSpacing": [0.2, 0.2], "EstimatedRadiographicMagnificationFactor": 1.25},
+            (0.16, "estimated magnification 1.25"),
+        ),
+        ({"ImagerPixelSpacing": [0.2, 0.2]}, (0.2, "at the detector")),
+    ],
+)
 def test_calibration_follows_the_standard(tmp_path, tags, expected):
     from kdviewer.core.imageio import read_image
 
@@ -88,7 +103,9 @@ def test_calibration_follows_the_standard(tmp_path, tags, expected):
 
 def test_length_and_ratio():
     cal = Calibration(0.5, 0.25, "PixelSpacing")
-    assert length((0, 0), (4, 0), cal) == pytest.approx(1.0) and length((0, 0), (0, 4), cal) == pytest.approx(2.0)
+    assert length((0, 0), (4, 0), cal) == pytest.approx(1.0) and length((0, 0), (0, 4), cal) == pytest.approx(
+        2.0
+    )
     assert cardiothoracic_ratio(45, 100) == pytest.approx(0.45)
     assert angle_degrees((1, 0), (0, 0), (0, 1), Calibration(None, None, "none")) == pytest.approx(90.0)
     assert angle_degrees((1, 0), (0, 0), (-1, 0), cal) == pytest.approx(180.0)

@@ -57,21 +57,26 @@ def test_nothing_missing_logs_nothing(caplog):
     assert not caplog.records
 
 
-@pytest.mark.parametrize("env", [{"QT_QPA_PLATFORM": "offscreen"}, {"QT_QPA_PLATFORM": "wayland;xcb"},
-                                 {"XDG_SESSION_TYPE": "wayland"}])
+@pytest.mark.parametrize(
+    "env",
+    [{"QT_QPA_PLATFORM": "offscreen"}, {"QT_QPA_PLATFORM": "wayland;xcb"}, {"XDG_SESSION_TYPE": "wayland"}],
+)
 def test_other_platforms_need_only_the_gui_libraries(env):
     load = FakeLoader("libxcb-icccm.so.4")
     assert missing_qt_libraries(load=load, platform="linux", env=env) == {}
     assert set(load.asked) == set(QT_GUI_LIBRARIES)
 
 
-@pytest.mark.parametrize("env, expected", [
-    ({}, True),
-    ({"XDG_SESSION_TYPE": "x11"}, True),
-    ({"QT_QPA_PLATFORM": "xcb:nograb"}, True),
-    ({"QT_QPA_PLATFORM": " xcb ;wayland"}, True),
-    ({"QT_QPA_PLATFORM": "offscreen", "XDG_SESSION_TYPE": "x11"}, False),
-])
+@pytest.mark.parametrize(
+    "env, expected",
+    [
+        ({}, True),
+        ({"XDG_SESSION_TYPE": "x11"}, True),
+        ({"QT_QPA_PLATFORM": "xcb:nograb"}, True),
+        ({"QT_QPA_PLATFORM": " xcb ;wayland"}, True),
+        ({"QT_QPA_PLATFORM": "offscreen", "XDG_SESSION_TYPE": "x11"}, False),
+    ],
+)
 def test_which_platform_qt_tries_first(env, expected):
     assert uses_xcb(env) is expected
 

@@ -13,8 +13,14 @@ from PIL import Image
 from kdviewer.core.findings import FINDING_KEYS, FINDING_NAMES
 
 TINY_OVERRIDES = [
-    "input.size=32", "data.format=\"generic\"", "data.val_fraction=0.25", "data.test_fraction=0.25",
-    "train.batch_size=8", "train.epochs=2", "train.precision=\"fp32\"", "train.progress=false",
+    "input.size=32",
+    'data.format="generic"',
+    "data.val_fraction=0.25",
+    "data.test_fraction=0.25",
+    "train.batch_size=8",
+    "train.epochs=2",
+    'train.precision="fp32"',
+    "train.progress=false",
     "eval.bootstrap=50",
 ]
 
@@ -27,8 +33,9 @@ def _pattern(key_index: int, size: int) -> np.ndarray:
     return np.exp(-((yy - cy) ** 2 + (xx - cx) ** 2) / 0.01)
 
 
-def make_tiny_dataset(root: Path, n_images: int = 32, size: int = 40, seed: int = 0,
-                      blanks: bool = True) -> Path:
+def make_tiny_dataset(
+    root: Path, n_images: int = 32, size: int = 40, seed: int = 0, blanks: bool = True
+) -> Path:
     """Write ``n_images`` 8-bit PNGs (two per patient) and ``labels.csv`` (generic layout) under ``root``."""
     rng = np.random.default_rng(seed)
     (root / "img").mkdir(parents=True, exist_ok=True)

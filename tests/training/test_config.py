@@ -12,24 +12,31 @@ CONFIGS = Path(__file__).resolve().parents[2] / "training" / "configs"
 
 def test_defaults_are_the_papers():
     c = Config()
-    assert (c.teacher.arch, c.teacher.lr, c.student.arch, c.student.lr) == ("densenet121", 1e-4, "mobilenet_v2", 1e-3)
+    assert (c.teacher.arch, c.teacher.lr, c.student.arch, c.student.lr) == (
+        "densenet121",
+        1e-4,
+        "mobilenet_v2",
+        1e-3,
+    )
     assert (c.distill.alpha, c.distill.temperature, c.train.weight_decay) == (0.7, 6.0, 0.01)
     assert (c.input.size, c.input.channels, c.data.uncertain) == (224, 3, "ones")
     assert (c.train.hflip, c.train.rotation_degrees) == (True, 10.0)
 
 
 def test_overrides_are_typed_and_unknown_keys_fail(tmp_path):
-    c = load_config(None, ["student.lr=3e-4", "train.epochs=4", "data.uncertain=\"zeros\"", "input.size=64",
-                           "train.hflip=false"])
+    c = load_config(
+        None,
+        ["student.lr=3e-4", "train.epochs=4", 'data.uncertain="zeros"', "input.size=64", "train.hflip=false"],
+    )
     assert c.student.lr == 3e-4 and c.train.epochs == 4 and c.data.uncertain == "zeros"
     assert c.input.size == 64 and c.train.hflip is False
     assert load_config(None, ["teacher.lr=1"]).teacher.lr == 1.0  # int accepted for a float
     with pytest.raises(ValueError, match="unknown config keys"):
         load_config(None, ["train.lrr=1"])
     with pytest.raises(ValueError, match="data.uncertain"):
-        load_config(None, ["data.uncertain=\"maybe\""])
+        load_config(None, ['data.uncertain="maybe"'])
     with pytest.raises(ValueError):
-        load_config(None, ["train.epochs=\"many\""])
+        load_config(None, ['train.epochs="many"'])
     assert config_from_dict(c.to_dict()) == c
 
 
@@ -40,8 +47,21 @@ def test_shipped_configs_load(name):
 
 
 def test_cli_flags_and_boolean_options(tmp_path):
-    a = _parser().parse_args(["teacher", "--config", str(CONFIGS / "nih.toml"), "--data-root", "/data/x",
-                              "--epochs", "3", "--no-progress", "--no-channels-last", "--set", "seed=7"])
+    a = _parser().parse_args(
+        [
+            "teacher",
+            "--config",
+            str(CONFIGS / "nih.toml"),
+            "--data-root",
+            "/data/x",
+            "--epochs",
+            "3",
+            "--no-progress",
+            "--no-channels-last",
+            "--set",
+            "seed=7",
+        ]
+    )
     c = build_config(a)
     assert c.data.root == "/data/x" and c.train.epochs == 3 and c.seed == 7
     assert c.train.progress is False and c.train.channels_last is False and c.data.format == "nih"

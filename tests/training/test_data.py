@@ -8,14 +8,24 @@ import pytest
 
 from kdviewer.core.findings import FINDING_KEYS
 from kdviewer.core.preprocess import InputSpec, scale_and_resize
-
 from training.config import DataConfig
 from training.images import build_image_array, load_grey
 from training.sources import read_table
 from training.splits import check_patient_disjoint, draw_splits, read_splits, write_splits
 
-CHEX_COLS = ["Path", "Sex", "Age", "Frontal/Lateral", "AP/PA", "No Finding", "Atelectasis", "Cardiomegaly",
-             "Consolidation", "Edema", "Pleural Effusion"]
+CHEX_COLS = [
+    "Path",
+    "Sex",
+    "Age",
+    "Frontal/Lateral",
+    "AP/PA",
+    "No Finding",
+    "Atelectasis",
+    "Cardiomegaly",
+    "Consolidation",
+    "Edema",
+    "Pleural Effusion",
+]
 
 
 def _write(path: Path, cols, rows):
@@ -28,15 +38,34 @@ def _write(path: Path, cols, rows):
 @pytest.fixture
 def chexpert(tmp_path):
     rel = "CheXpert-v1.0-small/train/patient{:05d}/study1/view1_{}.jpg"
-    _write(tmp_path / "train.csv", CHEX_COLS, [
-        [rel.format(1, "frontal"), "F", 50, "Frontal", "PA", "", "-1.0", "1.0", "", "0.0", "-1.0"],
-        [rel.format(1, "lateral"), "F", 50, "Lateral", "", "", "1.0", "1.0", "", "0.0", "-1.0"],
-        [rel.format(2, "frontal"), "M", 60, "Frontal", "AP", "1.0", "", "", "", "", ""],
-    ])
-    _write(tmp_path / "valid.csv", CHEX_COLS, [
-        ["CheXpert-v1.0-small/valid/patient64541/study1/view1_frontal.jpg", "M", 70, "Frontal", "AP", "", "1.0",
-         "0.0", "0.0", "0.0", "1.0"],
-    ])
+    _write(
+        tmp_path / "train.csv",
+        CHEX_COLS,
+        [
+            [rel.format(1, "frontal"), "F", 50, "Frontal", "PA", "", "-1.0", "1.0", "", "0.0", "-1.0"],
+            [rel.format(1, "lateral"), "F", 50, "Lateral", "", "", "1.0", "1.0", "", "0.0", "-1.0"],
+            [rel.format(2, "frontal"), "M", 60, "Frontal", "AP", "1.0", "", "", "", "", ""],
+        ],
+    )
+    _write(
+        tmp_path / "valid.csv",
+        CHEX_COLS,
+        [
+            [
+                "CheXpert-v1.0-small/valid/patient64541/study1/view1_frontal.jpg",
+                "M",
+                70,
+                "Frontal",
+                "AP",
+                "",
+                "1.0",
+                "0.0",
+                "0.0",
+                "0.0",
+                "1.0",
+            ],
+        ],
+    )
     return tmp_path
 
 
@@ -59,12 +88,23 @@ def test_chexpert_lateral_kept_without_frontal_only(chexpert):
 
 
 def test_nih_data_entry_layout_maps_effusion(tmp_path):
-    _write(tmp_path / "Data_Entry_2017_v2020.csv",
-           ["Image Index", "Finding Labels", "Follow-up #", "Patient ID", "Patient Age", "Patient Gender",
-            "View Position"],
-           [["00000001_000.png", "Cardiomegaly|Effusion", 0, 1, 58, "M", "PA"],
+    _write(
+        tmp_path / "Data_Entry_2017_v2020.csv",
+        [
+            "Image Index",
+            "Finding Labels",
+            "Follow-up #",
+            "Patient ID",
+            "Patient Age",
+            "Patient Gender",
+            "View Position",
+        ],
+        [
+            ["00000001_000.png", "Cardiomegaly|Effusion", 0, 1, 58, "M", "PA"],
             ["00000002_000.png", "No Finding", 0, 2, 80, "M", "AP"],
-            ["00000003_000.png", "Edema|Pneumonia", 0, 3, 70, "F", "LL"]])
+            ["00000003_000.png", "Edema|Pneumonia", 0, 3, 70, "F", "LL"],
+        ],
+    )
     t = read_table(DataConfig(format="nih", root=str(tmp_path)))
     assert len(t) == 2  # lateral view dropped
     np.testing.assert_array_equal(t.labels[0], [0, 1, 0, 0, 1])  # Effusion -> pleural_effusion
@@ -85,9 +125,11 @@ def test_nih_shared_labels_layout_uses_split_column(nih_dir):
 
 
 def test_generic_blank_is_unknown_and_minus_one_follows_policy(tmp_path):
-    _write(tmp_path / "labels.csv", ["path", "patient_id", "atelectasis", "Cardiomegaly", "consolidation", "edema",
-                                     "Pleural Effusion"],
-           [["a.png", "x", "1", "", "0", "-1", "1"], ["b.png", "", "0", "1", "1", "0", ""]])
+    _write(
+        tmp_path / "labels.csv",
+        ["path", "patient_id", "atelectasis", "Cardiomegaly", "consolidation", "edema", "Pleural Effusion"],
+        [["a.png", "x", "1", "", "0", "-1", "1"], ["b.png", "", "0", "1", "1", "0", ""]],
+    )
     t = read_table(DataConfig(format="generic", root=str(tmp_path), uncertain="ignore"))
     assert np.isnan(t.labels[0, 1]) and np.isnan(t.labels[0, 3]) and np.isnan(t.labels[1, 4])
     assert t.labels[0, 0] == 1 and t.patients == ("x", "b.png")
@@ -108,8 +150,11 @@ def test_splits_are_by_patient_and_round_trip(tiny_data, tmp_path):
 
 
 def test_split_column_with_a_patient_in_two_splits_is_an_error(tmp_path):
-    _write(tmp_path / "labels.csv", ["path", "patient_id", *FINDING_KEYS, "split"],
-           [["a.png", "p", 1, 0, 0, 0, 0, "train"], ["b.png", "p", 0, 0, 0, 0, 0, "val"]])
+    _write(
+        tmp_path / "labels.csv",
+        ["path", "patient_id", *FINDING_KEYS, "split"],
+        [["a.png", "p", 1, 0, 0, 0, 0, "train"], ["b.png", "p", 0, 0, 0, 0, 0, "val"]],
+    )
     t = read_table(DataConfig(format="generic", root=str(tmp_path), split_column="split"))
     with pytest.raises(ValueError, match="both"):
         draw_splits(t, 0.1, 0.0, seed=0)

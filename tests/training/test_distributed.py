@@ -36,8 +36,19 @@ def test_two_gloo_ranks_follow_the_single_process_loss_trajectory(tiny_data, tmp
     args = ["teacher", "--data-root", str(tiny_data), *_sets(["train.epochs=2", "train.batch_size=8"])]
     assert main([*args, "--workdir", str(tmp_path / "single")]) == 0
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nnodes=1", "--nproc_per_node=2",
-           "-m", "training", *args, "--workdir", str(tmp_path / "ddp")]
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        "--nnodes=1",
+        "--nproc_per_node=2",
+        "-m",
+        "training",
+        *args,
+        "--workdir",
+        str(tmp_path / "ddp"),
+    ]
     proc = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
     single = read_jsonl(tmp_path / "single" / "teacher" / "log.jsonl")

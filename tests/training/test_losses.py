@@ -14,8 +14,9 @@ def _sig(x):
 
 
 def test_pos_weight_is_neg_over_pos_of_known_labels():
-    labels = np.array([[1, 0, np.nan, 1, 0], [0, 0, 1, 1, 0], [0, 1, 0, np.nan, 0], [1, 0, np.nan, 0, 0]],
-                      dtype=np.float32)
+    labels = np.array(
+        [[1, 0, np.nan, 1, 0], [0, 0, 1, 1, 0], [0, 1, 0, np.nan, 0], [1, 0, np.nan, 0, 0]], dtype=np.float32
+    )
     w = pos_weight_from_labels(labels)
     # atelectasis 2 pos 2 neg; cardiomegaly 1 pos 3 neg; consolidation 1/1 (2 unknown); edema 2 pos 1 neg;
     # effusion: no positive -> 1.0
@@ -63,7 +64,9 @@ def test_distillation_loss_combines_terms_with_alpha():
     want = alpha * masked_bce(s, y, pw).item() + (1 - alpha) * kd_term(s, t, T).item()
     assert got == pytest.approx(want, rel=1e-6)
     # alpha = 1 is the plain student's loss
-    assert distillation_loss(s, t, y, pw, 1.0, T).item() == pytest.approx(masked_bce(s, y, pw).item(), rel=1e-6)
+    assert distillation_loss(s, t, y, pw, 1.0, T).item() == pytest.approx(
+        masked_bce(s, y, pw).item(), rel=1e-6
+    )
 
 
 def test_kd_gradient_pulls_student_towards_teacher():

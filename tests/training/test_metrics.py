@@ -3,8 +3,14 @@
 import numpy as np
 import pytest
 
-from training.metrics import (auc_report, bootstrap_weights, paired_bootstrap, roc_auc, weighted_auc,
-                              youden_threshold)
+from training.metrics import (
+    auc_report,
+    bootstrap_weights,
+    paired_bootstrap,
+    roc_auc,
+    weighted_auc,
+    youden_threshold,
+)
 
 
 def test_auc_hand_examples():
@@ -54,7 +60,7 @@ def test_auc_report_ci_brackets_point_and_mean():
     labels[::9, 2] = np.nan
     scores = labels * 0.8 + rng.random((n, 5))
     rep = auc_report(labels, scores, np.arange(n) // 2, resamples=300, seed=0)
-    for k, e in rep["findings"].items():
+    for e in rep["findings"].values():
         assert e["ci"][0] <= e["auc"] <= e["ci"][1]
     assert rep["mean_auc_ci"][0] <= rep["mean_auc"] <= rep["mean_auc_ci"][1]
     assert rep["mean_auc"] == pytest.approx(np.mean([e["auc"] for e in rep["findings"].values()]))

@@ -8,7 +8,6 @@ import torch
 
 from kdviewer.core.findings import FINDING_KEYS
 from kdviewer.core.modelcard import load_model
-
 from training import checkpoint
 from training.cli import main
 from training.runlog import read_jsonl
@@ -27,8 +26,18 @@ def _sets(extra=()):
 def all_run(tiny_data, tmp_path_factory):
     work = tmp_path_factory.mktemp("work")
     out = work / "models"
-    rc = main(["all", "--data-root", str(tiny_data), "--workdir", str(work), "--out", str(out),
-               *_sets(["train.epochs=1"])])
+    rc = main(
+        [
+            "all",
+            "--data-root",
+            str(tiny_data),
+            "--workdir",
+            str(work),
+            "--out",
+            str(out),
+            *_sets(["train.epochs=1"]),
+        ]
+    )
     assert rc == 0
     return work, out
 
@@ -37,15 +46,32 @@ def test_all_writes_every_stage_and_splits_by_patient(all_run):
     work, _ = all_run
     for run in ("teacher", "student_plain", "student"):
         d = work / run
-        for f in ("config.json", "log.jsonl", "learning_curves.png", "best.pt", "last.pt", "result.json",
-                  "splits.csv", "data.json"):
+        for f in (
+            "config.json",
+            "log.jsonl",
+            "learning_curves.png",
+            "best.pt",
+            "last.pt",
+            "result.json",
+            "splits.csv",
+            "data.json",
+        ):
             assert (d / f).is_file(), f"{run}/{f}"
         row = read_jsonl(d / "log.jsonl")[0]
-        assert {"epoch", "train_loss", "val_loss", "val_mean_auc", "val_auc", "lr", "time_s", "energy_j",
-                "energy_method"} <= set(row)
+        assert {
+            "epoch",
+            "train_loss",
+            "val_loss",
+            "val_mean_auc",
+            "val_auc",
+            "lr",
+            "time_s",
+            "energy_j",
+            "energy_method",
+        } <= set(row)
         assert row["energy_method"]  # the meter named (an estimate on a VM)
     assert json.loads((work / "student" / "config.json").read_text())["input"]["size"] == 32
-    rows = [l.split(",") for l in (work / "splits.csv").read_text().splitlines()[1:]]
+    rows = [line.split(",") for line in (work / "splits.csv").read_text().splitlines()[1:]]
     by_patient = {}
     for _path, patient, split in rows:
         by_patient.setdefault(patient, set()).add(split)
@@ -53,7 +79,10 @@ def test_all_writes_every_stage_and_splits_by_patient(all_run):
     for f in ("metrics.json", "summary.md", "roc.png", "predictions.npz"):
         assert (work / "evaluation" / f).is_file()
     m = json.loads((work / "evaluation" / "metrics.json").read_text())
-    assert m["split"] == "test" and set(m["comparisons"]) == {"teacher_vs_student", "student_vs_student_plain"}
+    assert m["split"] == "test" and set(m["comparisons"]) == {
+        "teacher_vs_student",
+        "student_vs_student_plain",
+    }
 
 
 def test_exported_student_loads_with_a_complete_card(all_run):
@@ -78,7 +107,9 @@ def test_kdviewer_predict_uses_the_exported_student(all_run, tiny_data, monkeypa
     _, out = all_run
     monkeypatch.setenv("KDVIEWER_MODELS", str(out))
     dest = tmp_path / "pred.json"
-    rc = kdviewer_main(["predict", str(tiny_data / "img" / "000.png"), "--runtime", "torch-eager", "-o", str(dest)])
+    rc = kdviewer_main(
+        ["predict", str(tiny_data / "img" / "000.png"), "--runtime", "torch-eager", "-o", str(dest)]
+    )
     assert rc == 0
     records = json.loads(dest.read_text())
     assert len(records) == 1
@@ -126,8 +157,12 @@ def test_a_broken_checkpoint_is_an_error_not_random_weights(tmp_path):
 def test_resume_from_a_mid_epoch_checkpoint_after_a_crash(tiny_data, tmp_path, monkeypatch):
     from training.trainer import Trainer
 
-    args = ["student", "--data-root", str(tiny_data),
-            *_sets(["train.epochs=2", "train.checkpoint_every_steps=1"])]
+    args = [
+        "student",
+        "--data-root",
+        str(tiny_data),
+        *_sets(["train.epochs=2", "train.checkpoint_every_steps=1"]),
+    ]
     assert main([*args, "--workdir", str(tmp_path / "a")]) == 0
 
     real_step = Trainer._train_step
@@ -151,8 +186,14 @@ def test_resume_from_a_mid_epoch_checkpoint_after_a_crash(tiny_data, tmp_path, m
 
 
 def test_a_time_budget_ends_the_run_as_finished_after_the_epoch_that_reaches_it(tiny_data, tmp_path):
-    args = ["student", "--data-root", str(tiny_data), "--workdir", str(tmp_path),
-            *_sets(["train.epochs=5", "train.time_budget_s=1e-6"])]
+    args = [
+        "student",
+        "--data-root",
+        str(tiny_data),
+        "--workdir",
+        str(tmp_path),
+        *_sets(["train.epochs=5", "train.time_budget_s=1e-6"]),
+    ]
     assert main(args) == 0
     result = json.loads((tmp_path / "student_plain" / "result.json").read_text())
     assert (result["epochs_run"], result["out_of_time"], result["stopped_early"]) == (1, True, False)

@@ -4,7 +4,6 @@ import pytest
 import torch
 
 from kdviewer.core.models import build_model
-
 from training.precision import autocast, resolve_precision
 
 

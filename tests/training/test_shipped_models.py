@@ -15,7 +15,6 @@ import pytest
 from kdviewer.core.findings import FINDING_KEYS
 from kdviewer.core.modelcard import find_cards, load_model, read_card
 from kdviewer.core.resources import resources_dir
-
 from training.cli import main
 
 MODELS = resources_dir() / "models"
@@ -38,9 +37,24 @@ def test_bundled_cards_are_trained_verified_and_complete():
 
 
 def test_val_figures_of_the_cards_reproduce_from_the_shipped_weights(nih_dir, tmp_path):
-    rc = main(["evaluate", "--models", str(MODELS), "--config", str(ROOT / "training/configs/nih.toml"),
-               "--data-root", str(nih_dir), "--workdir", str(tmp_path), "--no-progress",
-               "--set", "data.cache=\"memory\"", "--set", "eval.bootstrap=20"])
+    rc = main(
+        [
+            "evaluate",
+            "--models",
+            str(MODELS),
+            "--config",
+            str(ROOT / "training/configs/nih.toml"),
+            "--data-root",
+            str(nih_dir),
+            "--workdir",
+            str(tmp_path),
+            "--no-progress",
+            "--set",
+            'data.cache="memory"',
+            "--set",
+            "eval.bootstrap=20",
+        ]
+    )
     assert rc == 0
     measured = json.loads((tmp_path / "evaluation" / "metrics.json").read_text())
     cards = find_cards([MODELS])
