@@ -20,10 +20,16 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+from PIL import Image
 from PySide6.QtCore import QThread, Signal
 from PySide6.QtGui import QImage
 
 from kdviewer.core.audit import record_inference
+from kdviewer.core.display import to_display_uint8
+from kdviewer.core.errors import ImageReadError
+from kdviewer.core.imageio import iter_image_files
+from kdviewer.core.preprocess import MODEL_READ_MIN_SIDE
+from kdviewer.core.readpool import read_image_elsewhere
 from kdviewer.core.viewer_model import HeatmapJob, PredictRequest
 
 log = logging.getLogger(__name__)
@@ -148,6 +154,7 @@ class _InboxThread(QThread):
 
 def _default_engine_loader(name: str) -> Callable[[], Any]:
     def load():
+        # the engine module and its runtime load here, on the worker thread, not at start-up (~0.3 s)
         from kdviewer.core.engine import load_engine
 
         return load_engine(name)
@@ -158,17 +165,12 @@ def _default_engine_loader(name: str) -> Callable[[], Any]:
 def _default_reader(path: str):
     """The read for display: always the full resolution. Decoding runs in the reader process
     (:mod:`kdviewer.core.readpool`): the codecs hold the GIL and would otherwise freeze the GUI."""
-    from kdviewer.core.readpool import read_image_elsewhere
-
     return read_image_elsewhere(path)
 
 
 def _default_model_reader(path: str):
     """The read for the models, the same as ``kdviewer predict``'s (see MODEL_READ_MIN_SIDE),
     also in the reader process."""
-    from kdviewer.core.preprocess import MODEL_READ_MIN_SIDE
-    from kdviewer.core.readpool import read_image_elsewhere
-
     return read_image_elsewhere(path, reduce_to=MODEL_READ_MIN_SIDE)
 
 
@@ -266,8 +268,6 @@ class EngineWorker(_InboxThread):
 
 def _read_error(path: str, exc: Exception) -> str:
     """The message for a failed read: ImageReadError names the file; anything else gets it added."""
-    from kdviewer.core.errors import ImageReadError
-
     return str(exc) if isinstance(exc, ImageReadError) else f"{path}: {type(exc).__name__}: {exc}"
 
 
@@ -300,8 +300,6 @@ class LoaderWorker(_InboxThread):
     def _handle_latest(self, job: tuple) -> None:
         kind, request_id, arg = job
         if kind == "expand":
-            from kdviewer.core.imageio import iter_image_files
-
             try:
                 files = [str(p) for p in iter_image_files(arg)]
             except Exception as exc:
@@ -353,10 +351,6 @@ class HeatmapWorker(_InboxThread):
 
 def make_thumbnail(image, size: int = THUMBNAIL_SIZE) -> QImage:
     """A small greyscale preview of ``image`` in its default display window."""
-    from PIL import Image
-
-    from kdviewer.core.display import to_display_uint8
-
     grey = np.ascontiguousarray(to_display_uint8(image))
     pil = Image.fromarray(grey)
     pil.thumbnail((size, size), Image.Resampling.BILINEAR)
