@@ -18,6 +18,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from kdviewer.core.extras import EXPLAIN_INSTALL, MissingExtraError, installed, torch_available
+
 CAM_METHODS: tuple[str, ...] = ("gradcam", "gradcam++", "xgradcam", "eigencam", "layercam")
 DEFAULT_CAM_METHOD = "gradcam"
 # The first principal component of the feature map does not depend on the class asked for.
@@ -27,6 +29,7 @@ _MARGIN = 2.0**-21
 
 
 def _library_classes() -> dict[str, type]:
+    # the explain extra: absent from the light install, and seconds to import (torch) where present
     from pytorch_grad_cam import EigenCAM, GradCAM, GradCAMPlusPlus, LayerCAM, XGradCAM
     from pytorch_grad_cam.utils.svd_on_activations import get_2d_projection
 
@@ -60,15 +63,11 @@ def _library_classes() -> dict[str, type]:
 def library_methods_available() -> bool:
     """Whether the methods other than the forward pass's Grad-CAM can run here: they need
     PyTorch and the ``grad-cam`` library (the ``explain`` extra), found without importing them."""
-    from kdviewer.core.extras import installed, torch_available
-
     return torch_available() and installed("pytorch_grad_cam")
 
 
 def require_library_methods(method: str) -> None:
     """Raise :class:`~kdviewer.core.extras.MissingExtraError` naming ``method`` if it cannot run."""
-    from kdviewer.core.extras import EXPLAIN_INSTALL, MissingExtraError
-
     if not library_methods_available():
         raise MissingExtraError(
             f"the {method} heat map needs PyTorch and grad-cam, which this "
@@ -201,6 +200,7 @@ def library_cams(model, x: np.ndarray, method: str = "gradcam", classes=None) ->
     """
     check_method(method)
     require_library_methods(method)
+    # the explain extra, as in _library_classes
     import torch
     from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
 
