@@ -58,7 +58,11 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
 
+# pydicom (about 0.17 s to import, measured) is imported in the functions that read DICOM: the
+# window and `kdviewer info` import this module at start-up, and the decoding runs in the reader
+# process.
 from .codestream import CodestreamError, bytes_per_sample, check_rle_frame, j2k_header, jpeg_header
 from .errors import ImageReadError
 from .image import IDENTIFYING_FIELD_KEYWORDS, ImageMetadata, LoadedImage, Window
@@ -788,7 +792,6 @@ def _decode_j2k_reduced(ds, reduce_to: int) -> np.ndarray | None:
     if min(int(ds.Rows), int(ds.Columns)) < 2 * reduce_to:
         return None
     try:
-        from PIL import Image
         from pydicom.encaps import generate_frames
 
         codestream = next(generate_frames(ds.PixelData, number_of_frames=1))
@@ -1062,8 +1065,6 @@ _PIL_BYTES = {"1": 1, "L": 1, "P": 1, "I;16": 2, "I;16B": 2, "I;16L": 2, "I;16N"
 
 
 def _read_pil(path: Path, fmt: str, max_pixels: int, max_bytes: int) -> LoadedImage:
-    from PIL import Image, ImageOps, UnidentifiedImageError
-
     if fmt == "PNG":
         size = _png_size(path)
         if size is None:
