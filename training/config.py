@@ -155,7 +155,7 @@ class Config:
 
     def jitter(self):
         """The optional augmentations of ``train`` as a :class:`training.augment.Jitter`."""
-        from training.augment import Jitter
+        from training.augment import Jitter  # imports torch, which reading a config does not need
 
         t = self.train
         return Jitter(scale=t.scale, translate=t.translate, brightness=t.brightness, contrast=t.contrast)

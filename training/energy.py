@@ -8,6 +8,10 @@ import math
 import time
 from dataclasses import dataclass
 
+import torch
+
+from kdviewer.core.power import select_meter
+
 log = logging.getLogger(__name__)
 
 
@@ -34,13 +38,11 @@ def nvml_index(device) -> int:
     fastest first by default) while NVML numbers all GPUs in PCI order: match them by PCI bus id.
     Ran on a one-GPU H100 machine (the bundled models' training, docs/MODELS.md); the mapping on
     machines with several GPUs is written against the documented interfaces but untested."""
-    import torch
-
     index = device.index if device.index is not None else torch.cuda.current_device()
     props = torch.cuda.get_device_properties(index)
     bus = getattr(props, "pci_bus_id", None)
     try:
-        import pynvml
+        import pynvml  # optional (NVIDIA machines only)
 
         pynvml.nvmlInit()
         for i in range(pynvml.nvmlDeviceGetCount()):
@@ -55,11 +57,6 @@ def nvml_index(device) -> int:
 def select_training_meter(device):
     """The viewer's meter for this device (NVML for this process's GPU on CUDA when available);
     None if no meter exists."""
-    try:
-        from kdviewer.core.power import select_meter
-    except ImportError:
-        log.warning("kdviewer.core.power.select_meter is unavailable: epochs are timed, energy not measured")
-        return None
     device_type = getattr(device, "type", device)
     try:
         if device_type == "cuda":

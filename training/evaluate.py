@@ -26,6 +26,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from kdviewer.core.findings import FINDING_KEYS, FINDING_NAMES
+from kdviewer.core.modelcard import find_cards, load_model
 from kdviewer.core.models import build_model
 from kdviewer.core.preprocess import normalize
 from training import checkpoint
@@ -90,8 +91,6 @@ def operating_point(y: np.ndarray, p: np.ndarray, t: float) -> dict:
 
 def card_models(folder: str | Path) -> dict[str, Path]:
     """Model cards of ``folder`` by model name (teacher, student_plain, student), in that order."""
-    from kdviewer.core.modelcard import find_cards
-
     cards = find_cards([Path(folder)])
     return {name: cards[name] for name in MODEL_NAMES if name in cards}
 
@@ -101,8 +100,6 @@ def _load(ws: Workspace, name: str, cards: dict[str, Path] | None) -> tuple[torc
     if cards is None:
         model, run_cfg = load_trained(ws, name)
         return model, run_cfg.input
-    from kdviewer.core.modelcard import load_model
-
     model, card = load_model(cards[name])  # verifies the weights' SHA-256
     return model, card.input
 

@@ -21,7 +21,9 @@ from pathlib import Path
 import numpy as np
 import torch
 from torch.utils.data import Dataset
+from tqdm.auto import tqdm
 
+from kdviewer.core.imageio import read_image
 from kdviewer.core.preprocess import MODEL_READ_MIN_SIDE, InputSpec, scale_and_resize
 
 log = logging.getLogger(__name__)
@@ -29,8 +31,6 @@ log = logging.getLogger(__name__)
 
 def load_grey(path: str, spec: InputSpec) -> np.ndarray:
     """Read one image file and return its (size, size) float32 [0, 1] array (the viewer's path)."""
-    from kdviewer.core.imageio import read_image
-
     image = read_image(path, reduce_to=MODEL_READ_MIN_SIDE)  # the viewer's model-path read
     return scale_and_resize(image.pixels, spec, image.value_range)
 
@@ -52,8 +52,6 @@ def _load_one(args: tuple[str, InputSpec]) -> np.ndarray:
 
 
 def _decode_all(files: Sequence[str], spec: InputSpec, out: np.ndarray, workers: int, progress: bool) -> None:
-    from tqdm.auto import tqdm
-
     bar = tqdm(total=len(files), desc="decoding images", unit="img", disable=not progress, smoothing=0.1)
     try:
         if workers > 0:

@@ -10,7 +10,7 @@ from kdviewer.core.findings import FINDING_KEYS, FINDING_NAMES
 
 
 def _pyplot():
-    import matplotlib
+    import matplotlib  # 0.3 s, and its backend must be chosen before pyplot loads: only when plotting
 
     matplotlib.use("Agg", force=True)
     import matplotlib.pyplot as plt

@@ -22,8 +22,10 @@ import numpy as np
 import torch
 import torch.distributed as dist
 from torch.utils.data import DataLoader, DistributedSampler
+from tqdm.auto import tqdm
 
 from kdviewer.core.findings import FINDING_KEYS
+from kdviewer.core.modelcard import load_model
 from kdviewer.core.models import build_model, load_torchvision_backbone
 from kdviewer.core.preprocess import normalize
 from training import checkpoint
@@ -92,8 +94,6 @@ def load_teacher(path: str | Path, cfg: Config) -> torch.nn.Module:
     """A trained teacher from a run folder (its best.pt), a checkpoint file or a model card (.json)."""
     path = Path(path)
     if path.suffix == ".json":
-        from kdviewer.core.modelcard import load_model
-
         model, _card = load_model(path)
         return model
     if path.is_dir():
@@ -331,8 +331,6 @@ class Trainer:
         return loss.detach()
 
     def train_epoch(self) -> float:
-        from tqdm.auto import tqdm
-
         st = self.state
         self.model.train()
         self.sampler.set_epoch(st.epoch)

@@ -31,6 +31,8 @@ import threading
 from multiprocessing.connection import Connection
 from typing import Any
 
+from PIL import Image
+
 from kdviewer.core.errors import ImageReadError
 from kdviewer.core.image import LoadedImage
 from kdviewer.core.imageio import MAX_PIXELS, captured_warnings, read_image
@@ -73,8 +75,6 @@ def _limit_memory(budget: int) -> None:
 
 def _serve(conn: Connection, memory_budget: int | None) -> None:
     """The helper's loop: receive (function, args, kwargs), send back a tagged reply."""
-    from PIL import Image
-
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl+C is the caller's to handle
     # Pillow's own bomb guard in line with ours (it warns above the limit and refuses at twice
     # it); read_image checks the header against its limits before Pillow decodes anyway

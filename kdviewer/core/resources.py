@@ -8,6 +8,7 @@ takes precedence (e.g. one that ``kdviewer-train export`` wrote elsewhere).
 from __future__ import annotations
 
 import os
+import sys
 from importlib import resources as importlib_resources
 from pathlib import Path
 
@@ -34,8 +35,6 @@ def user_models_dir() -> Path:
     """Where an installed kdviewer keeps models the user trained (``kdviewer-train export``):
     ``$XDG_DATA_HOME/kdviewer/models`` or ``~/.local/share/kdviewer/models`` (``%APPDATA%`` on
     Windows, ``~/Library/Application Support`` on macOS)."""
-    import sys
-
     if sys.platform == "win32":
         base = Path(os.environ.get("APPDATA", Path.home() / "AppData" / "Roaming"))
     elif sys.platform == "darwin":

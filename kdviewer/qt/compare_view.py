@@ -15,6 +15,7 @@ from PySide6.QtGui import QAction
 from PySide6.QtWidgets import QLabel, QVBoxLayout, QWidget
 
 from kdviewer.core.findings import finding
+from kdviewer.core.readpool import read_image_elsewhere
 from kdviewer.qt.actions import add_menu_actions
 from kdviewer.qt.image_view import ImageView
 
@@ -22,8 +23,6 @@ log = logging.getLogger(__name__)
 
 
 def _default_reader(path: str):
-    from kdviewer.core.readpool import read_image_elsewhere
-
     return read_image_elsewhere(path)
 
 

@@ -102,7 +102,7 @@ class WorkflowExports(QObject):
         return thread
 
     def _report_job(self, study, model_image, out: Path, focus: str) -> None:
-        from kdviewer.report import write_pdf
+        from kdviewer.report import write_pdf  # reportlab: see write_report
 
         try:
             study.subject = audit.default_log().subject(model_image, study.path)[0]
