@@ -19,13 +19,24 @@ import subprocess
 import sys
 import tempfile
 import time
+import warnings
 from pathlib import Path
 
 import numpy as np
+import onnxruntime as ort
+import torch
+from torch.utils.flop_counter import FlopCounterMode
 
 from kdviewer.core import explain
 from kdviewer.core import runtime as rt
-from kdviewer.core.engine import DEFAULT_ARCH, InferenceEngine, reference_image, untrained_model
+from kdviewer.core.engine import (
+    DEFAULT_ARCH,
+    InferenceEngine,
+    reference_image,
+    untrained_model,
+    write_untrained_card,
+)
+from kdviewer.core.preprocess import InputSpec, image_to_model_input
 
 
 def timeit(fn, runs, warmup=3):
@@ -40,7 +51,6 @@ def timeit(fn, runs, warmup=3):
 
 
 def ort_session(path, threads, spinning=False, level="all"):
-    import onnxruntime as ort
 
     so = rt.session_options(threads, spinning=spinning)
     so.graph_optimization_level = {
@@ -69,8 +79,6 @@ def sporadic(session, inp, n, pause_s=0.05):
 
 def multiply_adds(model) -> float:
     """Multiply-accumulates of one 224×224 forward pass (torch's FLOP counter / 2), in G."""
-    import torch
-    from torch.utils.flop_counter import FlopCounterMode
 
     with torch.inference_mode(), FlopCounterMode(display=False) as counter:
         model(torch.zeros(1, 3, 224, 224))
@@ -79,7 +87,6 @@ def multiply_adds(model) -> float:
 
 def fused_cam_graph(model, path):
     """Export a graph whose outputs are logits and the raw class activation maps (F, 7, 7)."""
-    import torch
 
     class Fused(torch.nn.Module):
         def __init__(self, m):
@@ -91,8 +98,6 @@ def fused_cam_graph(model, path):
             w = self.m.head_linear.weight
             cams = torch.relu(torch.einsum("fk,nkhw->nfhw", w, f)) / (f.shape[2] * f.shape[3])
             return self.m.forward_head(f), cams
-
-    import warnings
 
     with warnings.catch_warnings():
         warnings.filterwarnings(
@@ -114,11 +119,9 @@ def fused_cam_graph(model, path):
 
 
 def study(runs):
-    import torch
 
     out = {"threads_default": rt.thread_count(), "cpu_count": os.cpu_count()}
     x = reference_image((224, 224))
-    from kdviewer.core.preprocess import InputSpec, image_to_model_input
 
     inp = image_to_model_input(x, InputSpec())[None]
     for name in ("student", "teacher"):
@@ -184,7 +187,6 @@ print((time.perf_counter() - t0) * 1e3, 'torch' in sys.modules)
 
 def first_scores():
     """Fresh process → first scores from a student card: cold (ONNX export) and warm (cached)."""
-    from kdviewer.core.engine import write_untrained_card
 
     res = {}
     with tempfile.TemporaryDirectory() as tmp:

@@ -19,6 +19,8 @@ import subprocess
 import sys
 import tempfile
 
+from kdviewer.core.engine import write_untrained_card
+
 CHILD = r"""
 import json, sys, tempfile, time
 from kdviewer.qt.app import _temporary_settings, create_window, make_application, wait_for
@@ -55,8 +57,6 @@ def main(argv: list[str] | None = None) -> int:
 
 def _runs(a, env, cards) -> int:
     if a.with_card:
-        from kdviewer.core.engine import write_untrained_card
-
         write_untrained_card(cards, "student")
         env["KDVIEWER_MODELS"] = cards
         subprocess.run(
