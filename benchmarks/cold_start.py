@@ -5,7 +5,7 @@ folder and caches, then warm starts, for any installed environment.
 
 Each run is a new process of ``--python`` (so an installed light environment, a bundle-like
 install, or the development one) that imports the viewer and calls
-:func:`kdviewer.qt.app.measure_startup` on the built-in example, teacher off. Times count from just
+:func:`kdviewer.qt.offscreen.measure_startup` on the built-in example, teacher off. Times count from just
 before the process is created, so Python's own start and every import are included (what a user
 waits for). All runs share one fresh ``HOME`` (no ``KDVIEWER_*`` or ``XDG_*`` variables): the
 first finds every cache empty, the later ones find what the first left. The operating system's
@@ -27,7 +27,7 @@ import time
 CHILD = (
     "import json, time\n"
     "t = time.time()\n"
-    "from kdviewer.qt.app import measure_startup\n"
+    "from kdviewer.qt.offscreen import measure_startup\n"
     "t_call = time.time()\n"
     "r = measure_startup()\n"
     "print(json.dumps({'t0': t, 't_call': t_call, **r}))\n"

@@ -23,7 +23,8 @@ from kdviewer.core.engine import write_untrained_card
 
 CHILD = r"""
 import json, sys, tempfile, time
-from kdviewer.qt.app import _temporary_settings, create_window, make_application, wait_for
+from kdviewer.qt.app import create_window, make_application
+from kdviewer.qt.offscreen import temporary_settings, wait_for
 from PySide6.QtCore import QTimer
 app = make_application()
 ticks = []
@@ -31,7 +32,7 @@ timer = QTimer()
 timer.setInterval(10)
 timer.timeout.connect(lambda: ticks.append(time.perf_counter()))
 with tempfile.TemporaryDirectory() as tmp:
-    w = create_window(_temporary_settings(tmp, teacher=False))
+    w = create_window(temporary_settings(tmp, teacher=False))
     w.show()
     timer.start()
     t0 = time.perf_counter()

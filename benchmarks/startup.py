@@ -3,7 +3,7 @@
     QT_QPA_PLATFORM=offscreen .venv/bin/python benchmarks/startup.py [--runs 3] [PATH]
 
 Each run is a new Python process (so Qt, PyTorch and the models are imported and loaded as in a
-real start) that calls :func:`kdviewer.qt.app.measure_startup` on the built-in example (or PATH),
+real start) that calls :func:`kdviewer.qt.offscreen.measure_startup` on the built-in example (or PATH),
 with the teacher off. The first run may also pay for the one-time ONNX export of the models; the
 cache is the user's (``KDVIEWER_CACHE`` or ``~/.cache/kdviewer``). Prints each run and the medians.
 
@@ -27,7 +27,7 @@ from kdviewer.core.engine import write_untrained_card
 
 CHILD = (
     "import json, sys\n"
-    "from kdviewer.qt.app import measure_startup\n"
+    "from kdviewer.qt.offscreen import measure_startup\n"
     "print(json.dumps(measure_startup(sys.argv[1] or None)))\n"
 )
 

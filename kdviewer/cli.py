@@ -140,7 +140,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         return audit_command(args)
     if args.command == "screenshot":
-        from kdviewer.qt.app import screenshot
+        from kdviewer.qt.offscreen import screenshot
 
         return screenshot(str(args.out), args.path, scale=args.scale)
     raise AssertionError(args.command)
