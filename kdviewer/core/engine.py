@@ -341,7 +341,6 @@ class InferenceEngine:
                                    card.input.channels)
         self._runtime = forward
         self.runtime_name: str = self._runtime.name
-        self.threads = getattr(forward, "threads", self.threads)  # the teacher's session may use fewer
         self._weights = head_weights if head_weights is not None else cam_weights(self.model)
         self._class_index = {k: i for i, k in enumerate(card.findings)}
         self._lock = threading.Lock()
@@ -402,7 +401,7 @@ class InferenceEngine:
         cached yet (the caller loads PyTorch and exports).
         """
         from kdviewer.core.modelcard import read_card, verified_graph, verified_int8_graph, verified_weights
-        from kdviewer.core.runtime import OnnxRuntime, teacher_thread_count
+        from kdviewer.core.runtime import OnnxRuntime
 
         card = read_card(card_path)
         wpath = verified_weights(card, card_path)
@@ -416,9 +415,8 @@ class InferenceEngine:
             if precision == "int8":
                 graph = verified_int8_graph(card, card_path)
                 gpath = Path(card_path).parent / card.int8["file"]
-            threads = teacher_thread_count() if card.name == "teacher" else None
             try:
-                forward = OnnxRuntime.from_graph(graph, gpath, threads=threads)
+                forward = OnnxRuntime.from_graph(graph, gpath)
             except Exception as exc:  # onnxruntime's own errors: this file's failure
                 raise ModelLoadError(gpath, f"ONNX graph does not load: {exc}") from exc
             log.info("%s: started from its %s ONNX graph %s (PyTorch not loaded)", card.name, precision, gpath)

@@ -101,21 +101,26 @@ def thread_count() -> int:
         return _threads
 
 
-TEACHER_THREADS_ENV = "KDVIEWER_TEACHER_THREADS"
+BACKGROUND_NICE = 19
 
 
-def teacher_thread_count() -> int:
-    """Intra-op threads of the teacher's session: ``KDVIEWER_TEACHER_THREADS`` when set, else half of
-    :func:`thread_count` (at least one).
+def lower_thread_priority() -> bool:
+    """Run the calling thread, and the threads it starts from now on (an ONNX Runtime session's pool
+    created here inherits it), at the lowest CPU priority; return whether that was possible.
 
-    The teacher runs beside the student in the viewer; with both using every core, the student was
-    slowed by 84 % while the teacher predicted (2-core machine, `kdviewer bench`), with the teacher
-    on one of the two cores by 16 %.
+    The teacher's worker calls it before loading its engine: the teacher then computes on the cores
+    the student leaves idle, so the student is not slowed while both are busy (measured by `kdviewer
+    bench`: "student beside a busy teacher") and the teacher keeps every core when the student is
+    idle. Linux only (a thread's nice value, ``setpriority`` on its thread id); elsewhere a no-op.
     """
-    value = os.environ.get(TEACHER_THREADS_ENV)
-    if value and value.strip():
-        return resolve_thread_count(value)
-    return max(1, thread_count() // 2)
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), BACKGROUND_NICE)
+    except OSError as exc:
+        log.info("cannot lower this thread's priority: %s", exc)
+        return False
+    return True
 
 
 def cache_dir() -> Path:

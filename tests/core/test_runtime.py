@@ -118,3 +118,32 @@ def test_onnxruntime_imported_before_its_telemetry_was_off_is_refused():
             "print(os.environ['ORT_DISABLE_TELEMETRY'])")
     assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
                           check=True).stdout.strip() == "1"
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="per-thread nice values are Linux's")
+def test_lower_thread_priority_applies_to_the_thread_and_those_it_starts():
+    """The teacher's worker lowers its own priority; threads it starts (ONNX Runtime's pool) inherit
+    it, and the rest of the process keeps its priority."""
+    import os
+    import threading
+
+    from kdviewer.core.runtime import BACKGROUND_NICE, lower_thread_priority
+
+    seen = {}
+
+    def child():
+        seen["child"] = os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+
+    def worker():
+        seen["lowered"] = lower_thread_priority()
+        seen["worker"] = os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+        t = threading.Thread(target=child)
+        t.start()
+        t.join()
+
+    before = os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+    t = threading.Thread(target=worker)
+    t.start()
+    t.join()
+    assert seen["lowered"] and seen["worker"] == seen["child"] == BACKGROUND_NICE
+    assert os.getpriority(os.PRIO_PROCESS, threading.get_native_id()) == before
