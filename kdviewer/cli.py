@@ -211,6 +211,7 @@ def _record(path: Path, pred) -> dict[str, Any]:
         "architecture": pred.architecture,
         "weights_sha256": pred.weights_sha256,
         "trained": pred.trained,
+        "precision": pred.precision,  # the graph that ran: float32 or int8
         "latency_ms": round(_finite(pred.timings_ms["total"], "latency"), 3),
         "energy_mj": _energy_mj(energy),
         "idle_power_w": _idle_w(energy),
@@ -235,8 +236,8 @@ def _error_record(path: str | os.PathLike, model: str | None, reason: str, scope
     return record
 
 
-_CSV_HEAD = ("file", "model", "architecture", "weights_sha256", "trained", "latency_ms", "energy_mj",
-             "idle_power_w", "energy_is_estimate", "energy_method")
+_CSV_HEAD = ("file", "model", "architecture", "weights_sha256", "trained", "precision", "latency_ms",
+             "energy_mj", "idle_power_w", "energy_is_estimate", "energy_method")
 _CSV_SCOPE = ("in_scope", "reason", "ood_score", "threshold")  # columns scope_<key>
 
 

@@ -45,7 +45,7 @@ def prediction_record(path: str | os.PathLike, pred) -> dict[str, Any]:
         "architecture": pred.architecture,
         "weights_sha256": pred.weights_sha256,
         "trained": pred.trained,
-        "precision": getattr(pred, "precision", "float32"),
+        "precision": pred.precision,
         "latency_ms": round(_finite(pred.timings_ms["total"], "latency"), 3),
         "energy_mj": _energy_mj(energy),
         "idle_power_w": _idle_w(energy),

@@ -115,3 +115,17 @@ def test_compare_precisions_reports_the_paired_difference():
     assert out["largest_score_change"] == pytest.approx(np.abs(p8 - p32).max())
     same = compare_precisions(labels, patients, p32, p32, keys, resamples=50)
     assert same["mean_auc_difference"] == 0 and same["largest_score_change"] == 0
+
+
+@pytest.mark.parametrize("precision", ["float32", "int8"])
+def test_predict_records_say_which_precision_ran(monkeypatch, capsys, precision):
+    from kdviewer.cli import main
+    from kdviewer.core.resources import example_image
+
+    monkeypatch.setenv("KDVIEWER_PRECISION", precision)
+    assert main(["predict", str(example_image()), "--format", "jsonl"]) == 0
+    record = json.loads(capsys.readouterr().out.splitlines()[0])
+    assert record["model"] == "student" and record["precision"] == precision
+    assert main(["predict", str(example_image()), "--format", "csv"]) == 0
+    head, row = capsys.readouterr().out.splitlines()[:2]
+    assert row.split(",")[head.split(",").index("precision")] == precision
