@@ -548,17 +548,20 @@ class ViewerModel:
             self.events.engine_wanted.emit("teacher")
 
     def _adopt_list_score(self, role: str) -> bool:
-        """The student already scored this file in the background: use that result (its heat maps
-        included) instead of a second inference."""
+        """``role`` already scored this file (the student in the background or on an earlier visit,
+        the teacher on an earlier visit): use that result, its heat maps included, instead of a
+        second inference."""
         s = self._screen
-        pred = self.list_scores.get(s.path) if role == "student" else None
+        pred = (self.list_scores if role == "student" else self.teacher_scores).get(s.path)
         if pred is None or pred.cam_method != self.cam_method or not pred.heatmaps:
             return False
         s.results[role] = pred
         s.sources[(role, self.cam_method)] = pred.heatmaps
-        self._judge_scope(pred)
+        if role == "student":
+            self._judge_scope(pred)
         self.events.prediction_changed.emit(role, pred)
-        self._maybe_start_teacher()
+        if role == "student":
+            self._maybe_start_teacher()
         return True
 
     def _request_predictions(self) -> None:

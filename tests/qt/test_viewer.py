@@ -376,8 +376,8 @@ class CountingEngine:
 
 
 def test_one_inference_per_image_and_model(make_window, settings, tmp_path):
-    """Background scoring, stepping through the list, all five findings and the teacher: each
-    readable image is scored once by each model, and never for a finding switch."""
+    """Background scoring, stepping through the list and back, all five findings and the teacher:
+    each readable image is scored once by each model, and never for a finding switch or a revisit."""
     from collections import Counter
 
     from tests.qt.conftest import shared_engine_loader
@@ -406,6 +406,15 @@ def test_one_inference_per_image_and_model(make_window, settings, tmp_path):
             action.trigger()
             _QTBOT.waitUntil(lambda key=key: w.model.shown_heatmap_key == ("student", "gradcam", key), timeout=LONG)
             np.testing.assert_array_equal(_overlay(w), w.prediction("student").heatmaps[key])
+    # Back to the first image: revisits reuse both models' results.
+    for path in reversed(listed[:-1]):
+        if path in good:
+            with qtbot_wait(w.view_ready):
+                w.prev_action.trigger()
+            _QTBOT.waitUntil(w.is_view_complete, timeout=LONG)
+            assert w.prediction("teacher") is not None
+        else:
+            w.prev_action.trigger()
     names = sorted(Path(p).name for p in good)
     student_calls = Counter(name for name, _, _ in student.calls)
     teacher_calls = Counter(name for name, _, _ in teacher.calls)
