@@ -467,6 +467,7 @@ class ViewerModel:
         self.studies = list(paths)
         kept = set(self.studies)
         self.list_scores = {p: v for p, v in self.list_scores.items() if p in kept}
+        self.teacher_scores = {p: v for p, v in self.teacher_scores.items() if p in kept}
         self._list_scored_emitted = False
         self.events.studies_changed.emit(list(self.studies), current)
         for p in self.studies:
