@@ -9,7 +9,7 @@ from __future__ import annotations
 import csv
 import threading
 from collections import deque
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
@@ -80,38 +80,46 @@ class Telemetry:
 
     def to_csv(self, path: str | Path) -> Path:
         """Write the buffered samples to ``path`` as CSV (one row per inference); return the path."""
-        rows = self.snapshot()
         path = Path(path)
-        stages = list(_STAGES)
+        write_samples_csv(self.snapshot(), path)
+        return path
+
+
+def write_samples_csv(samples: Sequence[InferenceSample], path: str | Path) -> int:
+    """Write ``samples`` to ``path`` as CSV, one row per inference: time, model, request id, each
+    stage's milliseconds, energy and power with the method that gave them. Returns the row count."""
+    rows = list(samples)
+    path = Path(path)
+    stages = list(_STAGES)
+    for s in rows:
+        stages += [k for k in s.timings_ms if k not in stages]
+    with open(path, "w", newline="", encoding="utf-8") as f:
+        w = csv.writer(f)
+        w.writerow(
+            [
+                "t",
+                "model_name",
+                "request_id",
+                *[f"{k}_ms" for k in stages],
+                "energy_mj",
+                "power_w",
+                "idle_power_w",
+                "energy_method",
+                "is_estimate",
+            ]
+        )
         for s in rows:
-            stages += [k for k in s.timings_ms if k not in stages]
-        with open(path, "w", newline="", encoding="utf-8") as f:
-            w = csv.writer(f)
             w.writerow(
                 [
-                    "t",
-                    "model_name",
-                    "request_id",
-                    *[f"{k}_ms" for k in stages],
-                    "energy_mj",
-                    "power_w",
-                    "idle_power_w",
-                    "energy_method",
-                    "is_estimate",
+                    f"{s.t:.6f}",
+                    s.model_name,
+                    "" if s.request_id is None else s.request_id,
+                    *["" if s.timings_ms.get(k) is None else f"{s.timings_ms[k]:.4f}" for k in stages],
+                    "" if s.energy_mj is None else f"{s.energy_mj:.6f}",
+                    "" if s.power_w is None else f"{s.power_w:.4f}",
+                    "" if s.idle_power_w is None else f"{s.idle_power_w:.4f}",
+                    s.energy_method or "",
+                    int(s.is_estimate),
                 ]
             )
-            for s in rows:
-                w.writerow(
-                    [
-                        f"{s.t:.6f}",
-                        s.model_name,
-                        "" if s.request_id is None else s.request_id,
-                        *["" if s.timings_ms.get(k) is None else f"{s.timings_ms[k]:.4f}" for k in stages],
-                        "" if s.energy_mj is None else f"{s.energy_mj:.6f}",
-                        "" if s.power_w is None else f"{s.power_w:.4f}",
-                        "" if s.idle_power_w is None else f"{s.idle_power_w:.4f}",
-                        s.energy_method or "",
-                        int(s.is_estimate),
-                    ]
-                )
-        return path
+    return len(rows)
