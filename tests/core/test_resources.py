@@ -1,5 +1,7 @@
 import pydicom
 
+from kdviewer.core.modelcard import read_card
+from kdviewer.core.preprocess import MODEL_READ_MIN_SIDE
 from kdviewer.core.resources import example_image, models_dirs, resources_dir
 
 
@@ -31,3 +33,12 @@ def test_installed_build_searches_and_exports_to_the_user_folder(monkeypatch, tm
     monkeypatch.setattr(res, "is_installed", lambda: True)
     assert res.models_dirs()[0] == tmp_path / "kdviewer" / "models"
     assert default_out_dir() == tmp_path / "kdviewer" / "models"
+
+
+def test_the_model_read_keeps_twice_each_shipped_models_input():
+    """MODEL_READ_MIN_SIDE (the smaller side a reduced JPEG 2000 decode keeps) is derived from the
+    default input size; every shipped card must ask for that size or less for the read to suit it."""
+    cards = sorted((resources_dir() / "models").glob("*.json"))
+    assert cards
+    for path in cards:
+        assert 2 * read_card(path).input.size <= MODEL_READ_MIN_SIDE, path.name
