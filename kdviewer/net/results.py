@@ -59,6 +59,19 @@ def result_uid(source_sop_uid: str, weights_sha256: str, kind: str) -> str:
     return generate_uid(entropy_srcs=[source_sop_uid, weights_sha256, kind, __version__])
 
 
+def _result_identity(source: Dataset, pred, kind: str, *, series_number: int) -> dict:
+    """What names a result of ``kind`` ("sr", "sc") made from ``source``: its series and instance
+    UIDs (the same for the same image and weights), numbers, maker and transfer syntax."""
+    return {
+        "series_instance_uid": result_uid(source.SOPInstanceUID, pred.weights_sha256, f"{kind}-series"),
+        "series_number": series_number,
+        "sop_instance_uid": result_uid(source.SOPInstanceUID, pred.weights_sha256, kind),
+        "instance_number": 1,
+        "manufacturer": MANUFACTURER,
+        "transfer_syntax_uid": ExplicitVRLittleEndian,
+    }
+
+
 def _algorithm(pred, version: str) -> hd.sr.AlgorithmIdentification:
     return hd.sr.AlgorithmIdentification(
         name=pred.model_name,
@@ -146,14 +159,9 @@ def structured_report(source: Dataset, pred, *, model_version: str) -> hd.sr.Com
     sr = hd.sr.ComprehensiveSR(
         evidence=[source],
         content=report[0],
-        series_instance_uid=result_uid(source.SOPInstanceUID, pred.weights_sha256, "sr-series"),
-        series_number=990,
-        sop_instance_uid=result_uid(source.SOPInstanceUID, pred.weights_sha256, "sr"),
-        instance_number=1,
-        manufacturer=MANUFACTURER,
+        **_result_identity(source, pred, "sr", series_number=990),
         is_complete=True,
         series_description="kdviewer AI findings - research use only",
-        transfer_syntax_uid=ExplicitVRLittleEndian,
     )
     # The notice also travels as a comment in the document, where every SR viewer shows it.
     sr.ContentSequence.append(
@@ -218,12 +226,7 @@ def secondary_capture(source: Dataset, image: LoadedImage, pred) -> hd.sc.SCImag
             photometric_interpretation="RGB",
             bits_allocated=8,
             coordinate_system="PATIENT",
-            series_instance_uid=result_uid(source.SOPInstanceUID, pred.weights_sha256, "sc-series"),
-            series_number=991,
-            sop_instance_uid=result_uid(source.SOPInstanceUID, pred.weights_sha256, "sc"),
-            instance_number=1,
-            manufacturer=MANUFACTURER,
-            transfer_syntax_uid=ExplicitVRLittleEndian,
+            **_result_identity(source, pred, "sc", series_number=991),
             patient_orientation=tuple(orientation) if known else ("L", "F"),
         )
     if not known:
