@@ -23,7 +23,8 @@ import numpy as np
 from kdviewer.core.engine import REFERENCE_INPUT, reference_image
 from kdviewer.core.modelcard import find_cards, read_card, verified_graph
 from kdviewer.core.preprocess import image_to_model_input, normalize
-from kdviewer.core.runtime import OnnxRuntime  # first: it turns ONNX Runtime's telemetry off before the import
+# kdviewer.core.runtime turns ONNX Runtime's telemetry off before onnxruntime.quantization is imported
+from kdviewer.core.runtime import OnnxRuntime
 from training.config import Config
 from training.data import prepare_data
 from training.distributed import DistInfo
@@ -56,8 +57,13 @@ def model_inputs(data, rows: np.ndarray, cfg: Config) -> np.ndarray:
 
 def quantize_graph(fp32: bytes, calibration: np.ndarray) -> bytes:
     """The int8 QDQ graph of the float32 graph ``fp32``, calibrated on ``calibration`` (N, C, S, S)."""
-    from onnxruntime.quantization import (CalibrationDataReader, CalibrationMethod, QuantFormat, QuantType,
-                                          quantize_static)
+    from onnxruntime.quantization import (
+        CalibrationDataReader,
+        CalibrationMethod,
+        QuantFormat,
+        QuantType,
+        quantize_static,
+    )
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
     class Reader(CalibrationDataReader):

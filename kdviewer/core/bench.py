@@ -136,7 +136,8 @@ def matmul_peak(threads: int, seconds: float = 0.3) -> dict[str, float | None]:
             [helper.make_tensor_value_info("c", TensorProto.INT32, [n, n])])
         model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
         session = _onnxruntime().InferenceSession(model.SerializeToString(), session_options(threads))
-        feeds = {"a": rng.integers(0, 255, (n, n), dtype=np.uint8), "b": rng.integers(-127, 127, (n, n), dtype=np.int8)}
+        feeds = {"a": rng.integers(0, 255, (n, n), dtype=np.uint8),
+                 "b": rng.integers(-127, 127, (n, n), dtype=np.int8)}
         int8 = best(lambda: session.run(None, feeds))
     except ImportError:
         log.info("int8 matmul probe skipped: the onnx package is not installed")
@@ -178,7 +179,8 @@ def _student_beside_teacher(student, image, runs: int) -> dict[str, Any]:
         stop.set()
         worker.join()
     return {"student_alone_ms": alone, "student_beside_teacher_ms": together,
-            "slowdown_pct": round(100.0 * (together / alone - 1.0), 1), "teacher_runs_meanwhile": state["runs"],
+            "slowdown_pct": round(100.0 * (together / alone - 1.0), 1),
+            "teacher_runs_meanwhile": state["runs"],
             "teacher_priority_lowered": bool(state.get("lowered")),
             "threads": {"student": student.threads, "teacher": state.get("threads")}}
 
@@ -457,14 +459,14 @@ def format_text(r: dict[str, Any]) -> str:
         for name in ("student", "teacher"):
             f = fl[name]
             if f["share_of_peak"] is not None:
-                lines.append(f"{name} ({f['precision']}): {f['gmacs']} GMACs, floor {f['floor_ms']:.2f} ms at the "
-                             f"probe's peak; forward reaches {100 * f['share_of_peak']:.0f} % of it")
+                lines.append(f"{name} ({f['precision']}): {f['gmacs']} GMACs, floor {f['floor_ms']:.2f} ms at "
+                             f"the probe's peak; forward reaches {100 * f['share_of_peak']:.0f} % of it")
     tg = r.get("together")
     if tg:
         lines.append(f"student beside a busy teacher (threads student {tg['threads']['student']}, teacher "
                      f"{tg['threads']['teacher']}, teacher at lowest priority: "
-                     f"{'yes' if tg['teacher_priority_lowered'] else 'no'}): {tg['student_beside_teacher_ms']:.2f} "
-                     f"ms vs {tg['student_alone_ms']:.2f} ms alone ({tg['slowdown_pct']:+.0f} %; "
+                     f"{'yes' if tg['teacher_priority_lowered'] else 'no'}): "
+                     f"{tg['student_beside_teacher_ms']:.2f} ms vs {tg['student_alone_ms']:.2f} ms alone ({tg['slowdown_pct']:+.0f} %; "
                      f"{tg['teacher_runs_meanwhile']} teacher inferences meanwhile)")
     if "eager_over_engine_student_forward" in rt:
         lines.append("eager/engine forward: student %.1fx, teacher %.1fx" % (

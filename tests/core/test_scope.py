@@ -187,7 +187,8 @@ def test_layout_vector_is_standardised_and_none_without_contrast():
 
 def _copy_card(tmp_path: Path) -> Path:
     card = read_card(STUDENT)
-    for name in (card.weights_file, card.onnx_file, card.scope["file"], *([card.int8["file"]] if card.int8 else [])):
+    int8 = [card.int8["file"]] if card.int8 else []
+    for name in (card.weights_file, card.onnx_file, card.scope["file"], *int8):
         (tmp_path / name).write_bytes((STUDENT.parent / name).read_bytes())
     out = tmp_path / "student.json"
     out.write_text(card.to_json())

@@ -290,9 +290,9 @@ class CounterMeter(PowerMeter):
     """A meter backed by cumulative energy counters (one or more domains, in joules).
 
     Subclasses set ``primary`` (the domains summed into ``energy_j``), ``min_window_s`` (the
-    counter's update period: shorter windows get a quantised figure, so labelled) and ``guard_interval_s`` (how often a
-    long window is polled so that wrap-around is never missed; ``None`` for counters that do not
-    wrap), implement :meth:`_read_j`, and call ``super().__init__`` last: it takes the first
+    counter's update period: shorter windows get a quantised figure, so labelled) and
+    ``guard_interval_s`` (how often a long window is polled so that wrap-around is never missed;
+    ``None`` for counters that do not wrap), implement :meth:`_read_j`, and call ``super().__init__`` last: it takes the first
     reading that :meth:`power_w` measures from.
     """
 
