@@ -129,3 +129,19 @@ def test_predict_records_say_which_precision_ran(monkeypatch, capsys, precision)
     assert main(["predict", str(example_image()), "--format", "csv"]) == 0
     head, row = capsys.readouterr().out.splitlines()[:2]
     assert row.split(",")[head.split(",").index("precision")] == precision
+
+
+def test_quantize_graph_gives_a_qdq_graph_close_to_float32():
+    """The quantize stage's core on the shipped float32 student, calibrated on a few reference-like
+    inputs: a QDQ graph ONNX Runtime loads, whose scores on those inputs stay near float32's."""
+    pytest.importorskip("onnx")
+    from kdviewer.core.preprocess import InputSpec, image_to_model_input
+    from training.quantize import graph_probs, quantize_graph
+
+    card = read_card(STUDENT)
+    fp32 = (STUDENT.parent / card.onnx_file).read_bytes()
+    x = np.stack([image_to_model_input(reference_image((300 + 20 * i, 260)), InputSpec()) for i in range(4)])
+    int8 = quantize_graph(fp32, x)
+    assert b"QuantizeLinear" in int8 and b"DequantizeLinear" in int8 and int8 != fp32
+    change = np.abs(graph_probs(int8, x) - graph_probs(fp32, x))
+    assert 0 < change.max() < 0.1
