@@ -447,7 +447,9 @@ def gather_info() -> dict[str, Any]:
     from kdviewer.core.errors import ModelLoadError
     from kdviewer.core.explain import library_methods_available
     from kdviewer.core.extras import torch_available
-    from kdviewer.core.modelcard import parameter_count, read_card, scan_cards, verified_graph, verified_weights
+    from kdviewer.core.engine import precision_of
+    from kdviewer.core.modelcard import (parameter_count, read_card, scan_cards, verified_graph, verified_int8_graph,
+                                         verified_weights)
     from kdviewer.core.power import meter_report
     from kdviewer.core.resources import models_dirs
     from kdviewer.core.runtime import thread_count
@@ -460,6 +462,7 @@ def gather_info() -> dict[str, Any]:
         try:
             weights = verified_weights(card, card_path)
             verified_graph(card, card_path)
+            verified_int8_graph(card, card_path)
             counted.setdefault(card.architecture, parameter_count(weights))
             verified, problem = True, None
         except ModelLoadError as exc:
@@ -474,11 +477,12 @@ def gather_info() -> dict[str, Any]:
             "trained": card.trained,
             "version": card.version,
             "onnx_sha256": card.onnx_sha256,
+            "precision": precision_of(card) if card.onnx_file else "float32",  # what an engine would run
         })
     for exc in problems:
         models.append({"name": None, "architecture": None, "card": display_path(exc.path),
                        "weights_sha256": None, "verified": False, "problem": exc.cause, "trained": None,
-                       "version": None, "onnx_sha256": None})
+                       "version": None, "onnx_sha256": None, "precision": None})
     meters = [
         {"name": m.name, "available": m.available, "chosen": m.chosen, "reason": m.reason} for m in meter_report()
     ]
@@ -540,7 +544,8 @@ def info_command(as_json: bool = False) -> int:
             continue
         state = "verified" if m["verified"] else f"FAILED: {m['problem']}"
         trained = "trained" if m["trained"] else "UNTRAINED"
-        print(f"  {m['name']:14s} {m['architecture']:13s} sha256 {m['weights_sha256'][:16]}… {state}, {trained}")
+        print(f"  {m['name']:14s} {m['architecture']:13s} sha256 {m['weights_sha256'][:16]}… {state}, {trained}, "
+              f"{m['precision']}")
     print("power meters:")
     for m in info["power_meters"]:
         mark = "*" if m["chosen"] else " "

@@ -44,7 +44,7 @@ if TYPE_CHECKING:  # pragma: no cover
 
 __all__ = [
     "CAM_METHODS", "EngineStatus", "EngineUnavailableError", "InferenceEngine", "Prediction",
-    "REFERENCE_INPUT", "SELFTEST_TOLERANCE", "load_engine", "reference_image", "reference_scores",
+    "REFERENCE_INPUT", "SELFTEST_TOLERANCE", "load_engine", "precision_of", "reference_image", "reference_scores",
     "untrained_model", "with_reference", "write_untrained_card",
 ]
 
@@ -242,7 +242,7 @@ def _select_meter():
         return meter
 
 
-def _precision(card: ModelCard) -> str:
+def precision_of(card: ModelCard) -> str:
     """The graph to run: ``KDVIEWER_PRECISION`` when set (int8 only where the card has an int8 graph),
     else the card's default (int8 where its ``int8`` section says so, otherwise float32)."""
     wanted = os.environ.get(PRECISION_ENV, "").strip().lower()
@@ -410,7 +410,7 @@ class InferenceEngine:
         if graph is not None:
             if head is None:
                 raise ModelLoadError(wpath, "the weights hold no classifier layer for the heat maps")
-            precision = _precision(card)
+            precision = precision_of(card)
             gpath = Path(card_path).parent / card.onnx_file
             if precision == "int8":
                 graph = verified_int8_graph(card, card_path)

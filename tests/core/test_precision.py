@@ -145,3 +145,13 @@ def test_quantize_graph_gives_a_qdq_graph_close_to_float32():
     assert b"QuantizeLinear" in int8 and b"DequantizeLinear" in int8 and int8 != fp32
     change = np.abs(graph_probs(int8, x) - graph_probs(fp32, x))
     assert 0 < change.max() < 0.1
+
+
+def test_info_names_the_precision_each_model_runs(monkeypatch, capsys):
+    from kdviewer.cli import main
+
+    monkeypatch.delenv("KDVIEWER_PRECISION", raising=False)
+    main(["info", "--json"])
+    models = {m["name"]: m for m in json.loads(capsys.readouterr().out)["models"]}
+    want = "int8" if read_card(STUDENT).int8["default"] else "float32"
+    assert models["student"]["precision"] == want and models["teacher"]["precision"] == "float32"
