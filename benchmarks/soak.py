@@ -55,12 +55,27 @@ PREFIX = "SOAK "
 
 # (name, weight) of the random phase's actions
 ACTIONS = (
-    ("next", 8), ("previous", 4), ("finding", 4), ("heatmap", 2), ("teacher", 1), ("invert", 2),
-    ("window", 3), ("zoom", 3), ("resize", 2), ("unreadable", 1),
+    ("next", 8),
+    ("previous", 4),
+    ("finding", 4),
+    ("heatmap", 2),
+    ("teacher", 1),
+    ("invert", 2),
+    ("window", 3),
+    ("zoom", 3),
+    ("resize", 2),
+    ("unreadable", 1),
 )
 SHORTCUTS = {
-    "next": "PgDown", "previous": "PgUp", "heatmap": "H", "teacher": "T", "invert": "I",
-    "zoom_in": "+", "zoom_out": "-", "reset": "R", **{f"finding{i}": str(i) for i in range(1, 6)},
+    "next": "PgDown",
+    "previous": "PgUp",
+    "heatmap": "H",
+    "teacher": "T",
+    "invert": "I",
+    "zoom_in": "+",
+    "zoom_out": "-",
+    "reset": "R",
+    **{f"finding{i}": str(i) for i in range(1, 6)},
 }
 
 
@@ -181,6 +196,7 @@ def child_main(folder: str, unreadable: list[str], minutes: float, seed: int, tr
         def load():
             engines[role] = load_engine(role)
             return engines[role]
+
         return load
 
     tmp = tempfile.mkdtemp(prefix="kdviewer-soak-settings-")
@@ -201,10 +217,22 @@ def child_main(folder: str, unreadable: list[str], minutes: float, seed: int, tr
 
     t0 = time.monotonic()
     state = {
-        "ticks": [], "max_gap": 0.0, "max_gap_after_warm": 0.0, "gaps_over_250ms": 0, "last_tick": None,
-        "warm_at": None, "rss_warm": None, "visited": set(), "steps": 0, "first_pass": True,
-        "inferences": {"student": 0, "teacher": 0}, "last_t": {}, "rss_max": (0.0, 0.0),
-        "done": {name: 0 for name, _ in ACTIONS}, "stepped_at": 0.0, "rss_history": deque(maxlen=60),
+        "ticks": [],
+        "max_gap": 0.0,
+        "max_gap_after_warm": 0.0,
+        "gaps_over_250ms": 0,
+        "last_tick": None,
+        "warm_at": None,
+        "rss_warm": None,
+        "visited": set(),
+        "steps": 0,
+        "first_pass": True,
+        "inferences": {"student": 0, "teacher": 0},
+        "last_t": {},
+        "rss_max": (0.0, 0.0),
+        "done": {name: 0 for name, _ in ACTIONS},
+        "stepped_at": 0.0,
+        "rss_history": deque(maxlen=60),
     }
     rss_start = _rss_mb(proc)
 
@@ -259,15 +287,23 @@ def child_main(folder: str, unreadable: list[str], minutes: float, seed: int, tr
             state["rss_warm"] = rss
             if trace:
                 state["trace_warm"] = tracemalloc.take_snapshot()
-            _emit("warm", t=round(now - t0, 1), rss_mb=[round(v) for v in rss],
-                  complete=now - t0 < duration / 2)
+            _emit(
+                "warm", t=round(now - t0, 1), rss_mb=[round(v) for v in rss], complete=now - t0 < duration / 2
+            )
         return rss
 
     def progress():
         rss = sample()
-        _emit("progress", t=round(time.monotonic() - t0), rss_mb=[round(v) for v in rss],
-              steps=state["steps"], inferences=dict(state["inferences"]),
-              max_gap_ms=round(1000 * state["max_gap"]), errors=len(errors), dialogs=len(dialogs))
+        _emit(
+            "progress",
+            t=round(time.monotonic() - t0),
+            rss_mb=[round(v) for v in rss],
+            steps=state["steps"],
+            inferences=dict(state["inferences"]),
+            max_gap_ms=round(1000 * state["max_gap"]),
+            errors=len(errors),
+            dialogs=len(dialogs),
+        )
 
     def do(name: str) -> None:
         state["done"][name] = state["done"].get(name, 0) + 1
@@ -333,8 +369,11 @@ def child_main(folder: str, unreadable: list[str], minutes: float, seed: int, tr
         python_growth = []
         if trace and state.get("trace_warm") is not None:  # where Python-side memory grew after warm-up
             stats = tracemalloc.take_snapshot().compare_to(state["trace_warm"], "traceback")
-            python_growth = [f"{st.size_diff / 1e6:+.1f} MB in {st.count_diff:+d} blocks at "
-                             + " < ".join(str(f) for f in st.traceback[-3:]) for st in stats[:TRACE_TOP]]
+            python_growth = [
+                f"{st.size_diff / 1e6:+.1f} MB in {st.count_diff:+d} blocks at "
+                + " < ".join(str(f) for f in st.traceback[-3:])
+                for st in stats[:TRACE_TOP]
+            ]
         beat.stop()
         t_close = time.monotonic()
         window.close()
@@ -343,20 +382,31 @@ def child_main(folder: str, unreadable: list[str], minutes: float, seed: int, tr
         warm = state["rss_warm"] or rss_end
         _emit(
             "summary",
-            minutes=minutes, seconds=round(time.monotonic() - t0, 1), files=len(studies()),
-            visited=len(state["visited"]), steps=state["steps"], actions=state["done"],
+            minutes=minutes,
+            seconds=round(time.monotonic() - t0, 1),
+            files=len(studies()),
+            visited=len(state["visited"]),
+            steps=state["steps"],
+            actions=state["done"],
             inferences=state["inferences"],
             max_stall_ms=round(1000 * state["max_gap"]),
             max_stall_after_warmup_ms=round(1000 * state["max_gap_after_warm"]),
             stalls_over_250ms=state["gaps_over_250ms"],
-            warmup_s=state["warm_at"], warmup_complete=state["warm_at"] is not None
-            and state["warm_at"] < duration / 2,
-            rss_mb={"start": [round(v) for v in rss_start], "after_warmup": [round(v) for v in warm],
-                    "end": [round(v) for v in rss_end], "max": [round(v) for v in state["rss_max"]]},
+            warmup_s=state["warm_at"],
+            warmup_complete=state["warm_at"] is not None and state["warm_at"] < duration / 2,
+            rss_mb={
+                "start": [round(v) for v in rss_start],
+                "after_warmup": [round(v) for v in warm],
+                "end": [round(v) for v in rss_end],
+                "max": [round(v) for v in state["rss_max"]],
+            },
             growth_after_warmup=[round((e - w) / w, 4) for e, w in zip(rss_end, warm)],
-            errors=_distinct(errors), error_count=len(errors), dialogs=_distinct(dialogs),
+            errors=_distinct(errors),
+            error_count=len(errors),
+            dialogs=_distinct(dialogs),
             dialog_count=len(dialogs),
-            close_s=round(close_s, 2), python_growth=python_growth,
+            close_s=round(close_s, 2),
+            python_growth=python_growth,
         )
         app.quit()
 
@@ -373,7 +423,9 @@ def child_main(folder: str, unreadable: list[str], minutes: float, seed: int, tr
 
 # ------------------------------------------------------------------------------------------------
 # the parent: build the folder, run the child, judge
-PREPARE = "from kdviewer.core.engine import load_engine\nfor r in ('student', 'teacher'):\n    load_engine(r)\n"
+PREPARE = (
+    "from kdviewer.core.engine import load_engine\nfor r in ('student', 'teacher'):\n    load_engine(r)\n"
+)
 
 
 def run(minutes: float, seed: int = 0, cold: bool = False, trace: bool = False) -> tuple[int, dict]:
@@ -382,18 +434,36 @@ def run(minutes: float, seed: int = 0, cold: bool = False, trace: bool = False) 
         folder = Path(tmp) / "studies"
         folder.mkdir()
         readable, unreadable = build_folder(folder, seed)
-        print(f"soak: {len(readable)} readable and {len(unreadable)} unreadable files in {folder}; "
-              f"{minutes:g} min", flush=True)
-        env = {**os.environ, "QT_QPA_PLATFORM": os.environ.get("QT_QPA_PLATFORM", "offscreen"),
-               "PYTHONFAULTHANDLER": "1"}
+        print(
+            f"soak: {len(readable)} readable and {len(unreadable)} unreadable files in {folder}; "
+            f"{minutes:g} min",
+            flush=True,
+        )
+        env = {
+            **os.environ,
+            "QT_QPA_PLATFORM": os.environ.get("QT_QPA_PLATFORM", "offscreen"),
+            "PYTHONFAULTHANDLER": "1",
+        }
         if not cold:
             # a second start, as a reader's day is: the models' ONNX exports are cached beforehand
             t = time.monotonic()
             subprocess.run([sys.executable, "-c", PREPARE], env=env, check=True, capture_output=True)
-            print(f"soak: models loaded once beforehand ({time.monotonic() - t:.0f} s; ONNX exports cached)",
-                  flush=True)
-        cmd = [sys.executable, str(Path(__file__).resolve()), "--child", str(folder), "--minutes", str(minutes),
-               "--seed", str(seed), "--unreadable", json.dumps([str(p) for p in unreadable])]
+            print(
+                f"soak: models loaded once beforehand ({time.monotonic() - t:.0f} s; ONNX exports cached)",
+                flush=True,
+            )
+        cmd = [
+            sys.executable,
+            str(Path(__file__).resolve()),
+            "--child",
+            str(folder),
+            "--minutes",
+            str(minutes),
+            "--seed",
+            str(seed),
+            "--unreadable",
+            json.dumps([str(p) for p in unreadable]),
+        ]
         if trace:
             cmd.append("--tracemalloc")
         stderr_path = Path(tmp) / "child-stderr.txt"
@@ -407,12 +477,15 @@ def run(minutes: float, seed: int = 0, cold: bool = False, trace: bool = False) 
                 for line in child.stdout:
                     if not line.startswith(PREFIX):
                         continue
-                    msg = json.loads(line[len(PREFIX):])
+                    msg = json.loads(line[len(PREFIX) :])
                     if msg["kind"] == "summary":
                         summary = msg
                     else:
-                        print(f"  {msg['kind']}: " + ", ".join(f"{k} {v}" for k, v in msg.items() if k != "kind"),
-                              flush=True)
+                        print(
+                            f"  {msg['kind']}: "
+                            + ", ".join(f"{k} {v}" for k, v in msg.items() if k != "kind"),
+                            flush=True,
+                        )
                 rc = child.wait()
             finally:
                 timer.cancel()
@@ -428,17 +501,25 @@ def _verdict(rc: int, s: dict, stderr_tail: str) -> int:
         print(f"soak: FAILED — the window's process crashed or hung ({how}); its last output:\n{stderr_tail}")
         return 2
     r = s["rss_mb"]
-    print(f"soak: {s['seconds']:.0f} s, {s['steps']} actions on {s['files']} files ({s['visited']} shown), "
-          f"inferences {s['inferences']}")
+    print(
+        f"soak: {s['seconds']:.0f} s, {s['steps']} actions on {s['files']} files ({s['visited']} shown), "
+        f"inferences {s['inferences']}"
+    )
     print(f"  actions: {s['actions']}")
-    print(f"  longest GUI stall {s['max_stall_ms']} ms ({s['max_stall_after_warmup_ms']} ms after warm-up), "
-          f"{s['stalls_over_250ms']} stalls over 250 ms")
-    print(f"  RSS MB (window process / with image readers): start {r['start']}, after warm-up "
-          f"({s['warmup_s']:.0f} s{'' if s['warmup_complete'] else ', incomplete'}) {r['after_warmup']}, "
-          f"end {r['end']}, max {r['max']}; growth after warm-up "
-          f"{', '.join(f'{100 * g:+.1f} %' for g in s['growth_after_warmup'])}")
-    print(f"  window closed in {s['close_s']} s; blocking dialogs met: {s['dialog_count']}; "
-          f"errors in the GUI: {s['error_count']}")
+    print(
+        f"  longest GUI stall {s['max_stall_ms']} ms ({s['max_stall_after_warmup_ms']} ms after warm-up), "
+        f"{s['stalls_over_250ms']} stalls over 250 ms"
+    )
+    print(
+        f"  RSS MB (window process / with image readers): start {r['start']}, after warm-up "
+        f"({s['warmup_s']:.0f} s{'' if s['warmup_complete'] else ', incomplete'}) {r['after_warmup']}, "
+        f"end {r['end']}, max {r['max']}; growth after warm-up "
+        f"{', '.join(f'{100 * g:+.1f} %' for g in s['growth_after_warmup'])}"
+    )
+    print(
+        f"  window closed in {s['close_s']} s; blocking dialogs met: {s['dialog_count']}; "
+        f"errors in the GUI: {s['error_count']}"
+    )
     for text in s["dialogs"][:5]:
         print(f"    dialog: {text}")
     for text in s["errors"][:5]:
@@ -460,10 +541,16 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--minutes", type=float, default=30.0)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--json", help="also write the summary here")
-    p.add_argument("--tracemalloc", action="store_true",
-                   help="report where Python-side memory grew after warm-up (slower)")
-    p.add_argument("--cold", action="store_true",
-                   help="do not load the models once beforehand (the run then includes any ONNX export)")
+    p.add_argument(
+        "--tracemalloc",
+        action="store_true",
+        help="report where Python-side memory grew after warm-up (slower)",
+    )
+    p.add_argument(
+        "--cold",
+        action="store_true",
+        help="do not load the models once beforehand (the run then includes any ONNX export)",
+    )
     p.add_argument("--child", help=argparse.SUPPRESS)  # the folder, in the window's process
     p.add_argument("--unreadable", default="[]", help=argparse.SUPPRESS)
     a = p.parse_args(argv)

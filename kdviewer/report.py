@@ -7,7 +7,7 @@ weights SHA-256, runtime, precision), the latency and energy of each inference w
 that measured it, input-scope warnings, the date and time, and "research use only — not for
 diagnosis" on every page.
 
-Scoring is predict's (:func:`kdviewer.cli._load_engines`, the isolated read, ``prediction_record`` for the
+Scoring is predict's (:func:`kdviewer.cli.load_engines`, the isolated read, ``prediction_record`` for the
 figures); every inference and the export are written to the audit log. Without
 ``with_identifiers`` the PDF holds no patient name, ID, birth date, accession number, UID, file
 name or study date: a study is named by its number and the first digits of its salted audit
@@ -43,7 +43,7 @@ from reportlab.platypus import (
 )
 
 from kdviewer import RESEARCH_NOTICE, __version__
-from kdviewer.cli import _load_engines
+from kdviewer.cli import load_engines
 from kdviewer.core import audit, scope
 from kdviewer.core.display import to_display_uint8
 from kdviewer.core.findings import FINDING_KEYS, finding
@@ -443,7 +443,7 @@ def report_command(
         print(f"kdviewer: error: unknown finding {focus!r}", file=sys.stderr)
         return 2
     try:
-        engines = _load_engines(teacher, runtime)
+        engines = load_engines(teacher, runtime)
     except RuntimeError as exc:
         print(f"kdviewer: error: {exc}", file=sys.stderr)
         return 2

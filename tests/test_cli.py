@@ -109,12 +109,15 @@ def test_predict_missing_path_fails(capsys, tmp_path):
 
 
 def test_jsonl_output_has_one_record_per_line(capsys, mixed_folder):
-    code, out, _ = _run(capsys, "predict", str(mixed_folder / "a.png"), str(mixed_folder / "broken.dcm"),
-                        "--format", "jsonl")
+    code, out, _ = _run(
+        capsys, "predict", str(mixed_folder / "a.png"), str(mixed_folder / "broken.dcm"), "--format", "jsonl"
+    )
     assert code == 1
     lines = out.splitlines()
     assert [(_strict_json(x)["file"].rsplit("/", 1)[1], _strict_json(x)["error"] is None) for x in lines] == [
-        ("a.png", True), ("broken.dcm", False)]
+        ("a.png", True),
+        ("broken.dcm", False),
+    ]
 
 
 @pytest.fixture()
@@ -144,8 +147,11 @@ def test_a_failing_model_call_or_a_non_finite_score_is_an_error_record(capsys, t
     assert code == 1
     records = {Path(r["file"]).name: r for r in _strict_json(out)}  # strict JSON: no NaN anywhere
     assert records["a.png"]["error"] is None and records["z.png"]["error"] is None
-    assert records["fail.png"] == {"file": str(tmp_path / "fail.png"), "model": "student",
-                                   "error": "the runtime fell over"}
+    assert records["fail.png"] == {
+        "file": str(tmp_path / "fail.png"),
+        "model": "student",
+        "error": "the runtime fell over",
+    }
     assert records["nan.png"]["model"] == "student" and "non-finite score" in records["nan.png"]["error"]
     assert "fail.png (student): the runtime fell over" in err and "2 file(s) could not be scored" in err
 
@@ -185,7 +191,7 @@ def test_records_reach_the_file_as_each_image_finishes(tmp_path):
 def test_csv_and_json_take_any_file_name(capsys, tmp_path):
     folder = tmp_path / "names"
     folder.mkdir()
-    raw = [b"comma, \"quoted\"\nnewline.png", b"latin1-\xe9\xff.png", "unicode-é.png".encode()]
+    raw = [b'comma, "quoted"\nnewline.png', b"latin1-\xe9\xff.png", "unicode-é.png".encode()]
     for name in raw:
         _png(Path(os.fsdecode(os.path.join(os.fsencode(folder), name))))
     shown = sorted(f"{folder}/" + n.decode("utf-8", "backslashreplace") for n in raw)
@@ -226,8 +232,19 @@ def test_every_unreadable_path_is_reported_and_the_rest_scored(tmp_path):
     for p in (study / "secret.png", study / "IM0002", study / "locked", locked_arg):
         p.chmod(0)
     try:
-        cmd = [*_without_root_privilege(), sys.executable, "-m", "kdviewer", "predict", str(study),
-               str(locked_arg), too_long, str(tmp_path / "missing.png"), "--format", "jsonl"]
+        cmd = [
+            *_without_root_privilege(),
+            sys.executable,
+            "-m",
+            "kdviewer",
+            "predict",
+            str(study),
+            str(locked_arg),
+            too_long,
+            str(tmp_path / "missing.png"),
+            "--format",
+            "jsonl",
+        ]
         proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300, cwd=REPO)
     finally:
         for p in (study / "locked", locked_arg):

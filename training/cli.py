@@ -22,8 +22,8 @@ import json
 import logging
 import os
 import sys
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 from training.config import Config, load_config, read_config
 
@@ -34,32 +34,73 @@ STAGES = (*TRAIN_STAGES, "evaluate", "export", "graphs", "quantize", "scope", "a
 
 
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="kdviewer-train", description=__doc__.split("\n\n")[0],
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        prog="kdviewer-train",
+        description=__doc__.split("\n\n")[0],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     p.add_argument("stage", choices=STAGES, help="what to run")
     p.add_argument("--config", type=Path, help="TOML config (default: the paper's settings)")
-    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                   help="override a config value, e.g. --set train.lr=3e-4 --set data.uncertain=\"zeros\"")
+    p.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help='override a config value, e.g. --set train.lr=3e-4 --set data.uncertain="zeros"',
+    )
     p.add_argument("--data-root", help="folder of the data set (data.root)")
-    p.add_argument("--workdir", type=Path, default=Path("runs"),
-                   help="work folder: one subfolder per stage, splits.csv, image cache (default: ./runs)")
-    p.add_argument("--splits", type=Path, help="reuse this splits.csv (default: <workdir>/splits.csv if present)")
-    p.add_argument("--init", action="append", default=[], metavar="PATH",
-                   help="torchvision-format state dict to start from (head skipped); in 'all' give one per "
-                        "architecture, each is matched by its keys")
-    p.add_argument("--teacher", type=Path, help="distill: teacher run folder, checkpoint or model card "
-                                                "(default: <workdir>/teacher)")
-    p.add_argument("--resume", type=Path, nargs="?", const=Path(""), metavar="RUN_DIR",
-                   help="continue an interrupted run from its last checkpoint (a stage's run folder; "
-                        "for 'all' the work folder; default: the one --workdir implies)")
-    p.add_argument("--stop-after-epochs", type=int, metavar="N",
-                   help="stop after N epochs of this invocation, leaving a resumable checkpoint")
+    p.add_argument(
+        "--workdir",
+        type=Path,
+        default=Path("runs"),
+        help="work folder: one subfolder per stage, splits.csv, image cache (default: ./runs)",
+    )
+    p.add_argument(
+        "--splits", type=Path, help="reuse this splits.csv (default: <workdir>/splits.csv if present)"
+    )
+    p.add_argument(
+        "--init",
+        action="append",
+        default=[],
+        metavar="PATH",
+        help="torchvision-format state dict to start from (head skipped); in 'all' give one per "
+        "architecture, each is matched by its keys",
+    )
+    p.add_argument(
+        "--teacher",
+        type=Path,
+        help="distill: teacher run folder, checkpoint or model card (default: <workdir>/teacher)",
+    )
+    p.add_argument(
+        "--resume",
+        type=Path,
+        nargs="?",
+        const=Path(""),
+        metavar="RUN_DIR",
+        help="continue an interrupted run from its last checkpoint (a stage's run folder; "
+        "for 'all' the work folder; default: the one --workdir implies)",
+    )
+    p.add_argument(
+        "--stop-after-epochs",
+        type=int,
+        metavar="N",
+        help="stop after N epochs of this invocation, leaving a resumable checkpoint",
+    )
     p.add_argument("--out", type=Path, help="export: folder for weights + cards (default: resources/models)")
-    p.add_argument("--models", type=Path, metavar="DIR",
-                   help="evaluate: the model cards in DIR (e.g. resources/models) instead of the work folder's "
-                        "runs; graphs: the folder whose cards get ONNX graphs (default: resources/models)")
-    p.add_argument("--ood-dir", type=Path, metavar="DIR",
-                   help="scope, evaluate: out-of-scope images, one kind per sub-folder, whose rejection is reported")
+    p.add_argument(
+        "--models",
+        type=Path,
+        metavar="DIR",
+        help="evaluate: the model cards in DIR (e.g. resources/models) instead of the work folder's "
+        "runs; graphs: the folder whose cards get ONNX graphs (default: resources/models)",
+    )
+    p.add_argument(
+        "--ood-dir",
+        type=Path,
+        metavar="DIR",
+        help="scope, evaluate: out-of-scope images, one kind per sub-folder, whose rejection is reported",
+    )
     p.add_argument("--epochs", type=int, help="train.epochs")
     p.add_argument("--batch-size", type=int, help="train.batch_size (global, across ranks)")
     p.add_argument("--device", help="train.device: auto, cpu, cuda, cuda:N")
@@ -78,10 +119,19 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _flag_overrides(a: argparse.Namespace) -> list[str]:
-    pairs = [("data.root", a.data_root), ("train.epochs", a.epochs), ("train.batch_size", a.batch_size),
-             ("train.device", a.device), ("train.precision", a.precision), ("seed", a.seed),
-             ("input.size", a.input_size), ("data.num_workers", a.workers), ("train.progress", a.progress),
-             ("train.channels_last", a.channels_last), ("train.compile", a.compile)]
+    pairs = [
+        ("data.root", a.data_root),
+        ("train.epochs", a.epochs),
+        ("train.batch_size", a.batch_size),
+        ("train.device", a.device),
+        ("train.precision", a.precision),
+        ("seed", a.seed),
+        ("input.size", a.input_size),
+        ("data.num_workers", a.workers),
+        ("train.progress", a.progress),
+        ("train.channels_last", a.channels_last),
+        ("train.compile", a.compile),
+    ]
     out = []
     for key, value in pairs:
         if value is None:
@@ -128,7 +178,9 @@ def build_config(a: argparse.Namespace) -> Config:
 
 def _setup_logging(verbosity: int) -> None:
     level = logging.DEBUG if verbosity > 1 else logging.INFO
-    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    logging.basicConfig(
+        level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr
+    )
 
 
 def _run_all(a: argparse.Namespace, cfg: Config, ws) -> None:
@@ -144,10 +196,19 @@ def _run_all(a: argparse.Namespace, cfg: Config, ws) -> None:
             log.info("%s already finished in %s", stage, run)
             continue
         resume = a.resume is not None and (run / checkpoint.LAST).is_file()
-        train_stage(stage, cfg, ws, resume=resume, teacher=a.teacher, splits=a.splits,
-                    stop_after_epochs=a.stop_after_epochs)
+        train_stage(
+            stage,
+            cfg,
+            ws,
+            resume=resume,
+            teacher=a.teacher,
+            splits=a.splits,
+            stop_after_epochs=a.stop_after_epochs,
+        )
         if not (run / "result.json").is_file():
-            log.info("%s stopped before its end; continue with: kdviewer-train all --resume %s", stage, ws.root)
+            log.info(
+                "%s stopped before its end; continue with: kdviewer-train all --resume %s", stage, ws.root
+            )
             return
     info = _current_dist()
     if info.is_main:
@@ -175,7 +236,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     _setup_logging(a.verbose)
     from kdviewer.core.errors import KdviewerError
-
     from training.distributed import shutdown
     from training.workspace import STAGES as STAGE_DEFS
     from training.workspace import Workspace
@@ -201,12 +261,19 @@ def main(argv: Sequence[str] | None = None) -> int:
         if a.resume is not None and str(a.resume) not in ("", "."):
             workdir = a.resume if a.stage == "all" else a.resume.parent
             if a.stage in TRAIN_STAGES and a.resume.name != STAGE_DEFS[a.stage].model_name:
-                raise ValueError(f"{a.resume} is not a {a.stage} run folder "
-                                 f"(expected …/{STAGE_DEFS[a.stage].model_name})")
+                raise ValueError(
+                    f"{a.resume} is not a {a.stage} run folder (expected …/{STAGE_DEFS[a.stage].model_name})"
+                )
         ws = Workspace(workdir)
         if a.resume is not None and a.stage in ("all", "evaluate", "export"):
-            saved = next((ws.model_dir(n) / "config.json" for n in ("teacher", "student_plain", "student")
-                          if (ws.model_dir(n) / "config.json").is_file()), None)
+            saved = next(
+                (
+                    ws.model_dir(n) / "config.json"
+                    for n in ("teacher", "student_plain", "student")
+                    if (ws.model_dir(n) / "config.json").is_file()
+                ),
+                None,
+            )
             cfg = read_config(saved) if saved else build_config(a)
         else:
             cfg = build_config(a)
@@ -218,8 +285,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         if a.stage in TRAIN_STAGES:
             from training.trainer import train_stage
 
-            train_stage(a.stage, cfg, ws, resume=a.resume is not None, teacher=a.teacher, splits=a.splits,
-                        stop_after_epochs=a.stop_after_epochs)
+            train_stage(
+                a.stage,
+                cfg,
+                ws,
+                resume=a.resume is not None,
+                teacher=a.teacher,
+                splits=a.splits,
+                stop_after_epochs=a.stop_after_epochs,
+            )
         elif a.stage == "prepare":
             from training.data import prepare_data
             from training.distributed import DistInfo

@@ -24,7 +24,6 @@ from pathlib import Path
 import numpy as np
 
 from kdviewer.core.modelcard import ModelCard, find_cards, load_model, read_card, save_model
-
 from training.config import Config
 from training.evaluate import evaluate, load_trained, trained_models
 from training.runlog import clean_json, git_revision, versions
@@ -41,7 +40,7 @@ FEATURE_TOLERANCE = 1e-3
 DESCRIPTIONS = {
     "teacher": "DenseNet-121 teacher trained with masked, pos-weighted BCE.",
     "student": "MobileNetV2 student distilled from the DenseNet-121 teacher "
-               "(alpha·BCE + (1−alpha)·T²·Bernoulli-KL of tempered sigmoids).",
+    "(alpha·BCE + (1−alpha)·T²·Bernoulli-KL of tempered sigmoids).",
     "student_plain": "MobileNetV2 trained without distillation (masked, pos-weighted BCE): the baseline.",
 }
 
@@ -62,8 +61,9 @@ def _with_reference(model, card: ModelCard) -> ModelCard:
     return with_reference(model, card)
 
 
-def export_models(cfg: Config, ws: Workspace, out: str | Path | None = None,
-                  splits: str | Path | None = None) -> dict[str, Path]:
+def export_models(
+    cfg: Config, ws: Workspace, out: str | Path | None = None, splits: str | Path | None = None
+) -> dict[str, Path]:
     """Export every trained model of ``ws``; return card paths by model name."""
     out_dir = Path(out or cfg.export.out or default_out_dir())
     metrics_path = ws.evaluation / "metrics.json"
@@ -81,17 +81,36 @@ def export_models(cfg: Config, ws: Workspace, out: str | Path | None = None,
         data_desc = json.loads((run / "data.json").read_text()) if (run / "data.json").is_file() else {}
         comparisons = {k: v for k, v in metrics["comparisons"].items() if name in (v["a"], v["b"])}
         card = ModelCard(
-            name=name, architecture=model.arch, weights_file=f"{name}.safetensors", weights_sha256="",
-            input=run_cfg.input, thresholds={k: float(v) for k, v in m["thresholds"].items()}, trained=True,
-            description=DESCRIPTIONS[name], version=cfg.export.version,
-            training={"config": run_cfg.to_dict(), "data": data_desc, "result": result,
-                      "threshold_rule": metrics["threshold_rule"],
-                      **({"note": cfg.export.note} if cfg.export.note else {})},
-            metrics={"split": metrics["split"], "optimistic": metrics["optimistic"], "images": metrics["images"],
-                     "patients": metrics["patients"], "bootstrap": metrics["bootstrap"],
-                     "mean_auc": m["mean_auc"], "mean_auc_ci": m.get("mean_auc_ci"), "findings": m["findings"],
-                     "operating_points": m["operating_points"], "comparisons": comparisons},
-            versions=vers, git_revision=rev,
+            name=name,
+            architecture=model.arch,
+            weights_file=f"{name}.safetensors",
+            weights_sha256="",
+            input=run_cfg.input,
+            thresholds={k: float(v) for k, v in m["thresholds"].items()},
+            trained=True,
+            description=DESCRIPTIONS[name],
+            version=cfg.export.version,
+            training={
+                "config": run_cfg.to_dict(),
+                "data": data_desc,
+                "result": result,
+                "threshold_rule": metrics["threshold_rule"],
+                **({"note": cfg.export.note} if cfg.export.note else {}),
+            },
+            metrics={
+                "split": metrics["split"],
+                "optimistic": metrics["optimistic"],
+                "images": metrics["images"],
+                "patients": metrics["patients"],
+                "bootstrap": metrics["bootstrap"],
+                "mean_auc": m["mean_auc"],
+                "mean_auc_ci": m.get("mean_auc_ci"),
+                "findings": m["findings"],
+                "operating_points": m["operating_points"],
+                "comparisons": comparisons,
+            },
+            versions=vers,
+            git_revision=rev,
         )
         card = _with_reference(model, card)
         path, card = save_model(model, card, out_dir)
@@ -114,8 +133,10 @@ def graph_deviation(model, graph: bytes, card: ModelCard) -> tuple[float, float]
     session = OnnxRuntime.from_graph(graph, card.onnx_file or "<graph>")
     size, channels = card.input.size, card.input.channels
     rng = np.random.default_rng(0)
-    inputs = [image_to_model_input(reference_image(), card.input)[None],
-              *(rng.standard_normal((1, channels, size, size)).astype(np.float32) for _ in range(2))]
+    inputs = [
+        image_to_model_input(reference_image(), card.input)[None],
+        *(rng.standard_normal((1, channels, size, size)).astype(np.float32) for _ in range(2)),
+    ]
     model.eval()
     worst_logits = worst_feats = 0.0
     for x in inputs:
@@ -130,7 +151,7 @@ def graph_deviation(model, graph: bytes, card: ModelCard) -> tuple[float, float]
     return worst_logits, worst_feats
 
 
-def _write_card_fields(card_path: Path, **fields) -> None:
+def write_card_fields(card_path: Path, **fields) -> None:
     """Set ``fields`` in the card's JSON after ``weights_sha256``, leaving every other field and
     its formatting as it is; written atomically, then read back through the validator."""
     data = json.loads(card_path.read_text(encoding="utf-8"))
@@ -165,12 +186,19 @@ def export_graph(model, card_path: str | Path) -> ModelCard:
     logits, feats = graph_deviation(model, graph, card.with_updates(onnx_file=name))
     if not (logits <= GRAPH_TOLERANCE and feats <= FEATURE_TOLERANCE):  # NaN fails too
         path.unlink()
-        raise ValueError(f"{path}: the exported graph differs from the PyTorch model by {logits:.2e} in the "
-                         f"logits (at most {GRAPH_TOLERANCE}) and {feats:.2e} in the feature maps "
-                         f"(at most {FEATURE_TOLERANCE})")
-    _write_card_fields(card_path, onnx_file=name, onnx_sha256=hashlib.sha256(graph).hexdigest())
-    log.info("exported %s's ONNX graph to %s (largest difference from PyTorch: logits %.1e, features %.1e)",
-             card.name, path, logits, feats)
+        raise ValueError(
+            f"{path}: the exported graph differs from the PyTorch model by {logits:.2e} in the "
+            f"logits (at most {GRAPH_TOLERANCE}) and {feats:.2e} in the feature maps "
+            f"(at most {FEATURE_TOLERANCE})"
+        )
+    write_card_fields(card_path, onnx_file=name, onnx_sha256=hashlib.sha256(graph).hexdigest())
+    log.info(
+        "exported %s's ONNX graph to %s (largest difference from PyTorch: logits %.1e, features %.1e)",
+        card.name,
+        path,
+        logits,
+        feats,
+    )
     return read_card(card_path)
 
 
@@ -182,7 +210,7 @@ def export_graphs(models_dir: str | Path | None = None) -> dict[str, Path]:
     cards = find_cards([folder])
     if not cards:
         raise FileNotFoundError(f"no model cards in {folder}")
-    for name, card_path in sorted(cards.items()):
+    for _name, card_path in sorted(cards.items()):
         model, _ = load_model(card_path)
         export_graph(model, card_path)
     return cards

@@ -23,12 +23,13 @@ import numpy as np
 from kdviewer.core.engine import REFERENCE_INPUT, reference_image
 from kdviewer.core.modelcard import find_cards, read_card, verified_graph
 from kdviewer.core.preprocess import image_to_model_input, normalize
+
 # kdviewer.core.runtime turns ONNX Runtime's telemetry off before onnxruntime.quantization is imported
 from kdviewer.core.runtime import OnnxRuntime
 from training.config import Config
 from training.data import prepare_data
 from training.distributed import DistInfo
-from training.export import _write_card_fields
+from training.export import write_card_fields
 from training.metrics import mean_auc, paired_bootstrap
 from training.workspace import Workspace
 
@@ -41,8 +42,10 @@ MAX_MEAN_AUC_CHANGE = 0.005  # int8 ships as the default only below this change 
 # from 0.739 to 0.631 on this project's AVX2 machine (int8 activations too: 0.634); with 7-bit weights
 # it is 0.737.
 REDUCE_RANGE = True
-METHOD = ("ONNX Runtime static quantization: QDQ, int8 weights per output channel (7-bit range), uint8 "
-          "activations, MinMax calibration")
+METHOD = (
+    "ONNX Runtime static quantization: QDQ, int8 weights per output channel (7-bit range), uint8 "
+    "activations, MinMax calibration"
+)
 
 
 def model_inputs(data, rows: np.ndarray, cfg: Config) -> np.ndarray:
@@ -78,9 +81,17 @@ def quantize_graph(fp32: bytes, calibration: np.ndarray) -> bytes:
         src, pre, out = Path(tmp, "fp32.onnx"), Path(tmp, "pre.onnx"), Path(tmp, "int8.onnx")
         src.write_bytes(fp32)
         quant_pre_process(str(src), str(pre))  # shape inference and fusions the quantizer relies on
-        quantize_static(str(pre), str(out), Reader(), quant_format=QuantFormat.QDQ, per_channel=True,
-                        activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
-                        calibrate_method=CalibrationMethod.MinMax, reduce_range=REDUCE_RANGE)
+        quantize_static(
+            str(pre),
+            str(out),
+            Reader(),
+            quant_format=QuantFormat.QDQ,
+            per_channel=True,
+            activation_type=QuantType.QUInt8,
+            weight_type=QuantType.QInt8,
+            calibrate_method=CalibrationMethod.MinMax,
+            reduce_range=REDUCE_RANGE,
+        )
         return out.read_bytes()
 
 
@@ -91,9 +102,16 @@ def graph_probs(graph: bytes, x: np.ndarray) -> np.ndarray:
     return 1.0 / (1.0 + np.exp(-logits))
 
 
-def compare_precisions(labels: np.ndarray, patients: np.ndarray, p32: np.ndarray, p8: np.ndarray,
-                       findings: tuple[str, ...], resamples: int = 1000, seed: int = 0,
-                       unit: str = "patient") -> dict:
+def compare_precisions(
+    labels: np.ndarray,
+    patients: np.ndarray,
+    p32: np.ndarray,
+    p8: np.ndarray,
+    findings: tuple[str, ...],
+    resamples: int = 1000,
+    seed: int = 0,
+    unit: str = "patient",
+) -> dict:
     """int8 against float32 on the same images: mean and per-finding AUC of each, the paired bootstrap
     CI of the int8 − float32 mean-AUC difference (resampled by patient), the largest score changes."""
     m32, per32 = mean_auc(labels, p32)
@@ -101,18 +119,29 @@ def compare_precisions(labels: np.ndarray, patients: np.ndarray, p32: np.ndarray
     paired = paired_bootstrap(labels, p8, p32, patients, resamples=resamples, seed=seed, unit=unit)
     change = np.abs(p8 - p32)
     return {
-        "images": int(len(labels)), "mean_auc_float32": m32, "mean_auc_int8": m8,
-        "mean_auc_difference": m8 - m32, "difference_ci": paired["ci"],
+        "images": int(len(labels)),
+        "mean_auc_float32": m32,
+        "mean_auc_int8": m8,
+        "mean_auc_difference": m8 - m32,
+        "difference_ci": paired["ci"],
         "bootstrap": {"resamples": resamples, "unit": unit, "seed": seed},
-        "findings": {k: {"auc_float32": float(a), "auc_int8": float(b), "largest_score_change": float(c)}
-                     for k, a, b, c in zip(findings, per32, per8, change.max(axis=0))},
-        "largest_score_change": float(change.max()), "mean_score_change": float(change.mean()),
+        "findings": {
+            k: {"auc_float32": float(a), "auc_int8": float(b), "largest_score_change": float(c)}
+            for k, a, b, c in zip(findings, per32, per8, change.max(axis=0))
+        },
+        "largest_score_change": float(change.max()),
+        "mean_score_change": float(change.mean()),
     }
 
 
-def quantize_models(cfg: Config, ws: Workspace, models_dir: str | Path | None = None,
-                    names: tuple[str, ...] = ("student",), splits: str | Path | None = None,
-                    images: int = CALIBRATION_IMAGES) -> dict[str, dict]:
+def quantize_models(
+    cfg: Config,
+    ws: Workspace,
+    models_dir: str | Path | None = None,
+    names: tuple[str, ...] = ("student",),
+    splits: str | Path | None = None,
+    images: int = CALIBRATION_IMAGES,
+) -> dict[str, dict]:
     """Quantize the cards ``names`` in ``models_dir`` (default: where the viewer looks), write
     ``<weights stem>.int8.onnx`` beside each and its ``int8`` section into the card; return the
     sections by model name."""
@@ -131,29 +160,43 @@ def quantize_models(cfg: Config, ws: Workspace, models_dir: str | Path | None = 
         card = read_card(card_path)
         fp32 = verified_graph(card, card_path)
         if fp32 is None:
-            raise ValueError(f"{card_path}: the card has no float32 ONNX graph to quantize "
-                             "(run kdviewer-train graphs first)")
+            raise ValueError(
+                f"{card_path}: the card has no float32 ONNX graph to quantize "
+                "(run kdviewer-train graphs first)"
+            )
         int8 = quantize_graph(fp32, calibration)
-        comparison = compare_precisions(labels, patients, graph_probs(fp32, x_val), graph_probs(int8, x_val),
-                                        card.findings, resamples=cfg.eval.bootstrap, seed=cfg.seed,
-                                        unit=cfg.eval.bootstrap_unit)
+        comparison = compare_precisions(
+            labels,
+            patients,
+            graph_probs(fp32, x_val),
+            graph_probs(int8, x_val),
+            card.findings,
+            resamples=cfg.eval.bootstrap,
+            seed=cfg.seed,
+            unit=cfg.eval.bootstrap_unit,
+        )
         ref_x = image_to_model_input(reference_image(tuple(REFERENCE_INPUT["shape"])), card.input)[None]
         ref = graph_probs(int8, ref_x)[0]
         change = abs(comparison["mean_auc_difference"])
         default = bool(change < MAX_MEAN_AUC_CHANGE)
-        reason = (f"val mean AUC changed by {change:.4f} (< {MAX_MEAN_AUC_CHANGE}): int8 is the default"
-                  if default else f"val mean AUC changed by {change:.4f} (>= {MAX_MEAN_AUC_CHANGE}): float32 "
-                                  "stays the default")
+        reason = (
+            f"val mean AUC changed by {change:.4f} (< {MAX_MEAN_AUC_CHANGE}): int8 is the default"
+            if default
+            else f"val mean AUC changed by {change:.4f} (>= {MAX_MEAN_AUC_CHANGE}): float32 stays the default"
+        )
         file = f"{Path(card.weights_file).stem}.int8.onnx"
         (Path(card_path).parent / file).write_bytes(int8)
         section = {
-            "file": file, "sha256": hashlib.sha256(int8).hexdigest(), "default": default, "decision": reason,
+            "file": file,
+            "sha256": hashlib.sha256(int8).hexdigest(),
+            "default": default,
+            "decision": reason,
             "method": METHOD,
             "calibration": {"split": "train", "images": int(len(calib_rows)), "seed": cfg.seed},
             "reference_scores": {k: float(s) for k, s in zip(card.findings, ref)},
             "val": comparison,
         }
-        _write_card_fields(Path(card_path), int8=section)
+        write_card_fields(Path(card_path), int8=section)
         log.info("%s: int8 graph %s; %s", name, file, reason)
         out[name] = section
     return out

@@ -48,10 +48,12 @@ SYNTHETIC_IMAGES = 100  # val images per synthetic kind (the first ones, in file
 
 def method(components: tuple[int, int]) -> str:
     """The card's description of the method."""
-    return ("Mahalanobis distances in PCA subspaces with Ledoit-Wolf shrinkage, fitted on the train split: "
-            f"(1) the student's pooled features ({components[0]} components), (2) a standardised "
-            f"16x16 grey layout thumbnail ({components[1]} components); out of scope when either "
-            "exceeds its threshold (one val quantile for both), plus DICOM header rules")
+    return (
+        "Mahalanobis distances in PCA subspaces with Ledoit-Wolf shrinkage, fitted on the train split: "
+        f"(1) the student's pooled features ({components[0]} components), (2) a standardised "
+        f"16x16 grey layout thumbnail ({components[1]} components); out of scope when either "
+        "exceeds its threshold (one val quantile for both), plus DICOM header rules"
+    )
 
 
 def split_images(data_root: str | Path, split: str) -> list[Path]:
@@ -91,8 +93,9 @@ def _mahalanobis(x: np.ndarray, components: int) -> dict[str, np.ndarray]:
     return {"mean": mean, "projection": pca.components_.T @ chol, "center": lw.location_ @ chol}
 
 
-def _thresholds(model: ScopeModel, feats: np.ndarray, layouts: list,
-                accept: float) -> tuple[ScopeModel, float]:
+def _thresholds(
+    model: ScopeModel, feats: np.ndarray, layouts: list, accept: float
+) -> tuple[ScopeModel, float]:
     """``model`` with both thresholds at the same val quantile q, the smallest q whose acceptance
     (measured by the verdicts themselves, so rounding cannot tip an image over) is at least
     ``accept``; returns it and q."""
@@ -107,12 +110,18 @@ def _thresholds(model: ScopeModel, feats: np.ndarray, layouts: list,
         if _acceptance(candidate, feats, layouts) >= accept:
             return candidate, q
     # every val image at or under both maxima: only blank images (never accepted) can fall short
-    return ScopeModel.from_arrays(model.arrays(), {"features": float(fd.max()) * (1 + 1e-6),
-                                                   "layout": float(ld.max()) * (1 + 1e-6)}), 1.0
+    return ScopeModel.from_arrays(
+        model.arrays(), {"features": float(fd.max()) * (1 + 1e-6), "layout": float(ld.max()) * (1 + 1e-6)}
+    ), 1.0
 
 
-def fit_scope(card_path: str | Path, data_root: str | Path, *, accept: float = ACCEPT,
-              components: tuple[int, int] = (FEATURE_COMPONENTS, LAYOUT_COMPONENTS)) -> dict:
+def fit_scope(
+    card_path: str | Path,
+    data_root: str | Path,
+    *,
+    accept: float = ACCEPT,
+    components: tuple[int, int] = (FEATURE_COMPONENTS, LAYOUT_COMPONENTS),
+) -> dict:
     """Fit the scope check of the card at ``card_path`` on ``data_root``'s train split, choose its
     thresholds on val, write ``<name>.scope.safetensors`` and the card's ``scope`` section.
     ``components``: PCA components of the feature and layout distances."""
@@ -124,8 +133,10 @@ def fit_scope(card_path: str | Path, data_root: str | Path, *, accept: float = A
     t1 = time.perf_counter()
     keep = [i for i, lay in enumerate(train_l) if lay is not None]
     arrays = {}
-    for part, x, k in (("features", train_f, components[0]),
-                       ("layout", np.stack([train_l[i] for i in keep]), components[1])):
+    for part, x, k in (
+        ("features", train_f, components[0]),
+        ("layout", np.stack([train_l[i] for i in keep]), components[1]),
+    ):
         arrays.update({f"{part}.{name}": a for name, a in _mahalanobis(x, k).items()})
     ones = {"features": 1.0, "layout": 1.0}
     stored = ScopeModel.from_arrays(ScopeModel.from_arrays(arrays, ones).arrays(), ones)  # float32, as loaded
@@ -135,19 +146,31 @@ def fit_scope(card_path: str | Path, data_root: str | Path, *, accept: float = A
     blob = save(model.arrays(), metadata={"format": str(SCOPE_FORMAT), "card": engine.name})
     out = card_path.parent / f"{engine.name}.scope.safetensors"
     out.write_bytes(blob)
-    accepted = {s: round(_acceptance(model, f, lay), 4)
-                for s, f, lay in (("train", train_f, train_l), ("val", val_f, val_l))}
+    accepted = {
+        s: round(_acceptance(model, f, lay), 4)
+        for s, f, lay in (("train", train_f, train_l), ("val", val_f, val_l))
+    }
     section = {
-        "method": method(components), "format": SCOPE_FORMAT, "file": out.name,
+        "method": method(components),
+        "format": SCOPE_FORMAT,
+        "file": out.name,
         "sha256": hashlib.sha256(blob).hexdigest(),
-        "threshold": 1.0, "thresholds": thresholds, "val_quantile": round(q, 4),
+        "threshold": 1.0,
+        "thresholds": thresholds,
+        "val_quantile": round(q, 4),
         "fitted_on": {"split": "train", "images": len(train_f), "data_root_name": Path(data_root).name},
         "acceptance": accepted,
         "timings_s": {"features": round(t1 - t0, 1), "fit": round(t2 - t1, 2)},
     }
     _write_scope_section(card_path, section)
-    log.info("%s: scope check fitted (%d train images, features %.0f s, fit %.1f s): %s", engine.name,
-             len(train_f), t1 - t0, t2 - t1, json.dumps(accepted))
+    log.info(
+        "%s: scope check fitted (%d train images, features %.0f s, fit %.1f s): %s",
+        engine.name,
+        len(train_f),
+        t1 - t0,
+        t2 - t1,
+        json.dumps(accepted),
+    )
     return section
 
 
@@ -173,7 +196,7 @@ def _rot90(p: np.ndarray) -> np.ndarray:
 
 def _center_crop(p: np.ndarray) -> np.ndarray:
     h, w = p.shape
-    return p[int(h * 0.35):int(h * 0.65), int(w * 0.35):int(w * 0.65)]
+    return p[int(h * 0.35) : int(h * 0.65), int(w * 0.35) : int(w * 0.65)]
 
 
 def synthetic_kinds(seed: int = 0) -> dict[str, Callable[[np.ndarray], np.ndarray]]:
@@ -197,8 +220,9 @@ def synthetic_kinds(seed: int = 0) -> dict[str, Callable[[np.ndarray], np.ndarra
 def _transformed(image: LoadedImage, f) -> LoadedImage:
     px = np.ascontiguousarray(f(image.pixels), dtype=np.float32)
     meta = dataclasses.replace(image.metadata, rows=px.shape[0], cols=px.shape[1])
-    return dataclasses.replace(image, pixels=px, metadata=meta,
-                               value_range=(float(px.min()), float(px.max())))
+    return dataclasses.replace(
+        image, pixels=px, metadata=meta, value_range=(float(px.min()), float(px.max()))
+    )
 
 
 def _verdicts(engine, model, images: Iterable[LoadedImage]) -> list[tuple]:
@@ -220,8 +244,11 @@ def _rate(verdicts: list[tuple], in_scope: bool) -> dict:
     for v, _ in verdicts:
         if not v.in_scope:
             reasons[v.reason] = reasons.get(v.reason, 0) + 1
-    entry = {"images": n, key: round(hits / n, 4) if n else None,
-             "reasons": dict(sorted(reasons.items(), key=lambda kv: -kv[1]))}
+    entry = {
+        "images": n,
+        key: round(hits / n, 4) if n else None,
+        "reasons": dict(sorted(reasons.items(), key=lambda kv: -kv[1])),
+    }
     if n and all(p is not None for _, p in verdicts):
         entry[f"{key}_by_pixels_alone"] = round(sum(p.in_scope == in_scope for _, p in verdicts) / n, 4)
     return entry
@@ -237,14 +264,23 @@ def _ood_folder(folder: Path) -> dict[str, list[Path]]:
     return kinds
 
 
-def evaluate_scope(card_path: str | Path, data_root: str | Path | None, ood_dir: str | Path | None = None,
-                   *, synthetic: int = SYNTHETIC_IMAGES) -> dict:
+def evaluate_scope(
+    card_path: str | Path,
+    data_root: str | Path | None,
+    ood_dir: str | Path | None = None,
+    *,
+    synthetic: int = SYNTHETIC_IMAGES,
+) -> dict:
     """Acceptance on val (and test, where the labels have one) and rejection per out-of-scope kind."""
     card_path = Path(card_path)
     engine = InferenceEngine.from_card(card_path)
     model = load_scope(engine.card, card_path)
-    result: dict = {"model": engine.name, "method": (engine.card.scope or {}).get("method"), "in_scope": {},
-                    "out_of_scope": {}}
+    result: dict = {
+        "model": engine.name,
+        "method": (engine.card.scope or {}).get("method"),
+        "in_scope": {},
+        "out_of_scope": {},
+    }
     val_images: list[LoadedImage] = []
     if data_root is not None:
         for split in ("val", "test"):
@@ -275,13 +311,15 @@ def _student_card(models_dir: str | Path | None) -> Path:
     folder = Path(models_dir) if models_dir is not None else resources_dir() / "models"
     cards = find_cards([folder])
     if "student" not in cards:
-        raise FileNotFoundError(f"no 'student' model card in {folder} "
-                                "(the scope check uses the student's features)")
+        raise FileNotFoundError(
+            f"no 'student' model card in {folder} (the scope check uses the student's features)"
+        )
     return cards["student"]
 
 
-def fit_scopes(models_dir: str | Path | None, data_root: str | Path | None, ood_dir: str | Path | None,
-               **fit_options) -> dict:
+def fit_scopes(
+    models_dir: str | Path | None, data_root: str | Path | None, ood_dir: str | Path | None, **fit_options
+) -> dict:
     """``kdviewer-train scope``: fit the student's scope check and, with the val synthetic kinds
     and ``ood_dir``, record the rejection per kind in its card (``scope.figures``)."""
     if not data_root:
@@ -294,8 +332,9 @@ def fit_scopes(models_dir: str | Path | None, data_root: str | Path | None, ood_
     return section
 
 
-def evaluate_scopes(models_dir: str | Path | None, data_root: str | Path | None, ood_dir: str | Path | None,
-                    out: Path) -> dict:
+def evaluate_scopes(
+    models_dir: str | Path | None, data_root: str | Path | None, ood_dir: str | Path | None, out: Path
+) -> dict:
     """``kdviewer-train evaluate --ood-dir``: the student's scope figures, logged and written to ``out``."""
     result = evaluate_scope(_student_card(models_dir), data_root or None, ood_dir)
     out.parent.mkdir(parents=True, exist_ok=True)

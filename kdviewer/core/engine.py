@@ -22,17 +22,23 @@ import math
 import os
 import threading
 import time
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import MappingProxyType
-from typing import TYPE_CHECKING, Any, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from kdviewer.core.errors import KdviewerError, ModelLoadError
+from kdviewer.core.explain import (
+    CAM_METHODS,
+    DEFAULT_CAM_METHOD,
+    cam_weights,
+    check_method,
+    require_library_methods,
+)
 from kdviewer.core.extras import require_torch
-from kdviewer.core.explain import (CAM_METHODS, DEFAULT_CAM_METHOD, cam_weights, check_method,
-                                   require_library_methods)
 from kdviewer.core.findings import finding
 from kdviewer.core.image import ImageMetadata, LoadedImage
 from kdviewer.core.modelcard import ModelCard
@@ -43,9 +49,20 @@ if TYPE_CHECKING:  # pragma: no cover
     from kdviewer.core.power import EnergyMeasurement
 
 __all__ = [
-    "CAM_METHODS", "EngineStatus", "EngineUnavailableError", "InferenceEngine", "Prediction",
-    "REFERENCE_INPUT", "SELFTEST_TOLERANCE", "load_engine", "precision_of", "reference_image", "reference_scores",
-    "untrained_model", "with_reference", "write_untrained_card",
+    "CAM_METHODS",
+    "EngineStatus",
+    "EngineUnavailableError",
+    "InferenceEngine",
+    "Prediction",
+    "REFERENCE_INPUT",
+    "SELFTEST_TOLERANCE",
+    "load_engine",
+    "precision_of",
+    "reference_image",
+    "reference_scores",
+    "untrained_model",
+    "with_reference",
+    "write_untrained_card",
 ]
 
 log = logging.getLogger(__name__)
@@ -98,7 +115,7 @@ class Prediction:
     heatmaps: Mapping[str, np.ndarray]
     cam_method: str | None
     timings_ms: Mapping[str, float]
-    energy: "EnergyMeasurement | None" = None
+    energy: EnergyMeasurement | None = None
     # The feature map's global average (read-only, (K,)): what the scope check scores (kdviewer.core.scope).
     features: np.ndarray | None = None
     precision: str = "float32"  # the graph that ran: "float32" or "int8" (see InferenceEngine.precision)
@@ -207,8 +224,14 @@ def write_untrained_card(folder, name: str = "student", *, seed: int = 0) -> Pat
 
     arch = DEFAULT_ARCH.get(name, "mobilenet_v2")
     model = untrained_model(arch, seed)
-    card = ModelCard(name=name, architecture=arch, weights_file=f"{name}.safetensors", weights_sha256="",
-                     trained=False, description=f"UNTRAINED {arch} (random weights, seed {seed})")
+    card = ModelCard(
+        name=name,
+        architecture=arch,
+        weights_file=f"{name}.safetensors",
+        weights_sha256="",
+        trained=False,
+        description=f"UNTRAINED {arch} (random weights, seed {seed})",
+    )
     card_path, _ = save_model(model, with_reference(model, card), folder)
     return card_path
 
@@ -220,7 +243,7 @@ _meter_lock = threading.Lock()
 _meter_state: list = []  # [meter or None] once chosen: one meter per process, shared by every engine
 
 
-def _select_meter():
+def shared_meter():
     """The process's power meter (or None), chosen once; its idle baseline is then measured in
     the background, so no inference waits for it. One shared meter lets windows of the student
     and the teacher that overlap split the overlap (see :class:`~kdviewer.core.power.base.CounterMeter`)."""
@@ -251,7 +274,9 @@ def precision_of(card: ModelCard) -> str:
         wanted = ""
     if card.int8 is None:
         if wanted == "int8":
-            log.warning("%s: %s=int8 but the card has no int8 graph; running float32", card.name, PRECISION_ENV)
+            log.warning(
+                "%s: %s=int8 but the card has no int8 graph; running float32", card.name, PRECISION_ENV
+            )
         return "float32"
     return wanted or ("int8" if card.int8.get("default") else "float32")
 
@@ -326,8 +351,17 @@ class InferenceEngine:
     of samples), ``model`` (the eager PyTorch model, for explanations that need gradients).
     """
 
-    def __init__(self, model, card: ModelCard, *, runtime: str = "auto", status: EngineStatus | None = None,
-                 card_path: str | Path | None = None, forward=None, head_weights: np.ndarray | None = None):
+    def __init__(
+        self,
+        model,
+        card: ModelCard,
+        *,
+        runtime: str = "auto",
+        status: EngineStatus | None = None,
+        card_path: str | Path | None = None,
+        forward=None,
+        head_weights: np.ndarray | None = None,
+    ):
         from kdviewer.core.runtime import make_runtime, thread_count
 
         self._model = model.eval() if model is not None else None
@@ -337,8 +371,9 @@ class InferenceEngine:
         self.card_path = Path(card_path) if card_path else None
         self.threads = thread_count()
         if forward is None:
-            forward = make_runtime(runtime, self.model, card.weights_sha256, card.input.size,
-                                   card.input.channels)
+            forward = make_runtime(
+                runtime, self.model, card.weights_sha256, card.input.size, card.input.channels
+            )
         self._runtime = forward
         self.runtime_name: str = self._runtime.name
         self._weights = head_weights if head_weights is not None else cam_weights(self.model)
@@ -348,8 +383,11 @@ class InferenceEngine:
         self._meter_ready = False
         self.telemetry = Telemetry()
         if status is None:
-            status = (EngineStatus("ok", f"{self.name}: ready") if card.trained else EngineStatus(
-                "untrained", f"{self.name}: UNTRAINED weights, scores are meaningless"))
+            status = (
+                EngineStatus("ok", f"{self.name}: ready")
+                if card.trained
+                else EngineStatus("untrained", f"{self.name}: UNTRAINED weights, scores are meaningless")
+            )
         self.status = status
         self.precision = "float32"  # set to "int8" by _without_torch when the card's int8 graph runs
 
@@ -372,7 +410,7 @@ class InferenceEngine:
     # -- construction ----------------------------------------------------------------------
 
     @classmethod
-    def from_card(cls, card_path: str | Path, *, runtime: str = "auto") -> "InferenceEngine":
+    def from_card(cls, card_path: str | Path, *, runtime: str = "auto") -> InferenceEngine:
         """Engine for the model card at ``card_path`` (weights checked and verified by SHA-256,
         strict load; see :func:`~kdviewer.core.modelcard.verified_weights`).
 
@@ -387,12 +425,17 @@ class InferenceEngine:
             model, card = load_model(card_path)  # MissingExtraError without PyTorch
             engine = cls(model, card, runtime=runtime, card_path=card_path)
         engine.status = engine.self_test()
-        log.info("%s engine: %s (%s, %d threads)", engine.name, engine.status.message, engine.runtime_name,
-                 engine.threads)
+        log.info(
+            "%s engine: %s (%s, %d threads)",
+            engine.name,
+            engine.status.message,
+            engine.runtime_name,
+            engine.threads,
+        )
         return engine
 
     @classmethod
-    def _without_torch(cls, card_path: str | Path) -> "InferenceEngine | None":
+    def _without_torch(cls, card_path: str | Path) -> InferenceEngine | None:
         """The lean start, PyTorch never imported: verified weights (for the heat maps' head) and
         the card's own ONNX graph, verified by its SHA-256, or else an intact cached export.
 
@@ -419,7 +462,9 @@ class InferenceEngine:
                 forward = OnnxRuntime.from_graph(graph, gpath)
             except Exception as exc:  # onnxruntime's own errors: this file's failure
                 raise ModelLoadError(gpath, f"ONNX graph does not load: {exc}") from exc
-            log.info("%s: started from its %s ONNX graph %s (PyTorch not loaded)", card.name, precision, gpath)
+            log.info(
+                "%s: started from its %s ONNX graph %s (PyTorch not loaded)", card.name, precision, gpath
+            )
             engine = cls(None, card, card_path=card_path, forward=forward, head_weights=head)
             engine.precision = precision
             return engine
@@ -430,8 +475,14 @@ class InferenceEngine:
         return cls(None, card, card_path=card_path, forward=forward, head_weights=head)
 
     @classmethod
-    def untrained(cls, name: str = "student", architecture: str = "mobilenet_v2", *, seed: int = 0,
-                  runtime: str = "auto") -> "InferenceEngine":
+    def untrained(
+        cls,
+        name: str = "student",
+        architecture: str = "mobilenet_v2",
+        *,
+        seed: int = 0,
+        runtime: str = "auto",
+    ) -> InferenceEngine:
         """Engine with deterministic random weights (see :func:`untrained_model`), loudly labelled:
         ``status.state == "untrained"`` and ``card.trained is False``."""
         from kdviewer.core.runtime import state_sha256
@@ -439,12 +490,18 @@ class InferenceEngine:
         require_torch("running without any model card (untrained random weights)")
         model = untrained_model(architecture, seed)
         card = ModelCard(
-            name=name, architecture=architecture, weights_file="", weights_sha256=state_sha256(model),
+            name=name,
+            architecture=architecture,
+            weights_file="",
+            weights_sha256=state_sha256(model),
             trained=False,
             description=f"UNTRAINED {architecture} (random weights, seed {seed}); for testing only",
         )
-        status = EngineStatus("untrained", f"{name}: UNTRAINED {architecture} (random weights, seed {seed}): "
-                                           "scores and heat maps are meaningless")
+        status = EngineStatus(
+            "untrained",
+            f"{name}: UNTRAINED {architecture} (random weights, seed {seed}): "
+            "scores and heat maps are meaningless",
+        )
         log.warning("%s", status.message)
         return cls(model, card, runtime=runtime, status=status)
 
@@ -454,16 +511,26 @@ class InferenceEngine:
         Returns the status the engine should have; does not change ``self.status``.
         """
         ref = self.card.reference
-        base = EngineStatus("ok", f"{self.name}: ready") if self.card.trained else EngineStatus(
-            "untrained", f"{self.name}: UNTRAINED weights (card says trained=false), scores are meaningless")
+        base = (
+            EngineStatus("ok", f"{self.name}: ready")
+            if self.card.trained
+            else EngineStatus(
+                "untrained",
+                f"{self.name}: UNTRAINED weights (card says trained=false), scores are meaningless",
+            )
+        )
         if not ref:  # cards read from files always have one (ModelCard.from_dict)
-            return EngineStatus("selftest_failed", f"{self.name}: the card records no self-test reference "
-                                                   "scores, so the weights cannot be checked; refused")
+            return EngineStatus(
+                "selftest_failed",
+                f"{self.name}: the card records no self-test reference "
+                "scores, so the weights cannot be checked; refused",
+            )
         desc = ref.get("input") or {}
         known = (REFERENCE_INPUT["generator"], REFERENCE_INPUT["version"])
         if (desc.get("generator"), desc.get("version")) != known:
-            return EngineStatus("selftest_failed",
-                                f"{self.name}: self-test cannot run: unknown reference input {desc}")
+            return EngineStatus(
+                "selftest_failed", f"{self.name}: self-test cannot run: unknown reference input {desc}"
+            )
         try:
             shape = tuple(int(v) for v in desc.get("shape", REFERENCE_SHAPE))
             x = image_to_model_input(reference_image(shape), self.card.input)[None]
@@ -475,8 +542,10 @@ class InferenceEngine:
         except Exception as exc:
             return EngineStatus("selftest_failed", f"{self.name}: self-test could not run: {exc}")
         if set(want) != set(got):
-            return EngineStatus("selftest_failed", f"{self.name}: self-test failed: reference findings "
-                                                   f"{sorted(want)} differ from the model's")
+            return EngineStatus(
+                "selftest_failed",
+                f"{self.name}: self-test failed: reference findings {sorted(want)} differ from the model's",
+            )
         diffs = {k: abs(got[k] - want[k]) for k in got}
         worst = max(diffs, key=diffs.get)
         if not diffs[worst] <= SELFTEST_TOLERANCE:  # NaN fails too
@@ -486,8 +555,9 @@ class InferenceEngine:
                 f"{want[worst]:.5f} (tolerance {SELFTEST_TOLERANCE}); the weights or the preprocessing "
                 "changed. This model is disabled.",
             )
-        return EngineStatus(base.state,
-                            base.message + f" (self-test passed, max deviation {diffs[worst]:.1e})")
+        return EngineStatus(
+            base.state, base.message + f" (self-test passed, max deviation {diffs[worst]:.1e})"
+        )
 
     # -- prediction --------------------------------------------------------------------------
 
@@ -506,13 +576,19 @@ class InferenceEngine:
 
     def _meter_or_none(self):
         if not self._meter_ready:
-            self._meter = _select_meter()
+            self._meter = shared_meter()
             self._meter_ready = True
         return self._meter
 
-    def predict(self, image: LoadedImage, *, heatmaps: bool | Sequence[str] = True,
-                cam_method: str = DEFAULT_CAM_METHOD, request_id: int | None = None,
-                measure_energy: bool = True) -> Prediction:
+    def predict(
+        self,
+        image: LoadedImage,
+        *,
+        heatmaps: bool | Sequence[str] = True,
+        cam_method: str = DEFAULT_CAM_METHOD,
+        request_id: int | None = None,
+        measure_energy: bool = True,
+    ) -> Prediction:
         """Scores for every finding and heat maps (in ``image``'s geometry) for those asked.
 
         ``heatmaps``: True (all findings), False (none) or finding keys/names. ``cam_method`` is one
@@ -520,20 +596,41 @@ class InferenceEngine:
         eager model with gradients. Raises :class:`EngineUnavailableError` if the engine is not
         usable (failed self-test).
         """
-        return self._predict(image=image, x=None, shape=image.geometry, heatmaps=heatmaps, cam_method=cam_method,
-                             request_id=request_id, measure_energy=measure_energy)
+        return self._predict(
+            image=image,
+            x=None,
+            shape=image.geometry,
+            heatmaps=heatmaps,
+            cam_method=cam_method,
+            request_id=request_id,
+            measure_energy=measure_energy,
+        )
 
-    def predict_pixels(self, x: np.ndarray, *, image_shape: tuple[int, int] | None = None,
-                       heatmaps: bool | Sequence[str] = True, cam_method: str = DEFAULT_CAM_METHOD,
-                       request_id: int | None = None, measure_energy: bool = False) -> Prediction:
+    def predict_pixels(
+        self,
+        x: np.ndarray,
+        *,
+        image_shape: tuple[int, int] | None = None,
+        heatmaps: bool | Sequence[str] = True,
+        cam_method: str = DEFAULT_CAM_METHOD,
+        request_id: int | None = None,
+        measure_energy: bool = False,
+    ) -> Prediction:
         """Like :meth:`predict` from an already-built model input ``(C, S, S)`` or ``(1, C, S, S)``;
         heat maps are sized ``image_shape`` (default ``(S, S)``). The preprocess time is 0."""
         x = np.asarray(x, dtype=np.float32)
         if x.ndim == 3:
             x = x[None]
         shape = tuple(image_shape) if image_shape is not None else tuple(x.shape[-2:])
-        return self._predict(image=None, x=x, shape=shape, heatmaps=heatmaps, cam_method=cam_method,
-                             request_id=request_id, measure_energy=measure_energy)
+        return self._predict(
+            image=None,
+            x=x,
+            shape=shape,
+            heatmaps=heatmaps,
+            cam_method=cam_method,
+            request_id=request_id,
+            measure_energy=measure_energy,
+        )
 
     def _predict(self, *, image, x, shape, heatmaps, cam_method, request_id, measure_energy) -> Prediction:
         from contextlib import nullcontext
@@ -547,37 +644,46 @@ class InferenceEngine:
         meter = self._meter_or_none() if measure_energy else None
         # No lock across engines: the student never waits for the teacher. The shared meter reads
         # its counters at the window's ends and splits any overlap between the windows open.
-        with self._lock:
-            with (meter.measure() if meter is not None else nullcontext(None)) as energy:
-                t0 = time.perf_counter()
-                if x is None:
-                    x = image_to_model_input(image, self.card.input)[None]
-                t1 = time.perf_counter()
-                logits, feats = self._runtime.run(x)
-                t2 = time.perf_counter()
-                maps: Mapping[str, np.ndarray] = MappingProxyType({})
-                if wanted:
-                    idx = [self._class_index[k] for k in wanted]
-                    if cam_method == DEFAULT_CAM_METHOD:
-                        low = class_activation_maps(feats, self._weights, idx)
-                    else:
-                        require_library_methods(cam_method)  # before loading PyTorch for it
-                        low = library_cams(self.model, x, cam_method, idx)
-                    maps = Heatmaps(wanted, normalize_for_upsampling(low, shape), shape)
-                t3 = time.perf_counter()
+        with self._lock, meter.measure() if meter is not None else nullcontext(None) as energy:
+            t0 = time.perf_counter()
+            if x is None:
+                x = image_to_model_input(image, self.card.input)[None]
+            t1 = time.perf_counter()
+            logits, feats = self._runtime.run(x)
+            t2 = time.perf_counter()
+            maps: Mapping[str, np.ndarray] = MappingProxyType({})
+            if wanted:
+                idx = [self._class_index[k] for k in wanted]
+                if cam_method == DEFAULT_CAM_METHOD:
+                    low = class_activation_maps(feats, self._weights, idx)
+                else:
+                    require_library_methods(cam_method)  # before loading PyTorch for it
+                    low = library_cams(self.model, x, cam_method, idx)
+                maps = Heatmaps(wanted, normalize_for_upsampling(low, shape), shape)
+            t3 = time.perf_counter()
         probs = _sigmoid(logits)
         scores = {k: float(p) for k, p in zip(self.card.findings, probs)}
         thresholds = {k: float(self.card.thresholds.get(k, 0.5)) for k in self.card.findings}
-        timings = {"preprocess": (t1 - t0) * 1e3, "forward": (t2 - t1) * 1e3, "heatmap": (t3 - t2) * 1e3,
-                   "total": (t3 - t0) * 1e3}
+        timings = {
+            "preprocess": (t1 - t0) * 1e3,
+            "forward": (t2 - t1) * 1e3,
+            "heatmap": (t3 - t2) * 1e3,
+            "total": (t3 - t0) * 1e3,
+        }
         pred = Prediction(
-            request_id=request_id, model_name=self.name, architecture=self.card.architecture,
-            weights_sha256=self.card.weights_sha256, trained=bool(self.card.trained),
-            findings=tuple(self.card.findings), scores=MappingProxyType(scores),
+            request_id=request_id,
+            model_name=self.name,
+            architecture=self.card.architecture,
+            weights_sha256=self.card.weights_sha256,
+            trained=bool(self.card.trained),
+            findings=tuple(self.card.findings),
+            scores=MappingProxyType(scores),
             thresholds=MappingProxyType(thresholds),
             positive=MappingProxyType({k: scores[k] >= thresholds[k] for k in scores}),
-            heatmaps=maps, cam_method=cam_method if wanted else None,
-            timings_ms=MappingProxyType(timings), energy=energy,
+            heatmaps=maps,
+            cam_method=cam_method if wanted else None,
+            timings_ms=MappingProxyType(timings),
+            energy=energy,
             features=_readonly(np.asarray(feats, dtype=np.float32).mean(axis=(-2, -1))),
             precision=self.precision,
         )
@@ -594,20 +700,32 @@ class InferenceEngine:
             power_w = None if pw is None or math.isnan(pw) else pw
             iw = getattr(e, "idle_power_w", math.nan)
             idle_w = None if iw is None or math.isnan(iw) else iw
-        self.telemetry.append(InferenceSample(
-            t=time.monotonic(), model_name=pred.model_name, timings_ms=pred.timings_ms, energy_mj=energy_mj,
-            power_w=power_w, energy_method=getattr(e, "method", None),
-            is_estimate=bool(getattr(e, "is_estimate", False)),
-            request_id=pred.request_id, idle_power_w=idle_w,
-        ))
+        self.telemetry.append(
+            InferenceSample(
+                t=time.monotonic(),
+                model_name=pred.model_name,
+                timings_ms=pred.timings_ms,
+                energy_mj=energy_mj,
+                power_w=power_w,
+                energy_method=getattr(e, "method", None),
+                is_estimate=bool(getattr(e, "is_estimate", False)),
+                request_id=pred.request_id,
+                idle_power_w=idle_w,
+            )
+        )
 
     def describe(self) -> dict[str, Any]:
         """What ``kdviewer info`` prints: model, runtime, threads, status."""
         d = {
-            "name": self.name, "architecture": self.card.architecture, "trained": self.card.trained,
-            "weights_sha256": self.card.weights_sha256, "runtime": self.runtime_name, "threads": self.threads,
+            "name": self.name,
+            "architecture": self.card.architecture,
+            "trained": self.card.trained,
+            "weights_sha256": self.card.weights_sha256,
+            "runtime": self.runtime_name,
+            "threads": self.threads,
             "precision": self.precision,
-            "status": self.status.state, "message": self.status.message,
+            "status": self.status.state,
+            "message": self.status.message,
         }
         path = getattr(self._runtime, "path", None)
         if path is not None:
@@ -615,8 +733,10 @@ class InferenceEngine:
         return d
 
     def __repr__(self) -> str:
-        return (f"InferenceEngine({self.name!r}, {self.card.architecture}, {self.runtime_name}, "
-                f"{self.status.state})")
+        return (
+            f"InferenceEngine({self.name!r}, {self.card.architecture}, {self.runtime_name}, "
+            f"{self.status.state})"
+        )
 
 
 def load_engine(name: str, *, runtime: str = "auto", allow_untrained: bool = True) -> InferenceEngine:
@@ -636,4 +756,3 @@ def load_engine(name: str, *, runtime: str = "auto", allow_untrained: bool = Tru
         found = ", ".join(sorted(cards)) or "none"
         raise ModelLoadError(name, f"no model card named {name!r} (found: {found})")
     return InferenceEngine.untrained(name, DEFAULT_ARCH.get(name, "mobilenet_v2"), runtime=runtime)
-

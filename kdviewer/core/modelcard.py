@@ -35,7 +35,7 @@ from kdviewer.core.errors import ModelLoadError
 from kdviewer.core.extras import require_torch
 from kdviewer.core.findings import FINDING_KEYS, check_keys
 from kdviewer.core.hashing import sha256_file, sha256_stream
-from kdviewer.core.preprocess import _RESAMPLE, InputSpec
+from kdviewer.core.preprocess import RESAMPLE_FILTERS, InputSpec
 
 log = logging.getLogger(__name__)
 
@@ -93,8 +93,14 @@ def _plain_file_name(value: Any, key: str = "weights_file") -> str:
     """A bare file name: no folder part, no parent reference, no absolute path."""
     if not isinstance(value, str) or not value:
         raise ValueError(f"{key!r} must be a file name, not {value!r}")
-    if (value in (".", "..") or "/" in value or "\\" in value or "\0" in value or len(value) > 255
-            or os.path.isabs(value)):
+    if (
+        value in (".", "..")
+        or "/" in value
+        or "\\" in value
+        or "\0" in value
+        or len(value) > 255
+        or os.path.isabs(value)
+    ):
         raise ValueError(f"{key!r} {value[:80]!r} must be a plain file name in the card's folder")
     return value
 
@@ -106,7 +112,10 @@ def _graph_fields(d: dict[str, Any]) -> dict[str, Any]:
         return {"onnx_file": None, "onnx_sha256": None}
     if file is None or digest is None:
         raise ValueError("'onnx_file' and 'onnx_sha256' go together")
-    return {"onnx_file": _plain_file_name(file, "onnx_file"), "onnx_sha256": _matching(d, "onnx_sha256", _SHA256)}
+    return {
+        "onnx_file": _plain_file_name(file, "onnx_file"),
+        "onnx_sha256": _matching(d, "onnx_sha256", _SHA256),
+    }
 
 
 def _scope(d: Any) -> dict[str, Any] | None:
@@ -118,7 +127,11 @@ def _scope(d: Any) -> dict[str, Any] | None:
         raise ValueError("'scope' must be a table")
     _typed(d, "method", str, None)
     _number(d.get("threshold"), "scope.threshold")
-    return {**d, "file": _plain_file_name(d.get("file"), "scope.file"), "sha256": _matching(d, "sha256", _SHA256)}
+    return {
+        **d,
+        "file": _plain_file_name(d.get("file"), "scope.file"),
+        "sha256": _matching(d, "sha256", _SHA256),
+    }
 
 
 def _int8(d: Any, findings: tuple[str, ...]) -> dict[str, Any] | None:
@@ -130,8 +143,12 @@ def _int8(d: Any, findings: tuple[str, ...]) -> dict[str, Any] | None:
     if not isinstance(d, dict):
         raise ValueError("'int8' must be a table")
     _typed(d, "default", bool, False)
-    return {**d, "file": _plain_file_name(d.get("file"), "int8.file"), "sha256": _matching(d, "sha256", _SHA256),
-            "reference_scores": _scores(d.get("reference_scores"), "int8.reference_scores", findings)}
+    return {
+        **d,
+        "file": _plain_file_name(d.get("file"), "int8.file"),
+        "sha256": _matching(d, "sha256", _SHA256),
+        "reference_scores": _scores(d.get("reference_scores"), "int8.reference_scores", findings),
+    }
 
 
 def _input_spec(d: Any) -> InputSpec:
@@ -151,12 +168,20 @@ def _input_spec(d: Any) -> InputSpec:
         stats[key] = tuple(_number(v, f"input.{key}", lo, 1e6) for v in values)
     scaling = _typed(d, "scaling", str, defaults.scaling)
     resample = _typed(d, "resample", str, defaults.resample)
-    if resample not in _RESAMPLE:
-        raise ValueError(f"input.resample {resample!r} is not one of {sorted(_RESAMPLE)}")
+    if resample not in RESAMPLE_FILTERS:
+        raise ValueError(f"input.resample {resample!r} is not one of {sorted(RESAMPLE_FILTERS)}")
     gap = d.get("reducing_gap", defaults.reducing_gap)
     gap = None if gap is None else _number(gap, "input.reducing_gap", 1.0, 16.0)
-    return InputSpec.from_dict({"size": size, "channels": channels, **stats, "scaling": scaling,
-                                "resample": resample, "reducing_gap": gap})
+    return InputSpec.from_dict(
+        {
+            "size": size,
+            "channels": channels,
+            **stats,
+            "scaling": scaling,
+            "resample": resample,
+            "reducing_gap": gap,
+        }
+    )
 
 
 def _scores(d: Any, what: str, keys: tuple[str, ...] | None) -> dict[str, float]:
@@ -247,7 +272,9 @@ class ModelCard:
     onnx_file: str | None = None  # the exported graph beside the weights (runs without PyTorch)
     onnx_sha256: str | None = None
     scope: dict[str, Any] | None = None  # the scope check: {"method", "file", "sha256", "threshold", ...}
-    int8: dict[str, Any] | None = None  # the int8 graph: {"file", "sha256", "default", "reference_scores", ...}
+    int8: dict[str, Any] | None = (
+        None  # the int8 graph: {"file", "sha256", "default", "reference_scores", ...}
+    )
 
     def to_json(self) -> str:
         """The card as indented JSON (findings as keys, the input spec as a table)."""
@@ -263,21 +290,22 @@ class ModelCard:
         return json.dumps(d, indent=2, sort_keys=False, allow_nan=False) + "\n"
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "ModelCard":
+    def from_dict(cls, d: dict[str, Any]) -> ModelCard:
         """Validate and build a card read from a file; anything off is a ValueError naming the field.
 
-        Checked: the schema; no unknown fields; name, architecture and SHA-256 spelled as they must
-        be; ``weights_file`` (and ``onnx_file``, with its SHA-256, if given) a plain file name; findings the registry's keys in its order; the
-        input spec (``size`` in :data:`INPUT_SIZE_RANGE`, 3 channels, finite mean and positive std
-        per channel, a known resampling); thresholds in [0, 1] for known findings; the self-test
-        ``reference`` present with a bounded input shape and a score in [0, 1] for every finding;
+        Checked: the schema; no unknown fields; name, architecture and SHA-256 spelled as they must be;
+        ``weights_file`` (and ``onnx_file``, with its SHA-256, if given) a plain file name; findings the
+        registry's keys in its order; the input spec (``size`` in :data:`INPUT_SIZE_RANGE`, 3 channels,
+        finite mean and positive std per channel, a known resampling); thresholds in [0, 1] for known
+        findings; the self-test ``reference`` present with a bounded input shape and a score in [0, 1]
+        for every finding;
         every number finite and every field of its type.
         """
         if not isinstance(d, dict):
             raise ValueError("a model card must be a JSON object")
         return cls(**_card_fields(d))
 
-    def with_updates(self, **changes: Any) -> "ModelCard":
+    def with_updates(self, **changes: Any) -> ModelCard:
         """A copy with ``changes`` applied."""
         return replace(self, **changes)
 
@@ -361,8 +389,9 @@ def _safetensors_size(f, path: Path, size: int) -> None:
         raise ModelLoadError(path, f"weights file has no valid safetensors header: {exc}") from None
     expected = 8 + n + max(ends, default=0)
     if expected != size:
-        raise ModelLoadError(path, f"weights file is {size} bytes, its safetensors header describes "
-                                   f"{expected}")
+        raise ModelLoadError(
+            path, f"weights file is {size} bytes, its safetensors header describes {expected}"
+        )
 
 
 def _inside_folder(path: Path, what: str) -> Path:
@@ -393,8 +422,9 @@ def verified_weights(card: ModelCard, card_path: str | Path) -> Path:
         f.seek(0)
         digest = sha256_stream(f)
     if digest != card.weights_sha256:
-        raise ModelLoadError(wpath, f"SHA-256 {digest[:12]}… does not match the model card's "
-                                    f"{card.weights_sha256[:12]}…")
+        raise ModelLoadError(
+            wpath, f"SHA-256 {digest[:12]}… does not match the model card's {card.weights_sha256[:12]}…"
+        )
     return real
 
 
@@ -521,8 +551,9 @@ def scan_cards(dirs: list[Path] | None = None) -> tuple[dict[str, Path], list[Mo
     override = override_models_dir() if dirs is None else None
     for d in dirs if dirs is not None else models_dirs():
         try:
-            names = sorted(e.name for e in os.scandir(d)
-                           if e.name.endswith(".json") and not e.name.startswith("."))
+            names = sorted(
+                e.name for e in os.scandir(d) if e.name.endswith(".json") and not e.name.startswith(".")
+            )
         except FileNotFoundError:
             if d == override:
                 problems.append(ModelLoadError(d, "the folder KDVIEWER_MODELS names does not exist"))

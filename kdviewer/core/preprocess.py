@@ -38,7 +38,7 @@ class InputSpec:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, d: dict) -> "InputSpec":
+    def from_dict(cls, d: dict) -> InputSpec:
         """Build a spec from a card's table; unknown keys are ignored, unsupported values are an error."""
         known = {k: d[k] for k in cls.__dataclass_fields__ if k in d}
         for k in ("mean", "std"):
@@ -56,9 +56,9 @@ class InputSpec:
 # image is then decoded at half resolution when its smaller side stays at least twice the model's
 # input size (the resize to the input then still reduces by 2 or more). The viewer, `predict`,
 # the list scoring and the benchmark all read this way, so a file gets the same scores everywhere.
-MODEL_READ_MIN_SIDE = 2 * 224
+MODEL_READ_MIN_SIDE = 2 * InputSpec().size  # the shipped cards' size (tests/core/test_resources.py)
 
-_RESAMPLE = {"bilinear": Image.Resampling.BILINEAR, "bicubic": Image.Resampling.BICUBIC}
+RESAMPLE_FILTERS = {"bilinear": Image.Resampling.BILINEAR, "bicubic": Image.Resampling.BICUBIC}
 
 
 def _box_reduce(pixels: np.ndarray, fy: int, fx: int) -> np.ndarray:
@@ -71,18 +71,21 @@ def _box_reduce(pixels: np.ndarray, fy: int, fx: int) -> np.ndarray:
     """
     h, w = pixels.shape
     hb, wb = h // fy, w // fx
-    rows = np.add(pixels[0:hb * fy:fy], pixels[1:hb * fy:fy], dtype=np.float32) if fy > 1 else \
-        pixels[:hb].astype(np.float32)
+    rows = (
+        np.add(pixels[0 : hb * fy : fy], pixels[1 : hb * fy : fy], dtype=np.float32)
+        if fy > 1
+        else pixels[:hb].astype(np.float32)
+    )
     for i in range(2, fy):
-        rows += pixels[i:hb * fy:fy]
+        rows += pixels[i : hb * fy : fy]
     if h > hb * fy:  # partial block of rows: its mean, scaled to the full blocks' sum
-        tail = pixels[hb * fy:].astype(np.float32).mean(axis=0, keepdims=True) * np.float32(fy)
+        tail = pixels[hb * fy :].astype(np.float32).mean(axis=0, keepdims=True) * np.float32(fy)
         rows = np.concatenate([rows, tail])
-    out = np.add(rows[:, 0:wb * fx:fx], rows[:, 1:wb * fx:fx]) if fx > 1 else rows[:, :wb].copy()
+    out = np.add(rows[:, 0 : wb * fx : fx], rows[:, 1 : wb * fx : fx]) if fx > 1 else rows[:, :wb].copy()
     for i in range(2, fx):
-        out += rows[:, i:wb * fx:fx]
+        out += rows[:, i : wb * fx : fx]
     if w > wb * fx:
-        tail = rows[:, wb * fx:].mean(axis=1, keepdims=True) * np.float32(fx)
+        tail = rows[:, wb * fx :].mean(axis=1, keepdims=True) * np.float32(fx)
         out = np.concatenate([out, tail], axis=1)
     out *= np.float32(1.0 / (fy * fx))
     return out

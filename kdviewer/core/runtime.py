@@ -5,15 +5,15 @@ Both return, from one forward pass, the logits *and* the post-activation feature
 extra cost (see :mod:`kdviewer.core.explain`).
 
 A model card that ships its ONNX graph (``kdviewer-train export`` writes one beside the weights)
-runs from that graph, verified by its SHA-256 (:meth:`OnnxRuntime.from_graph`), and PyTorch is
-never imported. For a card without one, the graph is exported on first use and cached in
-:func:`cache_dir` with the weights' SHA-256 in its name; a sidecar file holds the ONNX file's own
-SHA-256 so that a truncated or corrupted cache is detected and rebuilt. The intra-op thread count is resolved once per process
-(:func:`thread_count`: ``KDVIEWER_THREADS`` or the number of physical cores) and used by every
+runs from that graph, verified by its SHA-256 (:meth:`OnnxRuntime.from_graph`), and PyTorch is never
+imported. For a card without one, the graph is exported on first use and cached in :func:`cache_dir`
+with the weights' SHA-256 in its name; a sidecar file holds the ONNX file's own SHA-256 so that a
+truncated or corrupted cache is detected and rebuilt. The intra-op thread count is resolved once per
+process (:func:`thread_count`: ``KDVIEWER_THREADS`` or the number of physical cores) and used by every
 ONNX Runtime session and by PyTorch.
 
 This is the only module that imports onnxruntime, and it turns the runtime's telemetry off before
-the import (:func:`_onnxruntime`): see :data:`TELEMETRY_ENV`.
+the import (:func:`onnxruntime_module`): see :data:`TELEMETRY_ENV`.
 """
 
 from __future__ import annotations
@@ -30,6 +30,9 @@ from typing import Protocol
 
 import numpy as np
 from threadpoolctl import threadpool_limits
+
+from kdviewer.core.hashing import sha256_file
+from kdviewer.core.machine import physical_cores
 
 log = logging.getLogger(__name__)
 
@@ -51,16 +54,6 @@ _threads_lock = threading.Lock()
 _threads: int | None = None
 
 
-def _physical_cores() -> int:
-    try:
-        import psutil
-
-        n = psutil.cpu_count(logical=False)
-    except Exception:  # psutil missing or unable to tell
-        n = None
-    return int(n or os.cpu_count() or 1)
-
-
 def resolve_thread_count(env_value: str | None = None) -> int:
     """Thread count from a ``KDVIEWER_THREADS`` value (a positive integer) or the physical cores."""
     if env_value and env_value.strip():
@@ -72,7 +65,7 @@ def resolve_thread_count(env_value: str | None = None) -> int:
             if n > 0:
                 return n
             log.warning("ignoring KDVIEWER_THREADS=%r (not positive)", env_value)
-    return _physical_cores()
+    return int(physical_cores() or os.cpu_count() or 1)
 
 
 def thread_count() -> int:
@@ -204,14 +197,6 @@ def onnx_path(architecture: str, weights_sha256: str, size: int) -> Path:
     return cache_dir() / f"{architecture}-{weights_sha256[:16]}-{size}px-v{EXPORT_FORMAT}.onnx"
 
 
-def _file_sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def export_onnx(model, path: str | Path, size: int = 224, channels: int = 3, *, sidecar: bool = True) -> Path:
     """Export ``model`` to ONNX with two outputs, ``logits`` and ``features``; write atomically.
 
@@ -232,17 +217,21 @@ def export_onnx(model, path: str | Path, size: int = 224, channels: int = 3, *, 
         with warnings.catch_warnings():
             # Only the deprecation notices of the TorchScript exporter, chosen on purpose above;
             # anything else the export says still reaches the user.
-            warnings.filterwarnings("ignore", message=r"You are using the legacy TorchScript-based ONNX export",
-                                    category=DeprecationWarning)
+            warnings.filterwarnings(
+                "ignore",
+                message=r"You are using the legacy TorchScript-based ONNX export",
+                category=DeprecationWarning,
+            )
             warnings.filterwarnings("ignore", category=DeprecationWarning, module=r"torch\.onnx\.")
-            kwargs = dict(input_names=["input"], output_names=["logits", "features"],
-                          opset_version=ONNX_OPSET)
+            kwargs = dict(
+                input_names=["input"], output_names=["logits", "features"], opset_version=ONNX_OPSET
+            )
             try:
                 torch.onnx.export(wrapper, (dummy,), tmp, dynamo=False, **kwargs)
             except Exception as exc:  # legacy exporter removed or failing: use the dynamo one
                 log.info("TorchScript ONNX export failed (%s); trying the dynamo exporter", exc)
                 torch.onnx.export(wrapper, (dummy,), tmp, dynamo=True, external_data=False, **kwargs)
-        digest = _file_sha256(Path(tmp))
+        digest = sha256_file(Path(tmp))
         os.chmod(tmp, 0o644)  # mkstemp makes it private; a shipped graph is read by every user
         os.replace(tmp, path)
         if sidecar:
@@ -259,20 +248,22 @@ def _cache_intact(path: Path) -> bool:
     if not (path.is_file() and side.is_file()):
         return False
     try:
-        return side.read_text(encoding="ascii").strip() == _file_sha256(path)
+        return side.read_text(encoding="ascii").strip() == sha256_file(path)
     except OSError:
         return False
 
 
-def _onnxruntime():
+def onnxruntime_module():
     """The onnxruntime module, imported with its telemetry off (see :data:`TELEMETRY_ENV`).
 
     Raises RuntimeError when something imported onnxruntime before this module could turn the
     telemetry off: no session is then created (``make_runtime("auto")`` falls back to PyTorch).
     """
     if _ORT_IMPORTED_WITH_TELEMETRY:
-        raise RuntimeError(f"onnxruntime was imported before kdviewer.core.runtime set {TELEMETRY_ENV}=1, so "
-                           "its telemetry may be on; refusing to create a session")
+        raise RuntimeError(
+            f"onnxruntime was imported before kdviewer.core.runtime set {TELEMETRY_ENV}=1, so "
+            "its telemetry may be on; refusing to create a session"
+        )
     import onnxruntime as ort
 
     ort.disable_telemetry_events()  # the non-essential events as well, should the variable ever be ignored
@@ -294,7 +285,7 @@ def session_options(threads: int | None = None, *, spinning: bool | None = None)
     11 to 47 ms, energy spent busy-waiting after each image; with the student and the teacher
     running side by side, or any other load, spinning threads also slow each other down.
     """
-    ort = _onnxruntime()
+    ort = onnxruntime_module()
     so = ort.SessionOptions()
     so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
@@ -316,9 +307,18 @@ class OnnxRuntime:
 
     name = "onnxruntime"
 
-    def __init__(self, model, weights_sha256: str, size: int = 224, channels: int = 3, *,
-                 threads: int | None = None, spinning: bool | None = None, architecture: str | None = None):
-        ort = _onnxruntime()
+    def __init__(
+        self,
+        model,
+        weights_sha256: str,
+        size: int = 224,
+        channels: int = 3,
+        *,
+        threads: int | None = None,
+        spinning: bool | None = None,
+        architecture: str | None = None,
+    ):
+        ort = onnxruntime_module()
         if model is not None:
             from kdviewer.core.extras import require_torch
 
@@ -335,7 +335,8 @@ class OnnxRuntime:
                 self.rebuilt = True
             try:
                 self.session = ort.InferenceSession(
-                    str(self.path), session_options(self.threads, spinning=spinning),
+                    str(self.path),
+                    session_options(self.threads, spinning=spinning),
                     providers=["CPUExecutionProvider"],
                 )
                 break
@@ -346,22 +347,24 @@ class OnnxRuntime:
         self._input = self.session.get_inputs()[0].name
 
     @classmethod
-    def from_graph(cls, graph: bytes, path: str | Path, *, threads: int | None = None,
-                   spinning: bool | None = None) -> "OnnxRuntime":
+    def from_graph(
+        cls, graph: bytes, path: str | Path, *, threads: int | None = None, spinning: bool | None = None
+    ) -> OnnxRuntime:
         """A session over an already verified graph (its bytes; ``path`` is where they came from,
         for messages): how a card that ships its graph runs, without PyTorch."""
-        ort = _onnxruntime()
+        ort = onnxruntime_module()
         self = cls.__new__(cls)
         self.threads = threads or thread_count()
         self.path = Path(path)
         self.rebuilt = False
-        self.session = ort.InferenceSession(graph, session_options(self.threads, spinning=spinning),
-                                            providers=["CPUExecutionProvider"])
+        self.session = ort.InferenceSession(
+            graph, session_options(self.threads, spinning=spinning), providers=["CPUExecutionProvider"]
+        )
         self._input = self.session.get_inputs()[0].name
         return self
 
     @classmethod
-    def from_cache(cls, architecture: str, weights_sha256: str, size: int = 224) -> "OnnxRuntime | None":
+    def from_cache(cls, architecture: str, weights_sha256: str, size: int = 224) -> OnnxRuntime | None:
         """A session over an intact cached export, without PyTorch; ``None`` if there is none."""
         if not _cache_intact(onnx_path(architecture, weights_sha256, size)):
             return None
@@ -391,6 +394,7 @@ def make_runtime(kind: str, model, weights_sha256: str, size: int = 224, channel
     except Exception as exc:
         if kind == "onnxruntime":
             raise
-        log.warning("ONNX Runtime unavailable for %s (%s); using eager PyTorch",
-                    getattr(model, "arch", "model"), exc)
+        log.warning(
+            "ONNX Runtime unavailable for %s (%s); using eager PyTorch", getattr(model, "arch", "model"), exc
+        )
         return TorchEagerRuntime(model)

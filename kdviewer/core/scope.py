@@ -47,9 +47,16 @@ from kdviewer.core.imageio import read_dicom_header, sniff_format
 from kdviewer.core.modelcard import MAX_SCOPE_BYTES, verified_bytes
 
 __all__ = [
-    "LAYOUT_SIDE", "SCOPE_FORMAT", "ScopeModel", "ScopeVerdict", "check", "header_only", "header_verdict",
+    "LAYOUT_SIDE",
+    "SCOPE_FORMAT",
+    "ScopeModel",
+    "ScopeVerdict",
+    "check",
+    "header_only",
+    "header_verdict",
     "layout_vector",
-    "load_scope", "scope_of_engine",
+    "load_scope",
+    "scope_of_engine",
 ]
 
 log = logging.getLogger(__name__)
@@ -90,8 +97,12 @@ class ScopeVerdict:
     def as_dict(self) -> dict[str, Any]:
         """What ``kdviewer predict`` writes per image."""
         score = None if self.ood_score is None else round(float(self.ood_score), 4)
-        return {"in_scope": self.in_scope, "reason": self.reason, "ood_score": score,
-                "threshold": self.threshold}
+        return {
+            "in_scope": self.in_scope,
+            "reason": self.reason,
+            "ood_score": score,
+            "threshold": self.threshold,
+        }
 
 
 # --------------------------------------------------------------------------- header
@@ -187,11 +198,13 @@ def layout_vector(pixels: np.ndarray, value_range: tuple[float, float]) -> np.nd
 def _variants(v: np.ndarray) -> dict[str, np.ndarray]:
     """The layout as it would be if the image were inverted or rotated back (for the reason)."""
     t = v.reshape(LAYOUT_SIDE, LAYOUT_SIDE)
-    return {"image looks inverted (negative)": -v,
-            "image looks rotated by 180°": np.rot90(t, 2).reshape(-1),
-            # turning it back counter-clockwise restores an image that was turned clockwise
-            "image looks rotated by 90° (clockwise)": np.rot90(t, 1).reshape(-1),
-            "image looks rotated by 90° (counter-clockwise)": np.rot90(t, -1).reshape(-1)}
+    return {
+        "image looks inverted (negative)": -v,
+        "image looks rotated by 180°": np.rot90(t, 2).reshape(-1),
+        # turning it back counter-clockwise restores an image that was turned clockwise
+        "image looks rotated by 90° (clockwise)": np.rot90(t, 1).reshape(-1),
+        "image looks rotated by 90° (counter-clockwise)": np.rot90(t, -1).reshape(-1),
+    }
 
 
 @dataclass(frozen=True)
@@ -247,19 +260,25 @@ class ScopeModel:
 
     def arrays(self) -> dict[str, np.ndarray]:
         """The tensors to store (float32), named as :meth:`from_arrays` reads them."""
-        return {f"{part}.{k}": np.ascontiguousarray(getattr(getattr(self, part), k), dtype=np.float32)
-                for part in ("features", "layout") for k in _TENSORS}
+        return {
+            f"{part}.{k}": np.ascontiguousarray(getattr(getattr(self, part), k), dtype=np.float32)
+            for part in ("features", "layout")
+            for k in _TENSORS
+        }
 
     def distances(self, features: np.ndarray, layout: np.ndarray | None) -> dict[str, float]:
         """Raw distances (``layout`` is inf for a blank image)."""
-        return {"features": self.features(np.asarray(features).reshape(-1)),
-                "layout": math.inf if layout is None else self.layout(layout)}
+        return {
+            "features": self.features(np.asarray(features).reshape(-1)),
+            "layout": math.inf if layout is None else self.layout(layout),
+        }
 
     def verdict(self, features: np.ndarray, layout: np.ndarray | None) -> ScopeVerdict:
         """The pixel verdict from the pooled features and :func:`layout_vector`."""
         if features.shape[-1] != self.features.mean.shape[0]:
-            raise ValueError(f"scope model expects {self.features.mean.shape[0]} features, "
-                             f"got {features.shape[-1]}")
+            raise ValueError(
+                f"scope model expects {self.features.mean.shape[0]} features, got {features.shape[-1]}"
+            )
         d = self.distances(features, layout)
         if layout is None:
             return ScopeVerdict(False, REASON_EMPTY, "pixels", None, 1.0)

@@ -174,9 +174,15 @@ EVENTS = (
 class ViewerModel:
     """The viewer's state and the rules for which work to ask for; see the module docstring."""
 
-    def __init__(self, *, finding_key: str = FINDING_KEYS[0], cam_method: str = DEFAULT_CAM_METHOD,
-                 teacher_enabled: bool = False, heatmap_cache_size: int = HEATMAP_CACHE_SIZE,
-                 scope_gate: bool = True):
+    def __init__(
+        self,
+        *,
+        finding_key: str = FINDING_KEYS[0],
+        cam_method: str = DEFAULT_CAM_METHOD,
+        teacher_enabled: bool = False,
+        heatmap_cache_size: int = HEATMAP_CACHE_SIZE,
+        scope_gate: bool = True,
+    ):
         self.events = EventGroup(EVENTS)
         self._ids = itertools.count(1)
         self._generations = itertools.count(1)
@@ -316,8 +322,12 @@ class ViewerModel:
     def scores_hidden(self) -> bool:
         """The image on screen is out of scope and the user has not chosen "show anyway"."""
         verdict = self.scope.get(self._screen.path)
-        return (self.scope_gate and verdict is not None and not verdict.in_scope
-                and self._screen.path not in self.scope_overrides)
+        return (
+            self.scope_gate
+            and verdict is not None
+            and not verdict.in_scope
+            and self._screen.path not in self.scope_overrides
+        )
 
     def show_anyway(self) -> None:
         """Show the scores and heat maps of the out-of-scope image on screen; recorded in the audit log."""
@@ -325,7 +335,9 @@ class ViewerModel:
         if not self.scores_hidden:
             return
         self.scope_overrides.add(path)
-        audit.record_scope_override(verdict.reason, ood_score=verdict.ood_score, image=self._screen.image, path=path)
+        audit.record_scope_override(
+            verdict.reason, ood_score=verdict.ood_score, image=self._screen.image, path=path
+        )
         self.events.scope_changed.emit(path, verdict, False)
         self._update_heatmap()
 
@@ -402,8 +414,9 @@ class ViewerModel:
             return
         self._request_load(path, from_list=True)
 
-    def _request_load(self, path: str, *, studies: list[str] | None = None, from_list: bool,
-                      advance: bool = False) -> None:
+    def _request_load(
+        self, path: str, *, studies: list[str] | None = None, from_list: bool, advance: bool = False
+    ) -> None:
         rid = next(self._ids)
         self._load = _LoadJob(rid, path, studies, from_list, advance)
         self.events.load_requested.emit(rid, path)
@@ -450,7 +463,7 @@ class ViewerModel:
         self.failures[path] = message
         if path in self.studies:
             self.events.study_failed.emit(path, message)
-            later = self.studies[self.studies.index(path) + 1:]
+            later = self.studies[self.studies.index(path) + 1 :]
             following = next((p for p in later if p not in self.failures), None)
             if job.advance and following is not None:  # a folder opens on its first readable image
                 self._request_load(following, from_list=True, advance=True)
@@ -688,10 +701,13 @@ class ViewerModel:
             if source is not None and key[2] in source and s.upsampling != key:
                 s.upsampling = key
                 self.events.heatmap_requested.emit(HeatmapJob(s.generation, key, source))
-            elif source is None and (key[0] not in self.active_roles() or not self.usable(key[0])):
-                if s.shown_key is not None:  # nothing will come for this model: take the map away
-                    s.shown_key = None
-                    self.events.heatmap_changed.emit(None, None)
+            elif (
+                source is None
+                and (key[0] not in self.active_roles() or not self.usable(key[0]))
+                and s.shown_key is not None
+            ):  # nothing will come for this model: take the map away
+                s.shown_key = None
+                self.events.heatmap_changed.emit(None, None)
             # otherwise the map on screen stays until the new one is ready
         self._update_busy()
         self._check_ready()
@@ -722,11 +738,15 @@ class ViewerModel:
         s = self._screen
         role, method, _ = self.heatmap_key
         waiting = (
-            s.image is not None and self.usable(role) and (role, method) not in s.sources
-            and (role, method) not in s.failed and role in s.outstanding
+            s.image is not None
+            and self.usable(role)
+            and (role, method) not in s.sources
+            and (role, method) not in s.failed
+            and role in s.outstanding
         )
-        self._set_busy(f"Computing {method} heat map ({role})…" if waiting and method != DEFAULT_CAM_METHOD
-                       else "")
+        self._set_busy(
+            f"Computing {method} heat map ({role})…" if waiting and method != DEFAULT_CAM_METHOD else ""
+        )
 
     def _set_busy(self, text: str) -> None:
         if text != self._busy:
@@ -789,8 +809,13 @@ class ViewerModel:
     def worklist(self) -> list[str]:
         """The study list as :attr:`triage` orders and filters it."""
         # the study on screen stays listed while "unread only" hides the others already read
-        return worklist(self.studies, self.triage, student=self.list_scores, teacher=self.teacher_scores,
-                        read=self.read - {self.path})
+        return worklist(
+            self.studies,
+            self.triage,
+            student=self.list_scores,
+            teacher=self.teacher_scores,
+            read=self.read - {self.path},
+        )
 
     def positive_counts(self) -> dict[str, int]:
         """Studies of the list the student calls positive, per finding."""
@@ -822,8 +847,10 @@ class ViewerModel:
     def note_metadata(self, path: str, metadata) -> None:
         """Remember a study's patient ID and date (from its thumbnail's read) to find its priors."""
         if metadata is not None:
-            self.study_info[str(path)] = (getattr(metadata, "patient_id", None),
-                                          getattr(metadata, "study_date", None))
+            self.study_info[str(path)] = (
+                getattr(metadata, "patient_id", None),
+                getattr(metadata, "study_date", None),
+            )
 
     def priors(self, path: str | None = None) -> list[str]:
         """Other studies in the list with the patient ID of ``path`` (default: the one on screen),
@@ -833,8 +860,9 @@ class ViewerModel:
         if not patient:
             return []
         same = [p for p in self.studies if p != path and self.study_info.get(p, (None, None))[0] == patient]
-        dated = sorted((p for p in same if self.study_info[p][1]), key=lambda p: self.study_info[p][1],
-                       reverse=True)
+        dated = sorted(
+            (p for p in same if self.study_info[p][1]), key=lambda p: self.study_info[p][1], reverse=True
+        )
         return dated + [p for p in same if not self.study_info[p][1]]
 
     def set_compare(self, path: str | None) -> None:

@@ -153,7 +153,7 @@ def _quiet_libraries() -> None:
 
 def listen_command(args) -> int:
     """Run the listener until SIGINT or SIGTERM. Exit status 2 when it cannot start."""
-    from kdviewer.cli import _load_engines
+    from kdviewer.cli import load_engines
     from kdviewer.net.arrivals import ArrivalScorer
     from kdviewer.net.listener import Listener
     from kdviewer.net.store import ReceiveStore
@@ -170,7 +170,7 @@ def listen_command(args) -> int:
     scorer = None
     if args.score or args.send_to or args.secondary_capture:
         try:
-            engine = _load_engines(False, "auto")[0]
+            engine = load_engines(False, "auto")[0]
         except RuntimeError as exc:
             print(f"kdviewer: error: {exc}", file=sys.stderr)
             return 2

@@ -65,15 +65,24 @@ class ViewerWindow(QMainWindow):
     view_ready = Signal()  # every active model's scores and the selected heat map are shown
     study_list_scored = Signal()  # every file of the study list has been scored (or failed)
 
-    def __init__(self, settings: ViewerSettings | None = None, *,
-                 engine_loaders: dict[str, Callable[[], Any]] | None = None,
-                 reader: Callable[[str], Any] | None = None, t_start: float | None = None):
+    def __init__(
+        self,
+        settings: ViewerSettings | None = None,
+        *,
+        engine_loaders: dict[str, Callable[[], Any]] | None = None,
+        reader: Callable[[str], Any] | None = None,
+        t_start: float | None = None,
+    ):
         super().__init__()
         self.t_start = time.perf_counter() if t_start is None else t_start
         self.timings_ms: dict[str, float] = {}
         self.settings = settings or ViewerSettings()
-        self.model = ViewerModel(finding_key=self.settings.finding, cam_method=self.settings.cam_method,
-                                 teacher_enabled=self.settings.teacher_enabled, scope_gate=self.settings.scope_gate)
+        self.model = ViewerModel(
+            finding_key=self.settings.finding,
+            cam_method=self.settings.cam_method,
+            teacher_enabled=self.settings.teacher_enabled,
+            scope_gate=self.settings.scope_gate,
+        )
         self._started = False
         self._closed = False
         self._tag_dialog: TagViewerDialog | None = None
@@ -81,7 +90,8 @@ class ViewerWindow(QMainWindow):
         self.setWindowTitle("kdviewer — chest X-ray viewer · " + RESEARCH_NOTICE)
         self.setAcceptDrops(True)
         self._build_widgets()
-        # Out-of-scope images (kdviewer.core.scope): a banner above the image, scores hidden until "show anyway".
+        # Out-of-scope images (kdviewer.core.scope): a banner above the image, scores hidden until
+        # "show anyway".
         self.scope_banner = ScopeBanner(self.model, hide_when_out=[self.scores_panel])
         self.center_layout.insertWidget(1, self.scope_banner)
         self.actions_ = build_actions(self, self._action_slots())
@@ -90,20 +100,35 @@ class ViewerWindow(QMainWindow):
         self.measure.install(self.menuBar(), self)
         self.model.events.image_changed.connect(lambda _path, image: self.measure.set_image(image))
         self.exports = WorkflowExports(self)  # File > Report, export the view or the study list
-        self.exports.install(next(m.menu() for m in self.menuBar().actions() if m.text() == "&File"),
-                             before=self.actions_.quit)
+        self.exports.install(
+            next(m.menu() for m in self.menuBar().actions() if m.text() == "&File"), before=self.actions_.quit
+        )
         self._build_toolbar()
-        self.models_view = ModelsView(self.model, scores_panel=self.scores_panel, parent=self,
-                                      telemetry_panel=self.telemetry_panel, status_bar=self.status,
-                                      banner=self.untrained_banner, teacher_action=self.teacher_action)
+        self.models_view = ModelsView(
+            self.model,
+            scores_panel=self.scores_panel,
+            parent=self,
+            telemetry_panel=self.telemetry_panel,
+            status_bar=self.status,
+            banner=self.untrained_banner,
+            teacher_action=self.teacher_action,
+        )
         for name in ("engine_ready", "engine_unavailable", "prediction_shown"):
             getattr(self.models_view, name).connect(getattr(self, name).emit)
-        self.prediction_shown.connect(lambda role: role == "student" and self.timings_ms.setdefault(
-            "time_to_first_scores", 1000 * (time.perf_counter() - self.t_start)))
+        self.prediction_shown.connect(
+            lambda role: (
+                role == "student"
+                and self.timings_ms.setdefault(
+                    "time_to_first_scores", 1000 * (time.perf_counter() - self.t_start)
+                )
+            )
+        )
         self._connect_model()
         self._restore_settings()
         self.model.events.selection_changed.emit()  # every view shows the restored choices
-        self.controller = ViewerController(self.model, engine_loaders=engine_loaders, reader=reader, parent=self)
+        self.controller = ViewerController(
+            self.model, engine_loaders=engine_loaders, reader=reader, parent=self
+        )
         self.controller.thumbnail_ready.connect(self.study_list.set_thumbnail)
         self.controller.thumbnail_ready.connect(lambda t: self.model.note_metadata(t.path, t.metadata))
         self.compare.install(self.menuBar(), self)
@@ -153,7 +178,11 @@ class ViewerWindow(QMainWindow):
         self.controls = OverlayControls(self)
         c = self.controls
         self.overlay_checkbox, self.opacity_slider = c.overlay_checkbox, c.opacity_slider
-        self.finding_combo, self.method_combo, self.colormap_combo = c.finding_combo, c.method_combo, c.colormap_combo
+        self.finding_combo, self.method_combo, self.colormap_combo = (
+            c.finding_combo,
+            c.method_combo,
+            c.colormap_combo,
+        )
         self.model_combo = c.model_combo
         c.bind(self.image_view, self.settings)
         c.finding_chosen.connect(self.model.select_finding)
@@ -172,13 +201,21 @@ class ViewerWindow(QMainWindow):
     def _action_slots(self) -> dict[str, Callable]:
         view = self.image_view
         return {
-            "open": self._on_open_triggered, "open_folder": self._on_open_folder_triggered,
-            "next": self.study_list.select_next, "previous": self.study_list.select_previous,
-            "reset": view.reset_view, "zoom_in": lambda: view.zoom(1.25), "zoom_out": lambda: view.zoom(0.8),
-            "zoom_actual": lambda: view.zoom_to(1.0), "invert": view.set_inverted,
-            "overlay": lambda: self.overlay_checkbox.toggle(), "teacher": lambda on: self.set_teacher_enabled(on),
-            "identifiers": self.set_show_identifiers, "tags": self.show_tags,
-            "export": self.telemetry_panel._on_export_clicked, "quit": self.close,
+            "open": self._on_open_triggered,
+            "open_folder": self._on_open_folder_triggered,
+            "next": self.study_list.select_next,
+            "previous": self.study_list.select_previous,
+            "reset": view.reset_view,
+            "zoom_in": lambda: view.zoom(1.25),
+            "zoom_out": lambda: view.zoom(0.8),
+            "zoom_actual": lambda: view.zoom_to(1.0),
+            "invert": view.set_inverted,
+            "overlay": lambda: self.overlay_checkbox.toggle(),
+            "teacher": lambda on: self.set_teacher_enabled(on),
+            "identifiers": self.set_show_identifiers,
+            "tags": self.show_tags,
+            "export": self.telemetry_panel.ask_export,
+            "quit": self.close,
             "shortcuts": lambda: show_sheet(self, "Keyboard shortcuts", shortcut_sheet(self.actions_)),
             "about": lambda: show_sheet(self, "About kdviewer", about_text(self.model.engines)),
             "finding": self.model.select_finding,
@@ -188,27 +225,55 @@ class ViewerWindow(QMainWindow):
         a = self.actions_
         # shortcuts are the window's; aliases kept for callers that name actions directly
         self.next_action, self.prev_action, self.invert_action = a.next, a.previous, a.invert
-        self.teacher_action, self.identifiers_action, self.finding_actions = a.teacher, a.identifiers, a.findings
+        self.teacher_action, self.identifiers_action, self.finding_actions = (
+            a.teacher,
+            a.identifiers,
+            a.findings,
+        )
         view_menu = next(m.menu() for m in self.menuBar().actions() if m.text() == "&View")
         panels = view_menu.addMenu("&Panels")
         for dock in (self.study_dock, self.scores_dock, self.telemetry_dock):
             panels.addAction(dock.toggleViewAction())
         # Short toolbar labels (the menus keep the full names) so the toolbar fits 1366 px; what
         # does not fit a narrower window goes to the toolbar's » overflow menu.
-        for action, short in ((a.open, "Open"), (a.open_folder, "Folder"), (a.previous, "◀ Prev"),
-                              (a.next, "Next ▶"), (a.reset, "Reset"), (a.zoom_actual, "1:1"), (a.identifiers, "IDs"),
-                              (a.tags, "Tags")):
+        for action, short in (
+            (a.open, "Open"),
+            (a.open_folder, "Folder"),
+            (a.previous, "◀ Prev"),
+            (a.next, "Next ▶"),
+            (a.reset, "Reset"),
+            (a.zoom_actual, "1:1"),
+            (a.identifiers, "IDs"),
+            (a.tags, "Tags"),
+        ):
             action.setIconText(short)
-        self.preset_combo.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
+        self.preset_combo.setSizeAdjustPolicy(
+            QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon
+        )
         self.preset_combo.setMinimumContentsLength(10)  # long preset names are elided; the list shows them
         self.opacity_slider.setFixedWidth(70)
         tb = QToolBar("Main")
         tb.setObjectName("mainToolbar")
         tb.setMovable(False)
         self.addToolBar(tb)
-        for item in (a.open, a.open_folder, None, a.previous, a.next, None, QLabel(" W/L "), self.preset_combo,
-                     a.invert, a.reset, a.zoom_actual, None, *self.controls.widgets(), None, a.identifiers,
-                     a.tags):
+        for item in (
+            a.open,
+            a.open_folder,
+            None,
+            a.previous,
+            a.next,
+            None,
+            QLabel(" W/L "),
+            self.preset_combo,
+            a.invert,
+            a.reset,
+            a.zoom_actual,
+            None,
+            *self.controls.widgets(),
+            None,
+            a.identifiers,
+            a.tags,
+        ):
             if item is None:
                 tb.addSeparator()
             elif isinstance(item, QWidget):
@@ -227,7 +292,8 @@ class ViewerWindow(QMainWindow):
         ev.image_changed.connect(self._on_image_changed)
         ev.image_refined.connect(self._on_image_refined)
         ev.load_requested.connect(
-            lambda _rid, path: self.statusBar().showMessage(f"Reading {Path(path).name}…"))
+            lambda _rid, path: self.statusBar().showMessage(f"Reading {Path(path).name}…")
+        )
         ev.load_failed.connect(self._on_load_failed)
         ev.study_failed.connect(self.study_list.set_error)
         ev.study_scored.connect(self.study_list.set_score)
@@ -379,8 +445,11 @@ class ViewerWindow(QMainWindow):
         if self._tag_dialog is None or not self._tag_dialog.isVisible():
             return
         image = self.model.image
-        self._tag_dialog.set_dataset(getattr(image, "dataset", None), title=Path(self.model.path or "").name,
-                                     show_identifiers=self.identifiers_action.isChecked())
+        self._tag_dialog.set_dataset(
+            getattr(image, "dataset", None),
+            title=Path(self.model.path or "").name,
+            show_identifiers=self.identifiers_action.isChecked(),
+        )
 
     # -- what tests and the screenshot read ----------------------------------------------------
     @property
@@ -415,8 +484,12 @@ class ViewerWindow(QMainWindow):
         self.open_paths(ask_for_folder(self, self.settings.last_folder))
 
     def _rebuild_recent_menu(self) -> None:
-        fill_recent_menu(self.recent_menu, self.settings.recent_files, lambda p: self.open_paths([p]),
-                         self._on_clear_recent_triggered)
+        fill_recent_menu(
+            self.recent_menu,
+            self.settings.recent_files,
+            lambda p: self.open_paths([p]),
+            self._on_clear_recent_triggered,
+        )
 
     def _on_clear_recent_triggered(self) -> None:
         self.settings.clear_recent()
@@ -435,5 +508,9 @@ class ViewerWindow(QMainWindow):
     def showEvent(self, event):  # noqa: N802
         super().showEvent(event)
         if "time_to_window" not in self.timings_ms:  # once painted
-            QTimer.singleShot(0, lambda: self.timings_ms.setdefault(
-                "time_to_window", 1000 * (time.perf_counter() - self.t_start)))
+            QTimer.singleShot(
+                0,
+                lambda: self.timings_ms.setdefault(
+                    "time_to_window", 1000 * (time.perf_counter() - self.t_start)
+                ),
+            )

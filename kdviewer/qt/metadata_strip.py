@@ -91,7 +91,9 @@ class MetadataStrip(QWidget):
         parts = describe_metadata(self._meta)
         if self._path:  # a long name keeps its start and extension and leaves room for the facts
             name = Path(self._path).name
-            parts.insert(0, self.label.fontMetrics().elidedText(name, Qt.TextElideMode.ElideMiddle, NAME_WIDTH))
+            parts.insert(
+                0, self.label.fontMetrics().elidedText(name, Qt.TextElideMode.ElideMiddle, NAME_WIDTH)
+            )
         self.label.setText("  ·  ".join(parts))
         self.label.set_tooltip_text(self._path or "")
         if self._show_identifiers:

@@ -36,8 +36,9 @@ class ScopeBanner(QFrame):
         lay.addWidget(self.button)
         self.setVisible(False)
         model.events.scope_changed.connect(self._on_scope_changed)
-        model.events.image_changed.connect(lambda _path, image: image is None and self._on_scope_changed(
-            None, None, False))
+        model.events.image_changed.connect(
+            lambda _path, image: image is None and self._on_scope_changed(None, None, False)
+        )
 
     def _on_scope_changed(self, _path, verdict, hidden: bool) -> None:
         out = verdict is not None and not verdict.in_scope

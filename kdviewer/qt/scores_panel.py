@@ -156,8 +156,13 @@ class ScoresPanel(QWidget):
             if text:
                 h.setStyleSheet(f"color:{ROLE_COLORS[text.lower()]}; font-weight:600;")
             grid.addWidget(h, 0, col)
-        name_width = max(self.fontMetrics().horizontalAdvance(f"{i}   {f.name}") for i, f in
-                         enumerate(FINDINGS, start=1)) + 6
+        name_width = (
+            max(
+                self.fontMetrics().horizontalAdvance(f"{i}   {f.name}")
+                for i, f in enumerate(FINDINGS, start=1)
+            )
+            + 6
+        )
         for i, f in enumerate(FINDINGS, start=1):
             row = _FindingRow(f.key)
             row.clicked.connect(self._on_row_clicked)

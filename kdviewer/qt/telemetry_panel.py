@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import csv
 import logging
 import math
 import statistics
@@ -22,6 +21,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from kdviewer.core.telemetry import write_samples_csv
 from kdviewer.qt.scores_panel import ROLE_COLORS, ROLE_TITLES, ROLES
 
 log = logging.getLogger(__name__)
@@ -38,19 +38,6 @@ SUMMARY_ROWS = (  # key, row name, tooltip
     ("stages", "pre/fwd/cam", "median preprocess / forward / heat-map time, last 20 inferences"),
     ("power", "power", "median power while inferring, last 20 inferences"),
     ("energy", "energy", "median energy per inference above idle, last 20 inferences"),
-)
-CSV_FIELDS = (
-    "t",
-    "model_name",
-    "total_ms",
-    "preprocess_ms",
-    "forward_ms",
-    "heatmap_ms",
-    "energy_mj",
-    "power_w",
-    "idle_power_w",
-    "energy_method",
-    "is_estimate",
 )
 
 
@@ -105,7 +92,7 @@ class TelemetryPanel(QWidget):
         self.pause_button.setCheckable(True)
         self.pause_button.toggled.connect(self.set_paused)
         self.export_button = QPushButton("Export CSV…")
-        self.export_button.clicked.connect(self._on_export_clicked)
+        self.export_button.clicked.connect(self.ask_export)
         head.addWidget(self.pause_button)
         head.addWidget(self.export_button)
         layout.addLayout(head)
@@ -118,20 +105,32 @@ class TelemetryPanel(QWidget):
             color = ROLE_COLORS[role]
             title_ = ROLE_TITLES[role]
             self.curves[(role, "total")] = self.latency_plot.plot(
-                pen=pg.mkPen(color, width=2), name=f"{title_} total", symbol="o", symbolSize=4,
-                symbolBrush=color, symbolPen=None,
+                pen=pg.mkPen(color, width=2),
+                name=f"{title_} total",
+                symbol="o",
+                symbolSize=4,
+                symbolBrush=color,
+                symbolPen=None,
             )
             for stage in STAGES:
                 self.curves[(role, stage)] = self.latency_plot.plot(
                     pen=pg.mkPen(color, width=1, style=STAGE_STYLES[stage]), name=f"{title_} {stage}"
                 )
             self.curves[(role, "power")] = self.power_plot.plot(
-                pen=pg.mkPen(color, width=2), name=title_, symbol="o", symbolSize=4,
-                symbolBrush=color, symbolPen=None,
+                pen=pg.mkPen(color, width=2),
+                name=title_,
+                symbol="o",
+                symbolSize=4,
+                symbolBrush=color,
+                symbolPen=None,
             )
             self.curves[(role, "energy")] = self.energy_plot.plot(
-                pen=pg.mkPen(color, width=2), name=title_, symbol="o", symbolSize=4,
-                symbolBrush=color, symbolPen=None,
+                pen=pg.mkPen(color, width=2),
+                name=title_,
+                symbol="o",
+                symbolSize=4,
+                symbolBrush=color,
+                symbolPen=None,
             )
         for plot in (self.latency_plot, self.power_plot, self.energy_plot):
             layout.addWidget(plot, 1)
@@ -239,8 +238,10 @@ class TelemetryPanel(QWidget):
         for role in ROLES:
             samples = list(self._samples[role])
             xs = [s.t - self._t0 for s in samples]
-            def series(fn):
+
+            def series(fn, samples=samples):
                 return [float("nan") if fn(s) is None else float(fn(s)) for s in samples]
+
             total = series(lambda s: s.timings_ms.get("total"))
             self.curves[(role, "total")].setData(xs, total, connect="finite")
             for stage in STAGES:
@@ -281,7 +282,9 @@ class TelemetryPanel(QWidget):
             text = methods[0][1] + (" (both models)" if len(methods) > 1 else "")
         else:
             text = "; ".join(f"{who}: {label}" for who, label in methods)
-        idle = [st_idle for st_idle in (self._last_idle(r) for r in ("student", "teacher")) if st_idle is not None]
+        idle = [
+            st_idle for st_idle in (self._last_idle(r) for r in ("student", "teacher")) if st_idle is not None
+        ]
         if idle:
             text += f"; idle baseline {max(idle):.2f} W, measured before, not included in the energy"
         self.method_label.setText("Power and energy: " + text)
@@ -289,7 +292,7 @@ class TelemetryPanel(QWidget):
     # -- export -----------------------------------------------------------------------------------
     def all_samples(self) -> list:
         rows = []
-        for role, engine in self._engines.items():
+        for engine in self._engines.values():
             telemetry = getattr(engine, "telemetry", None)
             if telemetry is not None:
                 rows.extend(telemetry.snapshot())
@@ -297,21 +300,12 @@ class TelemetryPanel(QWidget):
 
     def export_csv(self, path: str | Path) -> int:
         """Write every sample the engines still hold to ``path``; returns the number of rows."""
-        samples = self.all_samples()
-        with open(path, "w", newline="", encoding="utf-8") as f:
-            w = csv.writer(f)
-            w.writerow(CSV_FIELDS)
-            for s in samples:
-                tm = s.timings_ms
-                w.writerow([
-                    f"{s.t:.6f}", s.model_name, tm.get("total"), tm.get("preprocess"), tm.get("forward"),
-                    tm.get("heatmap"), s.energy_mj, s.power_w, s.idle_power_w, s.energy_method or "",
-                    bool(s.is_estimate),
-                ])
-        log.info("wrote %d telemetry samples to %s", len(samples), path)
-        return len(samples)
+        count = write_samples_csv(self.all_samples(), path)
+        log.info("wrote %d telemetry samples to %s", count, path)
+        return count
 
-    def _on_export_clicked(self) -> None:
+    def ask_export(self) -> None:
+        """Ask where to write the samples (a save dialog), then :meth:`export_csv` there."""
         path, _ = QFileDialog.getSaveFileName(
             self, "Export telemetry", "kdviewer-telemetry.csv", "CSV (*.csv)"
         )

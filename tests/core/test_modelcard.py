@@ -11,7 +11,14 @@ from kdviewer.core.engine import with_reference
 from kdviewer.core.errors import ModelLoadError
 from kdviewer.core.findings import FINDING_KEYS
 from kdviewer.core.modelcard import (
-    MAX_CARD_BYTES, ModelCard, find_cards, load_model, read_card, save_model, scan_cards, sha256_file,
+    MAX_CARD_BYTES,
+    ModelCard,
+    find_cards,
+    load_model,
+    read_card,
+    save_model,
+    scan_cards,
+    sha256_file,
     verified_weights,
 )
 from kdviewer.core.models import build_model
@@ -21,7 +28,9 @@ from kdviewer.core.models import build_model
 def _template(tmp_path_factory):
     torch.manual_seed(1)
     model = build_model("mobilenet_v2").eval()
-    card = ModelCard(name="student", architecture="mobilenet_v2", weights_file="student.safetensors", weights_sha256="")
+    card = ModelCard(
+        name="student", architecture="mobilenet_v2", weights_file="student.safetensors", weights_sha256=""
+    )
     path, card = save_model(model, with_reference(model, card), tmp_path_factory.mktemp("card"))
     return model, path, card
 
@@ -96,8 +105,10 @@ def test_missing_weights(saved):
         load_model(path)
 
 
-REF = {"input": {"generator": "kdviewer.core.engine.reference_image", "version": 1, "shape": [320, 256]},
-       "scores": {k: 0.5 for k in FINDING_KEYS}}
+REF = {
+    "input": {"generator": "kdviewer.core.engine.reference_image", "version": 1, "shape": [320, 256]},
+    "scores": {k: 0.5 for k in FINDING_KEYS},
+}
 
 
 @pytest.mark.parametrize(

@@ -43,6 +43,7 @@ MAX_UJ = 262143328850  # a typical package max_energy_range_uj
 
 # -- fakes -------------------------------------------------------------------------------------
 
+
 class FakeClock:
     """Replaces base._clock/_sleep; ``sleep`` and ``advance`` run the registered loads."""
 
@@ -130,6 +131,7 @@ def deny_reads(monkeypatch, suffix: str) -> None:
 
 
 # -- RAPL ----------------------------------------------------------------------------------------
+
 
 def test_rapl_is_chosen_and_measures_counter_deltas(tmp_path, clock):
     files = intel_tree(tmp_path)
@@ -349,10 +351,11 @@ def test_rapl_power_w_is_counter_rate_since_previous_call(tmp_path, clock):
     assert meter.power_w() == pytest.approx(7.0)
     add_joules(files["package"], 3.0)
     clock.advance(1.0)
-    assert meter.sample_power_w() == pytest.approx(3.0)
+    assert meter.power_w() == pytest.approx(3.0)
 
 
 # -- Linux battery -------------------------------------------------------------------------------
+
 
 def test_battery_power_now_while_discharging(tmp_path, clock):
     bat = battery(tmp_path, power_now=10_000_000)
@@ -443,6 +446,7 @@ def test_rapl_comes_before_battery(tmp_path, clock):
 
 # -- preference ----------------------------------------------------------------------------------
 
+
 def test_prefer_overrides_the_order(tmp_path, clock, monkeypatch):
     intel_tree(tmp_path)
     battery(tmp_path, power_now=10_000_000)
@@ -466,19 +470,23 @@ def test_unavailable_preference_falls_back_and_is_reported(tmp_path, clock):
 
 # -- the estimate --------------------------------------------------------------------------------
 
-@pytest.mark.parametrize(("model", "per_core_w"), [
-    ("Apple M1", 20 / 8),
-    ("Apple M1 Pro", 30 / 10),
-    ("Apple M3", 22 / 8),
-    ("Intel(R) Core(TM) i7-8650U CPU @ 1.90GHz", 15 / 4),
-    ("Intel(R) Core(TM) i7-1065G7 CPU @ 1.30GHz", 15 / 4),
-    ("Intel(R) Core(TM) i7-10750H CPU @ 2.60GHz", 45 / 6),
-    ("Intel(R) Core(TM) i7-8700 CPU @ 3.20GHz", 65 / 6),
-    ("Intel(R) Xeon(R) Gold 6248 CPU @ 2.50GHz", 150 / 20),
-    ("AMD Ryzen 7 5800U with Radeon Graphics", 15 / 8),
-    ("AMD Ryzen 9 5900X 12-Core Processor", 105 / 8),
-    ("AMD EPYC 7742 64-Core Processor", 225 / 64),
-])
+
+@pytest.mark.parametrize(
+    ("model", "per_core_w"),
+    [
+        ("Apple M1", 20 / 8),
+        ("Apple M1 Pro", 30 / 10),
+        ("Apple M3", 22 / 8),
+        ("Intel(R) Core(TM) i7-8650U CPU @ 1.90GHz", 15 / 4),
+        ("Intel(R) Core(TM) i7-1065G7 CPU @ 1.30GHz", 15 / 4),
+        ("Intel(R) Core(TM) i7-10750H CPU @ 2.60GHz", 45 / 6),
+        ("Intel(R) Core(TM) i7-8700 CPU @ 3.20GHz", 65 / 6),
+        ("Intel(R) Xeon(R) Gold 6248 CPU @ 2.50GHz", 150 / 20),
+        ("AMD Ryzen 7 5800U with Radeon Graphics", 15 / 8),
+        ("AMD Ryzen 9 5900X 12-Core Processor", 105 / 8),
+        ("AMD EPYC 7742 64-Core Processor", 225 / 64),
+    ],
+)
 def test_tdp_model_table(tmp_path, model, per_core_w):
     assert match_tdp(model) is not None
     cpuinfo(tmp_path, model)
@@ -557,18 +565,19 @@ def test_estimate_power_w_follows_cpu_use(tmp_path):
 
 def test_measurement_is_filled_when_the_block_raises(tmp_path):
     meter = EstimateMeter(tmp_path, model="Apple M1")
-    with pytest.raises(RuntimeError):
-        with meter.measure() as m:
-            raise RuntimeError("inference failed")
+    with pytest.raises(RuntimeError), meter.measure() as m:
+        raise RuntimeError("inference failed")
     assert m.complete and not math.isnan(m.energy_j)
 
 
 # -- this machine --------------------------------------------------------------------------------
 
+
 def _host_has_sensors() -> bool:
     supplies = Path("/sys/class/power_supply")
     has_battery = supplies.is_dir() and any(
-        (p / "type").is_file() and (p / "type").read_text().strip() == "Battery" for p in supplies.iterdir())
+        (p / "type").is_file() and (p / "type").read_text().strip() == "Battery" for p in supplies.iterdir()
+    )
     return Path("/sys/class/powercap").exists() or has_battery or sys.platform != "linux"
 
 
@@ -586,6 +595,7 @@ def test_this_machine_uses_the_estimate_and_says_why(monkeypatch):
 
 
 # -- NVML (fake pynvml) --------------------------------------------------------------------------
+
 
 def fake_pynvml(energy_counter: bool = True) -> types.ModuleType:
     nvml = types.ModuleType("pynvml")
@@ -615,7 +625,7 @@ def test_nvml_energy_counter_for_gpu_work(tmp_path, clock, monkeypatch):
     nvml = fake_pynvml()
     monkeypatch.setitem(sys.modules, "pynvml", nvml)
     meter = select_meter(tmp_path, gpu=True)
-    assert meter.name == "nvml:0" and "NVML GPU energy counter (Fake GPU)" == meter.method
+    assert meter.name == "nvml:0" and meter.method == "NVML GPU energy counter (Fake GPU)"
     meter.measure_idle(0.2)
     with meter.measure() as m:
         nvml.state["mj"] += 250_000
@@ -677,8 +687,9 @@ def test_macos_battery_from_ioreg_text(clock):
 
 
 def test_windows_battery_discharge_rate(clock):
-    state = BatteryState(ac_online=False, battery_present=True, charging=False, discharging=True,
-                         rate_mw=-14500)
+    state = BatteryState(
+        ac_online=False, battery_present=True, charging=False, discharging=True, rate_mw=-14500
+    )
     meter = WindowsBatteryMeter.probe(platform="win32", query=lambda: state)
     assert meter.power_w() == pytest.approx(14.5) and "Untested" in meter.describe()
     charging = BatteryState(True, True, True, False, 20000)

@@ -86,12 +86,15 @@ def test_int8_self_test_uses_its_own_reference_scores(tmp_path, monkeypatch):
     assert engine.status.state == "selftest_failed"
 
 
-@pytest.mark.parametrize("change, match", [
-    ({"file": "../x.onnx"}, "plain file name"),
-    ({"sha256": "abc"}, "sha256"),
-    ({"reference_scores": {"edema": 0.5}}, "must give all"),
-    ({"default": "yes"}, "default"),
-])
+@pytest.mark.parametrize(
+    "change, match",
+    [
+        ({"file": "../x.onnx"}, "plain file name"),
+        ({"sha256": "abc"}, "sha256"),
+        ({"reference_scores": {"edema": 0.5}}, "must give all"),
+        ({"default": "yes"}, "default"),
+    ],
+)
 def test_card_int8_section_is_validated(change, match):
     d = json.loads(read_card(STUDENT).to_json())
     d["int8"] = {**d["int8"], **change}

@@ -12,7 +12,13 @@ import pytest
 from PIL import Image
 
 from kdviewer.core.imageio import read_image
-from kdviewer.core.preprocess import IMAGENET_MEAN, IMAGENET_STD, InputSpec, image_to_model_input, scale_and_resize
+from kdviewer.core.preprocess import (
+    IMAGENET_MEAN,
+    IMAGENET_STD,
+    InputSpec,
+    image_to_model_input,
+    scale_and_resize,
+)
 from tests.core import dicom_factory as fac
 
 SPEC = InputSpec()
@@ -154,11 +160,20 @@ def _pil_resize(pixels: np.ndarray, spec: InputSpec) -> np.ndarray:
 RESIZE_TOL = 2e-5  # of the value range: float32 sums against PIL's double-precision ones
 
 
-@pytest.mark.parametrize("spec", [InputSpec(), InputSpec(reducing_gap=None), InputSpec(reducing_gap=1.0),
-                                  InputSpec(resample="bicubic"), InputSpec(size=97, reducing_gap=3.0)],
-                         ids=["card", "no-gap", "gap1", "bicubic", "odd-size"])
-@pytest.mark.parametrize("shape", [(1024, 1024), (977, 921), (1955, 1841), (450, 1201), (224, 224),
-                                   (100, 60)])
+@pytest.mark.parametrize(
+    "spec",
+    [
+        InputSpec(),
+        InputSpec(reducing_gap=None),
+        InputSpec(reducing_gap=1.0),
+        InputSpec(resample="bicubic"),
+        InputSpec(size=97, reducing_gap=3.0),
+    ],
+    ids=["card", "no-gap", "gap1", "bicubic", "odd-size"],
+)
+@pytest.mark.parametrize(
+    "shape", [(1024, 1024), (977, 921), (1955, 1841), (450, 1201), (224, 224), (100, 60)]
+)
 def test_fast_resize_equals_pils(spec, shape):
     """The numpy box reduction + banded filter equal PIL's resize (partial edge blocks included)."""
     rng = np.random.default_rng(sum(shape))

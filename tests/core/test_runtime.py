@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 import torch
 
-from tests.core import engine_helpers as H  # noqa: F401  (sets a private KDVIEWER_CACHE first)
 from kdviewer.core import runtime as rt
 from kdviewer.core.engine import untrained_model
+from tests.core import engine_helpers as H  # noqa: F401  (sets a private KDVIEWER_CACHE first)
 
 
 def _input(seed=0):
@@ -108,16 +108,25 @@ def test_make_runtime_kinds():
 def test_onnxruntime_imported_before_its_telemetry_was_off_is_refused():
     # ORT reads ORT_DISABLE_TELEMETRY when it is imported: a session created after an earlier
     # import would phone home (tests/test_offline.py), so the runtime refuses to make one.
-    code = ("import os; os.environ.pop('ORT_DISABLE_TELEMETRY', None); import onnxruntime\n"
-            "from kdviewer.core import runtime\n"
-            "try:\n    runtime._onnxruntime()\nexcept RuntimeError as exc:\n    print('refused:', exc)\n")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
-                         check=True).stdout
+    code = (
+        "import os; os.environ.pop('ORT_DISABLE_TELEMETRY', None); import onnxruntime\n"
+        "from kdviewer.core import runtime\n"
+        "try:\n    runtime.onnxruntime_module()\nexcept RuntimeError as exc:\n    print('refused:', exc)\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True
+    ).stdout
     assert out.startswith("refused:") and "ORT_DISABLE_TELEMETRY=1" in out
-    code = ("from kdviewer.core import runtime; import os; runtime._onnxruntime(); "
-            "print(os.environ['ORT_DISABLE_TELEMETRY'])")
-    assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
-                          check=True).stdout.strip() == "1"
+    code = (
+        "from kdviewer.core import runtime; import os; runtime.onnxruntime_module(); "
+        "print(os.environ['ORT_DISABLE_TELEMETRY'])"
+    )
+    assert (
+        subprocess.run(
+            [sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True
+        ).stdout.strip()
+        == "1"
+    )
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="per-thread nice values are Linux's")

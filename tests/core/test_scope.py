@@ -27,16 +27,19 @@ def _meta(**kw) -> ImageMetadata:
     return ImageMetadata(source_format=kw.pop("source_format", "DICOM"), rows=64, cols=64, **kw)
 
 
-@pytest.mark.parametrize("fields, reason", [
-    ({"modality": "MR"}, "header says MR"),
-    ({"modality": "CT", "body_part": "CHEST"}, "header says CT"),
-    ({"modality": "CR", "body_part": "HIP"}, "not a chest radiograph (header says body part HIP)"),
-    ({"modality": "DX", "body_part": "CHEST", "view_position": "LL"}, "lateral view"),
-    ({"modality": "DX", "view_position": "LATERAL"}, "lateral view"),
-    ({"modality": "CR", "view_position": "RAO"}, "oblique view"),
-    ({"modality": "CR", "body_part": "CHEST", "patient_age": "006Y"}, "paediatric (under 18 years)"),
-    ({"modality": "DX", "patient_age": "011M"}, "paediatric (under 18 years)"),
-])
+@pytest.mark.parametrize(
+    "fields, reason",
+    [
+        ({"modality": "MR"}, "header says MR"),
+        ({"modality": "CT", "body_part": "CHEST"}, "header says CT"),
+        ({"modality": "CR", "body_part": "HIP"}, "not a chest radiograph (header says body part HIP)"),
+        ({"modality": "DX", "body_part": "CHEST", "view_position": "LL"}, "lateral view"),
+        ({"modality": "DX", "view_position": "LATERAL"}, "lateral view"),
+        ({"modality": "CR", "view_position": "RAO"}, "oblique view"),
+        ({"modality": "CR", "body_part": "CHEST", "patient_age": "006Y"}, "paediatric (under 18 years)"),
+        ({"modality": "DX", "patient_age": "011M"}, "paediatric (under 18 years)"),
+    ],
+)
 def test_header_rules_refuse_with_a_reason(fields, reason):
     verdict = scope.header_verdict(_meta(**fields))
     assert verdict is not None and not verdict.in_scope and verdict.source == "header"
@@ -44,13 +47,16 @@ def test_header_rules_refuse_with_a_reason(fields, reason):
     assert "006" not in verdict.reason and "011" not in verdict.reason  # no identifying values
 
 
-@pytest.mark.parametrize("fields", [
-    {"modality": "CR", "body_part": "CHEST", "view_position": "PA", "patient_age": "045Y"},
-    {"modality": "DX", "body_part": "THORAX", "view_position": "AP"},
-    {"modality": "SC"},  # a secondary capture may hold a chest film: the pixels decide
-    {},
-    {"source_format": "PNG"},
-])
+@pytest.mark.parametrize(
+    "fields",
+    [
+        {"modality": "CR", "body_part": "CHEST", "view_position": "PA", "patient_age": "045Y"},
+        {"modality": "DX", "body_part": "THORAX", "view_position": "AP"},
+        {"modality": "SC"},  # a secondary capture may hold a chest film: the pixels decide
+        {},
+        {"source_format": "PNG"},
+    ],
+)
 def test_header_rules_pass_adult_frontal_chest_and_silent_headers(fields):
     assert scope.header_verdict(_meta(**fields)) is None
 
@@ -114,8 +120,9 @@ def _val_paths(nih_dir: Path) -> list[Path]:
 
 def _verdict(engine, model, image, header=True):
     if not header:  # as if the file had been converted to PNG: the pixels alone decide
-        image = dataclasses.replace(image, metadata=dataclasses.replace(image.metadata, source_format="PNG"),
-                                    dataset=None)
+        image = dataclasses.replace(
+            image, metadata=dataclasses.replace(image.metadata, source_format="PNG"), dataset=None
+        )
     return scope.check(image, engine.predict(image, heatmaps=False, measure_energy=False).features, model)
 
 
@@ -147,11 +154,14 @@ def test_real_chest_dicom_is_in_scope(dicom_dir, student):
     assert _verdict(engine, model, image).in_scope
 
 
-@pytest.mark.parametrize("transform, words", [
-    (lambda p: p.max() + p.min() - p, "inverted"),
-    (lambda p: np.rot90(p, 2), "rotated"),
-    (lambda p: np.full_like(p, 7.0), "empty"),
-])
+@pytest.mark.parametrize(
+    "transform, words",
+    [
+        (lambda p: p.max() + p.min() - p, "inverted"),
+        (lambda p: np.rot90(p, 2), "rotated"),
+        (lambda p: np.full_like(p, 7.0), "empty"),
+    ],
+)
 def test_inverted_rotated_and_blank_chest_films_are_refused(nih_dir, student, transform, words):
     engine, model = student
     refused = []
@@ -180,7 +190,7 @@ def test_natural_photo_is_refused(student):
 def test_layout_vector_is_standardised_and_none_without_contrast():
     px = np.add.outer(np.arange(300.0), np.arange(200.0)).astype(np.float32)
     v = scope.layout_vector(px, (0.0, 498.0))
-    assert v.shape == (scope.LAYOUT_SIDE ** 2,)
+    assert v.shape == (scope.LAYOUT_SIDE**2,)
     assert v.mean() == pytest.approx(0.0, abs=1e-9) and v.std() == pytest.approx(1.0)
     assert scope.layout_vector(np.full((300, 200), 5.0, np.float32), (5.0, 5.0)) is None
 
@@ -208,11 +218,14 @@ def test_scope_file_is_verified_by_its_sha256(tmp_path):
     assert engine.status.usable and scope.scope_of_engine(engine) is None  # header check only, logged
 
 
-@pytest.mark.parametrize("change, match", [
-    ({"file": "../x.safetensors"}, "plain file name"),
-    ({"sha256": "abc"}, "sha256"),
-    ({"threshold": float("inf")}, "finite"),
-])
+@pytest.mark.parametrize(
+    "change, match",
+    [
+        ({"file": "../x.safetensors"}, "plain file name"),
+        ({"sha256": "abc"}, "sha256"),
+        ({"threshold": float("inf")}, "finite"),
+    ],
+)
 def test_card_scope_section_is_validated(change, match):
     d = json.loads(STUDENT.read_text())
     d["scope"] = {**d["scope"], **change}

@@ -59,7 +59,7 @@ def showing(paths=("a.png", "b.png", "c.png"), teacher=False):
     model = ViewerModel(teacher_enabled=teacher)
     rec = Recorder(model)
     model.open_paths(list(paths), is_dir=lambda p: False)
-    (rid, path), = rec.of("load_requested")
+    ((rid, path),) = rec.of("load_requested")
     model.model_image_ready(rid, image(path))
     model.image_loaded(rid, image(path))
     model.engine_loaded("student", ENGINE)
@@ -76,11 +76,11 @@ def answer(model, rec, role="student", value=0.0):
 
 def test_result_for_an_old_request_is_dropped_and_for_the_current_one_kept():
     model, rec = showing()
-    (role, first), = rec.of("prediction_requested")
+    ((role, first),) = rec.of("prediction_requested")
     assert role == "student" and first.heatmaps is True  # all five findings from one inference
     # the user moves on before the result comes back
     model.select_study("b.png")
-    (rid_b, _), = [a for a in rec.of("load_requested") if a[1] == "b.png"]
+    ((rid_b, _),) = [a for a in rec.of("load_requested") if a[1] == "b.png"]
     model.image_loaded(rid_b, image("b.png"))
     assert model.path == "b.png" and model.prediction("student") is None  # switching study clears
     late = Pred(first.request_id, heatmaps=maps())
@@ -93,7 +93,7 @@ def test_result_for_an_old_request_is_dropped_and_for_the_current_one_kept():
 def test_late_image_and_late_heat_map_of_a_previous_study_are_dropped():
     model, rec = showing()
     pred = answer(model, rec)
-    (job,), = rec.of("heatmap_requested")
+    ((job,),) = rec.of("heatmap_requested")
     model.select_study("b.png")
     model.select_study("c.png")  # b's read is replaced before it ends
     loads = dict((p, r) for r, p in rec.of("load_requested"))
@@ -128,14 +128,14 @@ def test_unreadable_study_is_shown_inline_and_remembered():
     model, rec = showing()
     answer(model, rec)
     model.select_study("b.png")
-    (rid, _), = [a for a in rec.of("load_requested") if a[1] == "b.png"]
+    ((rid, _),) = [a for a in rec.of("load_requested") if a[1] == "b.png"]
     model.load_failed(rid, "b.png", "b.png: truncated PNG")
     assert model.path == "b.png" and model.image is None and model.error == "b.png: truncated PNG"
     assert ("b.png", "b.png: truncated PNG") in rec.of("load_failed")
     assert ("b.png", "b.png: truncated PNG") in rec.of("study_failed")
     # the next study stays reachable, and coming back does not read the bad file again
     model.select_study("c.png")
-    (rid_c, _), = [a for a in rec.of("load_requested") if a[1] == "c.png"]
+    ((rid_c, _),) = [a for a in rec.of("load_requested") if a[1] == "c.png"]
     model.image_loaded(rid_c, image("c.png"))
     rec.clear()
     model.select_study("b.png")
@@ -146,7 +146,7 @@ def test_unreadable_study_is_shown_inline_and_remembered():
 def test_a_single_file_that_fails_leaves_the_screen_as_it_was():
     model, rec = showing()
     model.open_paths(["bad.dcm"], is_dir=lambda p: False)
-    (rid, _), = [a for a in rec.of("load_requested") if a[1] == "bad.dcm"]
+    ((rid, _),) = [a for a in rec.of("load_requested") if a[1] == "bad.dcm"]
     model.load_failed(rid, "bad.dcm", "bad.dcm: not a DICOM file")
     assert model.path == "a.png" and model.image is not None
     assert model.studies == ["a.png", "b.png", "c.png"]
@@ -157,18 +157,18 @@ def test_folder_without_images_says_so_and_folder_of_bad_files_completes():
     model = ViewerModel()
     rec = Recorder(model)
     model.open_paths(["/empty"], is_dir=lambda p: True)
-    (rid, paths), = rec.of("expand_requested")
+    ((rid, paths),) = rec.of("expand_requested")
     model.files_found(rid, [])
     assert "No DICOM, PNG or JPEG" in rec.of("load_failed")[0][1]
     model.open_paths(["/bad"], is_dir=lambda p: True)
     rid = rec.of("expand_requested")[-1][0]
     model.files_found(rid, ["/bad/1.png", "/bad/2.png", "/bad/3.png"])
-    (load_id, _), = [a for a in rec.of("load_requested") if a[1] == "/bad/1.png"]
+    ((load_id, _),) = [a for a in rec.of("load_requested") if a[1] == "/bad/1.png"]
     model.study_failed("/bad/2.png", "2.png: truncated")  # background scoring found this one
     model.load_failed(load_id, "/bad/1.png", "1.png: truncated")
     # opening a folder moves on to its first entry not known to be unreadable
     assert model.path is None and model.loading_path == "/bad/3.png"
-    (load_id, _), = [a for a in rec.of("load_requested") if a[1] == "/bad/3.png"]
+    ((load_id, _),) = [a for a in rec.of("load_requested") if a[1] == "/bad/3.png"]
     model.load_failed(load_id, "/bad/3.png", "3.png: truncated")
     assert model.list_complete() and len(rec.of("list_scored")) == 1
     assert model.path == "/bad/3.png" and model.image is None and model.loading_path is None
@@ -185,7 +185,7 @@ def test_background_scoring_skips_what_is_known_and_its_result_is_reused():
     rec.clear()
     model.select_study("b.png")
     assert rec.of("batch_changed")[-1] == (["d.png"], False)  # after b, without c (unreadable) or a (scored)
-    (rid, _), = rec.of("load_requested")
+    ((rid, _),) = rec.of("load_requested")
     model.image_loaded(rid, image("b.png"))
     assert rec.of("prediction_requested") == []  # scored in the background already: no second inference
     assert model.prediction("student") is batch_pred
@@ -217,7 +217,7 @@ def test_slow_method_keeps_the_previous_map_and_shows_busy():
     run_heatmaps(model, rec)
     rec.clear()
     model.select_cam_method("eigencam")
-    (role, req), = rec.of("prediction_requested")
+    ((role, req),) = rec.of("prediction_requested")
     assert req.cam_method == "eigencam"
     assert "eigencam" in model.busy and rec.of("busy_changed")[-1][0] == model.busy
     assert rec.of("heatmap_changed") == []  # the gradcam map stays on screen meanwhile
@@ -237,7 +237,7 @@ def test_slow_method_keeps_the_previous_map_and_shows_busy():
 
 def test_failed_prediction_is_not_asked_again_and_the_view_completes():
     model, rec = showing()
-    (_, req), = rec.of("prediction_requested")
+    ((_, req),) = rec.of("prediction_requested")
     model.prediction_failed("student", req.request_id, "RuntimeError: boom")
     assert rec.of("prediction_failed") == [("student", "RuntimeError: boom")]
     model.select_finding(FINDING_KEYS[2])

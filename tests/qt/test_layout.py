@@ -57,12 +57,19 @@ def test_telemetry_summary_fits_a_side_panel_without_overlap(qtbot):
 
     engine = Engine()
     for role in ("student", "teacher"):
-        engine.telemetry.append(InferenceSample(
-            # a slow laptop's teacher: three-digit stages, four-digit energy
-            t=time.monotonic(), model_name=role, energy_mj=4321.7, power_w=23.5,
-            timings_ms={"preprocess": 123.0, "forward": 456.0, "heatmap": 12.0, "total": 591.0},
-            energy_method="process CPU time × TDP", is_estimate=True, idle_power_w=12.5,
-        ))
+        engine.telemetry.append(
+            InferenceSample(
+                # a slow laptop's teacher: three-digit stages, four-digit energy
+                t=time.monotonic(),
+                model_name=role,
+                energy_mj=4321.7,
+                power_w=23.5,
+                timings_ms={"preprocess": 123.0, "forward": 456.0, "heatmap": 12.0, "total": 591.0},
+                energy_method="process CPU time × TDP",
+                is_estimate=True,
+                idle_power_w=12.5,
+            )
+        )
     panel = TelemetryPanel()
     qtbot.addWidget(panel)
     panel.set_engine("student", engine)
@@ -77,10 +84,12 @@ def test_telemetry_summary_fits_a_side_panel_without_overlap(qtbot):
     labels = [lab for lab in panel.findChildren(QLabel) if lab.isVisible() and not lab.wordWrap()]
     for lab in labels:  # none clipped
         assert lab.width() >= lab.sizeHint().width(), lab.text()
-    rects = [(lab.text(), lab.geometry().translated(lab.parentWidget().mapTo(panel, lab.pos()) - lab.pos()))
-             for lab in labels]
+    rects = [
+        (lab.text(), lab.geometry().translated(lab.parentWidget().mapTo(panel, lab.pos()) - lab.pos()))
+        for lab in labels
+    ]
     for i, (text_a, a) in enumerate(rects):  # and none on top of another
-        for text_b, b in rects[i + 1:]:
+        for text_b, b in rects[i + 1 :]:
             assert not a.intersects(b), (text_a, text_b)
 
 
@@ -103,8 +112,11 @@ def awkward_folder(tmp_path):
         ramp(96, 80, hi=4000),
         bits_stored=12,
         windows=[(2000, 4000), (1000, 1500), (3000, 800)],
-        window_explanations=["LUNG WINDOW WITH A VERY LONG NAME FROM THE MODALITY",
-                             "MEDIASTINUM AND SOFT TISSUE, ALSO A LONG NAME", "BONE"],
+        window_explanations=[
+            "LUNG WINDOW WITH A VERY LONG NAME FROM THE MODALITY",
+            "MEDIASTINUM AND SOFT TISSUE, ALSO A LONG NAME",
+            "BONE",
+        ],
         PatientName="Verylongfamilyname^Givennameandanothergivenname^Middlenames",
         PatientID="ID-" + "0123456789" * 6,  # the longest the standard allows is 64
         AccessionNumber="ACC" + "9" * 13,
@@ -117,7 +129,8 @@ def awkward_folder(tmp_path):
 
 
 def test_long_names_identifiers_presets_and_a_big_image_never_widen_the_window(
-        make_window, qtbot, awkward_folder):
+    make_window, qtbot, awkward_folder
+):
     w = make_window()
     w.resize(LAPTOP)
     with qtbot.waitSignal(w.image_shown, timeout=LONG):

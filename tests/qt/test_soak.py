@@ -26,7 +26,11 @@ def test_two_minute_soak(shared_data, tmp_path):
     env = {**os.environ, "QT_QPA_PLATFORM": "offscreen", "KDVIEWER_SHARED": str(shared_data.parent)}
     proc = subprocess.run(
         [sys.executable, str(REPO / "benchmarks" / "soak.py"), "--minutes", "2", "--json", str(out)],
-        check=False, capture_output=True, text=True, env=env, timeout=840,
+        check=False,
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=840,
     )
     report = proc.stdout[-6000:] + proc.stderr[-3000:]
     assert proc.returncode == 0, report

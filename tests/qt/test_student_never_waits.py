@@ -26,8 +26,9 @@ class _StuckForward:
         return self.inner.run(x)
 
 
-def test_student_scores_the_next_image_while_the_teacher_is_stuck(make_window, settings, tmp_path, qtbot,
-                                                                 request, monkeypatch):
+def test_student_scores_the_next_image_while_the_teacher_is_stuck(
+    make_window, settings, tmp_path, qtbot, request, monkeypatch
+):
     settings.teacher_enabled = True
     engine = shared_engine_loader("teacher")()
     teacher = _StuckForward(engine._runtime)

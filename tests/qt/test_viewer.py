@@ -42,8 +42,9 @@ def test_example_shows_both_models_heat_maps_switching_and_teacher_toggle(make_w
     assert w.image_view.has_heatmap and w.image_view.overlay_item.isVisible()
     assert _overlay(w).shape == w.current_image.shape
     # same geometry as the image, so aligned at every zoom
-    assert w.image_view.overlay_item.mapRectToView(w.image_view.overlay_item.boundingRect()) == \
-        w.image_view.image_item.mapRectToView(w.image_view.image_item.boundingRect())
+    assert w.image_view.overlay_item.mapRectToView(
+        w.image_view.overlay_item.boundingRect()
+    ) == w.image_view.image_item.mapRectToView(w.image_view.image_item.boundingRect())
     np.testing.assert_array_equal(_overlay(w), w.prediction("student").heatmaps[FINDING_KEYS[0]])
     # the models score the model path's read (half-resolution JPEG 2000 decode, as `kdviewer
     # predict` does), the view shows the full decode
@@ -70,7 +71,7 @@ def test_example_shows_both_models_heat_maps_switching_and_teacher_toggle(make_w
     assert "estimate" in method or "measured" in method
     assert "idle baseline" in method  # the baseline is shown apart from the per-inference energy
     n = w.telemetry_panel.export_csv(tmp_path / "t.csv")
-    rows = list(csv.DictReader(open(tmp_path / "t.csv")))
+    rows = list(csv.DictReader((tmp_path / "t.csv").read_text(encoding="utf-8").splitlines()))
     assert len(rows) == n > 0 and {r["model_name"] for r in rows} >= {"student", "teacher"}
 
     # teacher off: column blanked, overlay falls back to the student, setting persisted
@@ -110,8 +111,11 @@ def test_bad_file_shows_message_inline_and_keeps_previous_image(make_window, tmp
 def test_folder_of_mixed_files_is_scored_in_background(make_window, tmp_path, recorded_warnings):
     folder = tmp_path / "study"
     (folder / "sub").mkdir(parents=True)
-    paths = [write_png(folder / "a.png", (40, 32), 1), write_png(folder / "sub" / "c.png", (24, 48), 3),
-             write_png(folder / "b.png", (30, 30), 2)]
+    paths = [
+        write_png(folder / "a.png", (40, 32), 1),
+        write_png(folder / "sub" / "c.png", (24, 48), 3),
+        write_png(folder / "b.png", (30, 30), 2),
+    ]
     bad = write_truncated_png(folder / "broken.png")
     (folder / "notes.txt").write_text("not an image")
     w = make_window()
@@ -282,8 +286,13 @@ def test_drop_and_recent_files_open_images(make_window, settings, tmp_path):
         w.start([str(a)])
     mime = QMimeData()
     mime.setUrls([QUrl.fromLocalFile(str(b))])
-    drop = QDropEvent(QPointF(10, 10), Qt.DropAction.CopyAction, mime, Qt.MouseButton.NoButton,
-                      Qt.KeyboardModifier.NoModifier)
+    drop = QDropEvent(
+        QPointF(10, 10),
+        Qt.DropAction.CopyAction,
+        mime,
+        Qt.MouseButton.NoButton,
+        Qt.KeyboardModifier.NoModifier,
+    )
     with qtbot_wait(w.image_shown):
         w.dropEvent(drop)
     assert Path(w.current_path).name == "b.png"
@@ -331,8 +340,9 @@ def test_untrained_models_are_marked_in_the_scores_panel_and_banner(make_window,
     assert "UNTRAINED" in w.untrained_banner.text() and w.untrained_banner.isVisibleTo(w)
 
 
-def test_folder_of_only_unreadable_files_says_why_and_never_stays_loading(make_window, tmp_path, qtbot,
-                                                                          recorded_warnings):
+def test_folder_of_only_unreadable_files_says_why_and_never_stays_loading(
+    make_window, tmp_path, qtbot, recorded_warnings
+):
     folder = tmp_path / "bad"
     folder.mkdir()
     bad = [write_truncated_png(folder / f"{i}.png") for i in range(3)]
@@ -404,7 +414,9 @@ def test_one_inference_per_image_and_model(make_window, settings, tmp_path):
         _QTBOT.waitUntil(w.is_view_complete, timeout=LONG)
         for action, key in zip(w.finding_actions, FINDING_KEYS):
             action.trigger()
-            _QTBOT.waitUntil(lambda key=key: w.model.shown_heatmap_key == ("student", "gradcam", key), timeout=LONG)
+            _QTBOT.waitUntil(
+                lambda key=key: w.model.shown_heatmap_key == ("student", "gradcam", key), timeout=LONG
+            )
             np.testing.assert_array_equal(_overlay(w), w.prediction("student").heatmaps[key])
     # Back to the first image: revisits reuse both models' results.
     for path in reversed(listed[:-1]):
@@ -462,8 +474,13 @@ def test_sigmoid_preset_is_rendered_as_the_dicom_standard_defines_it(make_window
     from kdviewer.core.display import to_display_uint8
     from tests.core.dicom_factory import make_dataset, ramp, write
 
-    ds = make_dataset(ramp(96, 80, 0, 4095), bits_stored=12, windows=[(1000.0, 800.0), (2000.0, 1500.0)],
-                      window_explanations=["LUNG", "SOFT"], VOILUTFunction="SIGMOID")
+    ds = make_dataset(
+        ramp(96, 80, 0, 4095),
+        bits_stored=12,
+        windows=[(1000.0, 800.0), (2000.0, 1500.0)],
+        window_explanations=["LUNG", "SOFT"],
+        VOILUTFunction="SIGMOID",
+    )
     path = write(ds, tmp_path / "sigmoid.dcm")
     w = make_window(loaders={"student": lambda: (_ for _ in ()).throw(RuntimeError("not needed"))})
     with qtbot_wait(w.image_shown):
@@ -499,10 +516,15 @@ def test_help_menu_settings_zoom_and_stale_messages(make_window, settings, tmp_p
     import kdviewer
     from kdviewer.qt.actions import about_text, shortcut_sheet
 
-    menus = {m.title().replace("&", ""): m for m in (a.menu() for a in make_window().menuBar().actions()) if m}
+    menus = {
+        m.title().replace("&", ""): m for m in (a.menu() for a in make_window().menuBar().actions()) if m
+    }
     w = make_window()
     help_menu = next(m for t, m in menus.items() if t == "Help")
-    assert [a.text().replace("&", "") for a in help_menu.actions()] == ["Keyboard shortcuts", "About kdviewer"]
+    assert [a.text().replace("&", "") for a in help_menu.actions()] == [
+        "Keyboard shortcuts",
+        "About kdviewer",
+    ]
     sheet = shortcut_sheet(w.actions_)
     assert "Next study" in sheet and "PgDown" in sheet and "Actual pixels" in sheet
     a, b = write_png(tmp_path / "a.png", (64, 48), 1), write_png(tmp_path / "b.png", (64, 48), 2)

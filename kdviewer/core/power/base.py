@@ -199,8 +199,12 @@ class PowerMeter(ABC):
         with self._idle_lock:
             if self._idle_power_w is not None or self._idle_thread is not None:
                 return
-            self._idle_thread = threading.Thread(target=self._idle_in_background, args=(seconds,),
-                                                 name=f"{self.name} idle baseline", daemon=True)
+            self._idle_thread = threading.Thread(
+                target=self._idle_in_background,
+                args=(seconds,),
+                name=f"{self.name} idle baseline",
+                daemon=True,
+            )
             self._idle_thread.start()
 
     def _idle_in_background(self, seconds: float) -> None:
@@ -272,10 +276,6 @@ class PowerMeter(ABC):
     def power_w(self) -> float:
         """A cheap current power figure in watts for a live plot (NaN when there is no reading)."""
 
-    def sample_power_w(self) -> float:
-        """Alias of :meth:`power_w`."""
-        return self.power_w()
-
     @abstractmethod
     def _begin(self, *, shared: bool = True) -> Any:
         """Start a window; return whatever :meth:`_end` needs. ``shared=False`` (the idle
@@ -289,11 +289,11 @@ class PowerMeter(ABC):
 class CounterMeter(PowerMeter):
     """A meter backed by cumulative energy counters (one or more domains, in joules).
 
-    Subclasses set ``primary`` (the domains summed into ``energy_j``), ``min_window_s`` (the
-    counter's update period: shorter windows get a quantised figure, so labelled) and
-    ``guard_interval_s`` (how often a long window is polled so that wrap-around is never missed;
-    ``None`` for counters that do not wrap), implement :meth:`_read_j`, and call ``super().__init__`` last: it takes the first
-    reading that :meth:`power_w` measures from.
+    Subclasses set ``primary`` (the domains summed into ``energy_j``), ``min_window_s`` (the counter's
+    update period: shorter windows get a quantised figure, so labelled) and ``guard_interval_s`` (how
+    often a long window is polled so that wrap-around is never missed; ``None`` for counters that do not
+    wrap), implement :meth:`_read_j`, and call ``super().__init__`` last: it takes the first reading
+    that :meth:`power_w` measures from.
     """
 
     primary: tuple[str, ...] = ()
@@ -373,12 +373,16 @@ class CounterMeter(PowerMeter):
         method = self.method
         duration = t1 - t0
         if share is not None and share.most_open > 1:
-            method += (f"; overlapped other measured work (up to {share.most_open} windows open): "
-                       "each shared stretch's energy and idle baseline split equally")
+            method += (
+                f"; overlapped other measured work (up to {share.most_open} windows open): "
+                "each shared stretch's energy and idle baseline split equally"
+            )
         if duration < self.min_window_s:
-            method += (f"; window {duration * 1e3:.2f} ms shorter than the counter's update period "
-                       f"{self.min_window_s * 1e3:.0f} ms: a quantised figure, right on average "
-                       "over many windows")
+            method += (
+                f"; window {duration * 1e3:.2f} ms shorter than the counter's update period "
+                f"{self.min_window_s * 1e3:.0f} ms: a quantised figure, right on average "
+                "over many windows"
+            )
         return _WindowEnergy(energy, method, deltas, readings=2, charged_s=charged)
 
 
@@ -459,8 +463,9 @@ class WrappingCounter:
                     if self.max_range_uj:
                         delta += self.max_range_uj
                     else:
-                        log.warning("%s: counter went backwards with no known range; counting from 0",
-                                    self.label)
+                        log.warning(
+                            "%s: counter went backwards with no known range; counting from 0", self.label
+                        )
                         delta = raw
                 self._total_uj += delta
             self._last_raw = raw

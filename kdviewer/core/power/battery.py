@@ -65,8 +65,10 @@ def _batteries(root: Path) -> list[Path]:
 def _power_source(supply: Path) -> str | None:
     if _sysfs.read_optional(supply / "power_now") is not None:
         return "power_now"
-    if (_sysfs.read_optional(supply / "current_now") is not None
-            and _sysfs.read_optional(supply / "voltage_now") is not None):
+    if (
+        _sysfs.read_optional(supply / "current_now") is not None
+        and _sysfs.read_optional(supply / "voltage_now") is not None
+    ):
         return "current_now × voltage_now"
     return None
 
@@ -99,8 +101,10 @@ class LinuxBatteryMeter(SampledMeter):
         for path in _batteries(Path(root)):
             status = _sysfs.read_optional(path / "status") or "Unknown"
             if status != "Discharging":
-                reasons.append(f"{path.name} is {status} (on mains power: only a discharging battery "
-                               "measures the laptop's power)")
+                reasons.append(
+                    f"{path.name} is {status} (on mains power: only a discharging battery "
+                    "measures the laptop's power)"
+                )
                 continue
             source = _power_source(path)
             if source is None:

@@ -27,6 +27,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from kdviewer.core.machine import physical_cores
 from kdviewer.core.power import _sysfs
 from kdviewer.core.power.base import CounterMeter
 
@@ -93,8 +94,13 @@ def cpu_model(root: str | Path = "/") -> str:
         return ""  # a fake root (tests): never consult the host
     if sys.platform == "darwin":
         try:
-            out = subprocess.run(["sysctl", "-n", "machdep.cpu.brand_string"], capture_output=True,
-                                 text=True, timeout=5, check=True).stdout.strip()
+            out = subprocess.run(
+                ["sysctl", "-n", "machdep.cpu.brand_string"],
+                capture_output=True,
+                text=True,
+                timeout=5,
+                check=True,
+            ).stdout.strip()
             if out:
                 return out
         except (OSError, subprocess.SubprocessError):
@@ -103,8 +109,9 @@ def cpu_model(root: str | Path = "/") -> str:
         try:
             import winreg
 
-            with winreg.OpenKey(winreg.HKEY_LOCAL_MACHINE,
-                                r"HARDWARE\DESCRIPTION\System\CentralProcessor\0") as key:
+            with winreg.OpenKey(
+                winreg.HKEY_LOCAL_MACHINE, r"HARDWARE\DESCRIPTION\System\CentralProcessor\0"
+            ) as key:
                 return str(winreg.QueryValueEx(key, "ProcessorNameString")[0]).strip()
         except OSError:
             log.debug("ProcessorNameString not readable", exc_info=True)
@@ -117,15 +124,6 @@ def match_tdp(model: str) -> TdpEntry | None:
         if re.search(entry.pattern, model, flags=re.IGNORECASE):
             return entry
     return None
-
-
-def _physical_cores() -> int | None:
-    try:
-        import psutil
-
-        return psutil.cpu_count(logical=False)
-    except Exception:  # psutil missing or unable to tell
-        return None
 
 
 def _tdp_from_env() -> float | None:
@@ -155,8 +153,14 @@ class EstimateMeter(CounterMeter):
     min_window_s = 0.0  # process CPU time is accounted in nanoseconds
     guard_interval_s = None  # nothing wraps
 
-    def __init__(self, root: str | Path = "/", *, tdp_w: float | None = None,
-                 default: TdpEntry = DEFAULT_TDP, model: str | None = None):
+    def __init__(
+        self,
+        root: str | Path = "/",
+        *,
+        tdp_w: float | None = None,
+        default: TdpEntry = DEFAULT_TDP,
+        model: str | None = None,
+    ):
         self.cpu = cpu_model(root) if model is None else model
         matched = match_tdp(self.cpu)
         entry = matched or default
@@ -165,7 +169,7 @@ class EstimateMeter(CounterMeter):
         if tdp_w is not None:
             if not (tdp_w > 0 and math.isfinite(tdp_w)):
                 raise ValueError(f"tdp_w must be a positive number of watts, not {tdp_w!r}")
-            cores = entry.cores if matched else (_physical_cores() or default.cores)
+            cores = entry.cores if matched else (physical_cores() or default.cores)
             entry = TdpEntry(entry.pattern, float(tdp_w), cores, "TDP set by the user")
         self.entry = entry
         self.per_core_w = entry.per_core_w

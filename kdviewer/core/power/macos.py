@@ -13,10 +13,10 @@ from __future__ import annotations
 
 import math
 import re
-import threading
-import time
 import subprocess
 import sys
+import threading
+import time
 from collections.abc import Callable
 
 from kdviewer.core.power.base import MeterUnavailable, SampledMeter
@@ -26,8 +26,9 @@ _PROPERTY = re.compile(r'^\s*"(\w+)" = (.+?)\s*$')
 
 def run_ioreg() -> str:
     """The text of ``ioreg -rn AppleSmartBattery``."""
-    return subprocess.run(["ioreg", "-rn", "AppleSmartBattery"], capture_output=True, text=True,
-                          timeout=5, check=True).stdout
+    return subprocess.run(
+        ["ioreg", "-rn", "AppleSmartBattery"], capture_output=True, text=True, timeout=5, check=True
+    ).stdout
 
 
 def parse_ioreg(text: str) -> dict[str, str]:

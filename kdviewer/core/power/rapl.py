@@ -70,8 +70,11 @@ def _powercap_domains(root: Path) -> tuple[list[RaplDomain], list[str]]:
     """Readable RAPL domains under powercap, and reasons for the ones that are not."""
     base = root / "sys" / "class" / "powercap"
     if not base.is_dir():
-        raise MeterUnavailable("rapl", f"{base} not present (no RAPL driver: virtual machine, "
-                                       "non-x86 CPU, or intel_rapl_msr not loaded)")
+        raise MeterUnavailable(
+            "rapl",
+            f"{base} not present (no RAPL driver: virtual machine, "
+            "non-x86 CPU, or intel_rapl_msr not loaded)",
+        )
     zones: dict[tuple[int, int], Path] = {}  # (package, subzone or -1 for the package itself)
     for entry in base.iterdir():
         m = _ZONE.match(entry.name)
@@ -126,8 +129,9 @@ class RaplMeter(CounterMeter):
     min_window_s = 0.01  # ~1 ms counter update period: 10 ms keeps quantisation under ~10 %
     guard_interval_s = _GUARD_S
 
-    def __init__(self, domains: list[RaplDomain], *, source: str, amd: bool = False,
-                 skipped: list[str] | None = None):
+    def __init__(
+        self, domains: list[RaplDomain], *, source: str, amd: bool = False, skipped: list[str] | None = None
+    ):
         primary = [d for d in domains if d.primary]
         if not primary:
             raise ValueError("RaplMeter needs at least one package domain")
@@ -145,7 +149,8 @@ class RaplMeter(CounterMeter):
             f"Source: {source}.",
             "Counts the CPU package(s) only: not the display, disk, GPU or the rest of the board.",
             "Per-window deltas of other domains (core, dram, psys ...) are in domains_j: "
-            + (", ".join(d.key for d in domains if not d.primary) or "none readable") + ".",
+            + (", ".join(d.key for d in domains if not d.primary) or "none readable")
+            + ".",
         ]
         if any(d.max_range_uj for d in domains):
             self._notes.append("Wrap-around at max_energy_range_uj is corrected.")
@@ -171,8 +176,10 @@ class RaplMeter(CounterMeter):
             detail = "; ".join(problems) if problems else "no package-N zone"
             hint = ""
             if any("permission denied" in p for p in problems):
-                hint = (" (energy_uj is readable by root only since Linux 5.10; run as root or grant "
-                        "read access, e.g. with a udev rule)")
+                hint = (
+                    " (energy_uj is readable by root only since Linux 5.10; run as root or grant "
+                    "read access, e.g. with a udev rule)"
+                )
             raise MeterUnavailable("rapl", f"package counter not readable: {detail}{hint}")
         return cls(domains, source="Linux powercap intel-rapl", amd=amd, skipped=problems)
 

@@ -96,8 +96,9 @@ def _order(preferred: list[str], gpu: bool) -> list[str]:
     return preferred + [k for k in auto if k not in preferred]
 
 
-def _choose(root: str | Path, prefer: str | None, tdp_w: float | None, gpu: bool,
-            probe_all: bool, gpu_index: int = 0) -> tuple[PowerMeter, list[MeterStatus]]:
+def _choose(
+    root: str | Path, prefer: str | None, tdp_w: float | None, gpu: bool, probe_all: bool, gpu_index: int = 0
+) -> tuple[PowerMeter, list[MeterStatus]]:
     root = Path(root)
     preferred = _resolve_prefer(prefer)
     order = _order(preferred, gpu)
@@ -136,16 +137,22 @@ def _choose(root: str | Path, prefer: str | None, tdp_w: float | None, gpu: bool
     return chosen, report
 
 
-def select_meter(root: str | Path = "/", prefer: str | None = None, *, tdp_w: float | None = None,
-                 gpu: bool = False, gpu_index: int = 0) -> PowerMeter:
+def select_meter(
+    root: str | Path = "/",
+    prefer: str | None = None,
+    *,
+    tdp_w: float | None = None,
+    gpu: bool = False,
+    gpu_index: int = 0,
+) -> PowerMeter:
     """The best power meter available, falling back to the labelled estimate.
 
-    ``root`` is the file-system root under which ``/sys`` and ``/proc`` are read (tests pass a
-    fake tree). ``prefer`` names a kind (``rapl``, ``battery``, ``macos-battery``,
-    ``windows-battery``, ``nvml``, ``estimate``; default: env ``KDVIEWER_POWER_METER``) tried
-    first. ``tdp_w`` overrides the estimate's TDP. ``gpu=True`` for GPU work puts NVML first, for
-    the GPU ``gpu_index`` in NVML's numbering. Unknown ``prefer`` raises ``ValueError`` (an unknown env value is logged and ignored). Logs
-    the choice and why each better meter was not available.
+    ``root`` is the file-system root under which ``/sys`` and ``/proc`` are read (tests pass a fake
+    tree). ``prefer`` names a kind (``rapl``, ``battery``, ``macos-battery``, ``windows-battery``,
+    ``nvml``, ``estimate``; default: env ``KDVIEWER_POWER_METER``) tried first. ``tdp_w`` overrides the
+    estimate's TDP. ``gpu=True`` for GPU work puts NVML first, for the GPU ``gpu_index`` in NVML's
+    numbering. Unknown ``prefer`` raises ``ValueError`` (an unknown env value is logged and ignored).
+    Logs the choice and why each better meter was not available.
     """
     meter, report = _choose(root, prefer, tdp_w, gpu, probe_all=False, gpu_index=gpu_index)
     for status in report:
@@ -155,8 +162,9 @@ def select_meter(root: str | Path = "/", prefer: str | None = None, *, tdp_w: fl
     return meter
 
 
-def meter_report(root: str | Path = "/", prefer: str | None = None, *, tdp_w: float | None = None,
-                 gpu: bool = False) -> list[MeterStatus]:
+def meter_report(
+    root: str | Path = "/", prefer: str | None = None, *, tdp_w: float | None = None, gpu: bool = False
+) -> list[MeterStatus]:
     """Every meter kind with its availability and reason, the one :func:`select_meter` picks marked
     ``chosen`` (for ``kdviewer info``). Probes every kind; measures nothing."""
     return _choose(root, prefer, tdp_w, gpu, probe_all=True)[1]

@@ -37,21 +37,33 @@ def query_battery_state() -> BatteryState:
 
     class _State(ctypes.Structure):
         _fields_ = [
-            ("AcOnLine", ctypes.c_ubyte), ("BatteryPresent", ctypes.c_ubyte),
-            ("Charging", ctypes.c_ubyte), ("Discharging", ctypes.c_ubyte),
-            ("Spare1", ctypes.c_ubyte * 3), ("Tag", ctypes.c_ubyte),
-            ("MaxCapacity", ctypes.c_ulong), ("RemainingCapacity", ctypes.c_ulong),
-            ("Rate", ctypes.c_long), ("EstimatedTime", ctypes.c_ulong),
-            ("DefaultAlert1", ctypes.c_ulong), ("DefaultAlert2", ctypes.c_ulong),
+            ("AcOnLine", ctypes.c_ubyte),
+            ("BatteryPresent", ctypes.c_ubyte),
+            ("Charging", ctypes.c_ubyte),
+            ("Discharging", ctypes.c_ubyte),
+            ("Spare1", ctypes.c_ubyte * 3),
+            ("Tag", ctypes.c_ubyte),
+            ("MaxCapacity", ctypes.c_ulong),
+            ("RemainingCapacity", ctypes.c_ulong),
+            ("Rate", ctypes.c_long),
+            ("EstimatedTime", ctypes.c_ulong),
+            ("DefaultAlert1", ctypes.c_ulong),
+            ("DefaultAlert2", ctypes.c_ulong),
         ]
 
     state = _State()
     status = ctypes.windll.powrprof.CallNtPowerInformation(  # type: ignore[attr-defined]
-        _SYSTEM_BATTERY_STATE, None, 0, ctypes.byref(state), ctypes.sizeof(state))
+        _SYSTEM_BATTERY_STATE, None, 0, ctypes.byref(state), ctypes.sizeof(state)
+    )
     if status != 0:
         raise OSError(f"CallNtPowerInformation failed with NTSTATUS {status:#x}")
-    return BatteryState(bool(state.AcOnLine), bool(state.BatteryPresent), bool(state.Charging),
-                        bool(state.Discharging), int(state.Rate))
+    return BatteryState(
+        bool(state.AcOnLine),
+        bool(state.BatteryPresent),
+        bool(state.Charging),
+        bool(state.Discharging),
+        int(state.Rate),
+    )
 
 
 def discharge_power_w(state: BatteryState) -> tuple[float, str]:
@@ -81,8 +93,9 @@ class WindowsBatteryMeter(SampledMeter):
         ]
 
     @classmethod
-    def probe(cls, *, platform: str = sys.platform,
-              query: Callable[[], BatteryState] = query_battery_state) -> WindowsBatteryMeter:
+    def probe(
+        cls, *, platform: str = sys.platform, query: Callable[[], BatteryState] = query_battery_state
+    ) -> WindowsBatteryMeter:
         """The meter if this is Windows on battery, else :class:`MeterUnavailable` saying why not."""
         if platform != "win32":
             raise MeterUnavailable("windows-battery", "not Windows")

@@ -9,7 +9,7 @@ process, and a separate student-only process), energy per inference from the pow
 how it was obtained), the machine and library versions.
 
 Benchmarks print numbers; tests never assert on them. ``bench_command(runs, as_json)`` is what the
-CLI calls; ``python -m kdviewer.core.bench --runs 30 --json`` works too.
+CLI calls; ``python -m kdviewer.bench --runs 30 --json`` works too.
 """
 
 from __future__ import annotations
@@ -27,6 +27,23 @@ from typing import Any
 
 import numpy as np
 
+from kdviewer.core.machine import physical_cores
+from kdviewer.core.versions import library_versions
+
+# The libraries that decide the numbers (those not installed are left out).
+BENCH_DISTRIBUTIONS = (
+    "numpy",
+    "torch",
+    "torchvision",
+    "onnxruntime",
+    "onnx",
+    "grad-cam",
+    "opencv-python-headless",
+    "pillow",
+    "pydicom",
+    "pylibjpeg-openjpeg",
+)
+
 log = logging.getLogger(__name__)
 
 STAGES = ("preprocess", "forward", "heatmap", "total")
@@ -41,8 +58,11 @@ TARGETS = {
 
 def _stats(values: list[float]) -> dict[str, float]:
     a = np.asarray(values, dtype=np.float64)
-    return {"median_ms": round(float(np.median(a)), 3), "p90_ms": round(float(np.percentile(a, 90)), 3),
-            "min_ms": round(float(a.min()), 3)}
+    return {
+        "median_ms": round(float(np.median(a)), 3),
+        "p90_ms": round(float(np.percentile(a, 90)), 3),
+        "min_ms": round(float(a.min()), 3),
+    }
 
 
 def _time_engine(engine, image, runs: int, warmup: int) -> dict[str, Any]:
@@ -60,15 +80,19 @@ def _time_engine(engine, image, runs: int, warmup: int) -> dict[str, Any]:
         for s in STAGES:
             per_stage[s].append(pred.timings_ms[s])
     out: dict[str, Any] = {s: _stats(v) for s, v in per_stage.items()}
-    out.update(runtime=engine.runtime_name, architecture=engine.card.architecture,
-               trained=bool(engine.card.trained), status=engine.status.state)
+    out.update(
+        runtime=engine.runtime_name,
+        architecture=engine.card.architecture,
+        trained=bool(engine.card.trained),
+        status=engine.status.state,
+    )
     return out
 
 
 def _energy(engine, image, runs: int) -> dict[str, Any]:
-    from kdviewer.core.engine import _select_meter
+    from kdviewer.core.engine import shared_meter
 
-    meter = _select_meter()
+    meter = shared_meter()
     if meter is None:
         return {"available": False}
     engine.predict(image, measure_energy=False)
@@ -78,10 +102,15 @@ def _energy(engine, image, runs: int) -> dict[str, Any]:
     per = rec.marginal_energy_j / runs if rec.marginal_energy_j == rec.marginal_energy_j else math.nan
     tot = rec.energy_j / runs if rec.energy_j == rec.energy_j else math.nan
     return {
-        "available": True, "per_inference_mj": round(per * 1e3, 4),
+        "available": True,
+        "per_inference_mj": round(per * 1e3, 4),
         "per_inference_total_mj": round(tot * 1e3, 4),
-        "avg_power_w": round(rec.avg_power_w, 3), "idle_power_w": round(rec.idle_power_w, 3), "runs": runs,
-        "meter": rec.meter, "method": rec.method, "is_estimate": bool(rec.is_estimate),
+        "avg_power_w": round(rec.avg_power_w, 3),
+        "idle_power_w": round(rec.idle_power_w, 3),
+        "runs": runs,
+        "meter": rec.meter,
+        "method": rec.method,
+        "is_estimate": bool(rec.is_estimate),
     }
 
 
@@ -119,7 +148,7 @@ def matmul_peak(threads: int, seconds: float = 0.3) -> dict[str, float | None]:
             t0 = time.perf_counter()
             fn()
             times.append(time.perf_counter() - t0)
-        return n ** 3 / min(times) / 1e9
+        return n**3 / min(times) / 1e9
 
     with threadpool_limits(threads, user_api="blas"):
         fp32 = best(lambda: a @ b)
@@ -127,22 +156,31 @@ def matmul_peak(threads: int, seconds: float = 0.3) -> dict[str, float | None]:
     try:
         from onnx import TensorProto, helper
 
-        from kdviewer.core.runtime import _onnxruntime, session_options
+        from kdviewer.core.runtime import onnxruntime_module, session_options
 
         graph = helper.make_graph(
-            [helper.make_node("MatMulInteger", ["a", "b"], ["c"])], "probe",
-            [helper.make_tensor_value_info("a", TensorProto.UINT8, [n, n]),
-             helper.make_tensor_value_info("b", TensorProto.INT8, [n, n])],
-            [helper.make_tensor_value_info("c", TensorProto.INT32, [n, n])])
+            [helper.make_node("MatMulInteger", ["a", "b"], ["c"])],
+            "probe",
+            [
+                helper.make_tensor_value_info("a", TensorProto.UINT8, [n, n]),
+                helper.make_tensor_value_info("b", TensorProto.INT8, [n, n]),
+            ],
+            [helper.make_tensor_value_info("c", TensorProto.INT32, [n, n])],
+        )
         model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
-        session = _onnxruntime().InferenceSession(model.SerializeToString(), session_options(threads))
-        feeds = {"a": rng.integers(0, 255, (n, n), dtype=np.uint8),
-                 "b": rng.integers(-127, 127, (n, n), dtype=np.int8)}
+        session = onnxruntime_module().InferenceSession(model.SerializeToString(), session_options(threads))
+        feeds = {
+            "a": rng.integers(0, 255, (n, n), dtype=np.uint8),
+            "b": rng.integers(-127, 127, (n, n), dtype=np.int8),
+        }
         int8 = best(lambda: session.run(None, feeds))
     except ImportError:
         log.info("int8 matmul probe skipped: the onnx package is not installed")
-    return {"fp32_gmacs_per_s": round(fp32, 1), "int8_gmacs_per_s": None if int8 is None else round(int8, 1),
-            "threads": threads}
+    return {
+        "fp32_gmacs_per_s": round(fp32, 1),
+        "int8_gmacs_per_s": None if int8 is None else round(int8, 1),
+        "threads": threads,
+    }
 
 
 def _student_beside_teacher(student, image, runs: int) -> dict[str, Any]:
@@ -178,18 +216,20 @@ def _student_beside_teacher(student, image, runs: int) -> dict[str, Any]:
     finally:
         stop.set()
         worker.join()
-    return {"student_alone_ms": alone, "student_beside_teacher_ms": together,
-            "slowdown_pct": round(100.0 * (together / alone - 1.0), 1),
-            "teacher_runs_meanwhile": state["runs"],
-            "teacher_priority_lowered": bool(state.get("lowered")),
-            "threads": {"student": student.threads, "teacher": state.get("threads")}}
+    return {
+        "student_alone_ms": alone,
+        "student_beside_teacher_ms": together,
+        "slowdown_pct": round(100.0 * (together / alone - 1.0), 1),
+        "teacher_runs_meanwhile": state["runs"],
+        "teacher_priority_lowered": bool(state.get("lowered")),
+        "threads": {"student": student.threads, "teacher": state.get("threads")},
+    }
 
 
 def _open_example(engine, repeats: int = 3) -> dict[str, Any]:
     from kdviewer.core.imageio import read_image
-    from kdviewer.core.resources import example_image
-
     from kdviewer.core.preprocess import MODEL_READ_MIN_SIDE
+    from kdviewer.core.resources import example_image
 
     path = example_image()
     reads, preds, totals = [], [], []
@@ -206,9 +246,15 @@ def _open_example(engine, repeats: int = 3) -> dict[str, Any]:
         reads.append((t1 - t0) * 1e3)
         preds.append((t2 - t1) * 1e3)
         totals.append((t2 - t0) * 1e3)
-    return {"path": os.path.basename(str(path)), "shape": list(shape), "runs": repeats,
-            "first_ms": round(totals[0], 2),
-            "read": _stats(reads), "predict": _stats(preds), "total": _stats(totals)}
+    return {
+        "path": os.path.basename(str(path)),
+        "shape": list(shape),
+        "runs": repeats,
+        "first_ms": round(totals[0], 2),
+        "read": _stats(reads),
+        "predict": _stats(preds),
+        "total": _stats(totals),
+    }
 
 
 _CHILD = r"""
@@ -258,14 +304,25 @@ def _student_only_process(student, shape) -> dict[str, Any]:
             env["KDVIEWER_MODELS"] = tmp
         InferenceEngine.from_card(card_path)  # the one-off export, as on a first start
         try:
-            out = subprocess.run([sys.executable, "-c", _CHILD, str(shape[0]), str(shape[1])],
-                                 capture_output=True, text=True, timeout=600, check=True, env=env).stdout
+            out = subprocess.run(
+                [sys.executable, "-c", _CHILD, str(shape[0]), str(shape[1])],
+                capture_output=True,
+                text=True,
+                timeout=600,
+                check=True,
+                env=env,
+            ).stdout
             d = json.loads(out.strip().splitlines()[-1])
         except Exception as exc:  # report, don't fail the whole benchmark
             log.warning("student-only process failed: %s", exc)
             return {"error": str(exc)}
-    return {"peak_rss_mb": round(d["peak_rss_mb"], 1), "first_scores_ms": round(d["first_scores_ms"], 1),
-            "runtime": d["runtime"], "torch_imported": d["torch_imported"], "status": d["status"]}
+    return {
+        "peak_rss_mb": round(d["peak_rss_mb"], 1),
+        "first_scores_ms": round(d["first_scores_ms"], 1),
+        "runtime": d["runtime"],
+        "torch_imported": d["torch_imported"],
+        "status": d["status"],
+    }
 
 
 def _peak_rss_mb() -> float | None:
@@ -294,42 +351,40 @@ def machine_info(threads: int) -> dict[str, Any]:
         cpu = cpu_model() or cpu
     except Exception:
         pass
-    try:
-        import psutil
-
-        physical, logical = psutil.cpu_count(logical=False), psutil.cpu_count(logical=True)
-    except Exception:
-        physical, logical = None, os.cpu_count()
-    info = {"cpu_model": cpu, "physical_cores": physical, "logical_cpus": logical,
-            "threads": {"engine_intra_op": threads,
-                        "torch": sys.modules["torch"].get_num_threads() if sys.modules.get("torch") else None,
-                        "ort_spinning": spinning_enabled()},
-            "platform": platform.platform(), "python": platform.python_version()}
+    physical, logical = physical_cores(), os.cpu_count()
+    info = {
+        "cpu_model": cpu,
+        "physical_cores": physical,
+        "logical_cpus": logical,
+        "threads": {
+            "engine_intra_op": threads,
+            "torch": sys.modules["torch"].get_num_threads() if sys.modules.get("torch") else None,
+            "ort_spinning": spinning_enabled(),
+        },
+        "platform": platform.platform(),
+        "python": platform.python_version(),
+    }
     if hasattr(os, "getloadavg"):
         info["load_avg_1_5_15"] = [round(v, 2) for v in os.getloadavg()]
     return info
 
 
-def versions() -> dict[str, str]:
+def versions() -> dict[str, str | None]:
     """Versions of the libraries that decide the numbers."""
-    from importlib import metadata
-
-    import kdviewer
-
-    out = {"kdviewer": getattr(kdviewer, "__version__", "?")}
-    for dist in ("numpy", "torch", "torchvision", "onnxruntime", "onnx", "grad-cam", "opencv-python-headless",
-                 "pillow", "pydicom", "pylibjpeg-openjpeg"):
-        try:
-            out[dist] = metadata.version(dist)
-        except metadata.PackageNotFoundError:
-            pass
-    return out
+    return library_versions(BENCH_DISTRIBUTIONS)
 
 
-def run_bench(runs: int = DEFAULT_RUNS, *, warmup: int = 5, image_shape: tuple[int, int] = DEFAULT_SHAPE,
-              eager: bool = True, example: bool = True, subprocess_rss: bool = True,
-              energy: bool = True,
-              student_sizes: tuple[tuple[int, int], ...] | None = None) -> dict[str, Any]:
+def run_bench(
+    runs: int = DEFAULT_RUNS,
+    *,
+    warmup: int = 5,
+    image_shape: tuple[int, int] = DEFAULT_SHAPE,
+    eager: bool = True,
+    example: bool = True,
+    subprocess_rss: bool = True,
+    energy: bool = True,
+    student_sizes: tuple[tuple[int, int], ...] | None = None,
+) -> dict[str, Any]:
     """Run the benchmark; return a JSON-ready dict (see the module docstring and :func:`format_text`).
 
     Keys: ``student``/``teacher`` → stage → ``median_ms``/``p90_ms``; ``eager`` → the same for the
@@ -337,9 +392,8 @@ def run_bench(runs: int = DEFAULT_RUNS, *, warmup: int = 5, image_shape: tuple[i
     ``machine``, ``versions``, ``targets``.
     """
     from kdviewer.core.engine import InferenceEngine, load_engine, reference_image
-    from kdviewer.core.runtime import thread_count
-
     from kdviewer.core.extras import torch_available
+    from kdviewer.core.runtime import thread_count
 
     runs = max(1, int(runs))
     if eager and not torch_available():  # the light install: the engine alone
@@ -347,8 +401,12 @@ def run_bench(runs: int = DEFAULT_RUNS, *, warmup: int = 5, image_shape: tuple[i
         eager = False
     image = reference_image(tuple(image_shape))
     description = "synthetic smooth grey image (kdviewer.core.engine.reference_image), decoded pixels"
-    result: dict[str, Any] = {"schema": 1, "runs": runs, "warmup": warmup,
-                              "input": {"shape": list(image.shape), "description": description}}
+    result: dict[str, Any] = {
+        "schema": 1,
+        "runs": runs,
+        "warmup": warmup,
+        "input": {"shape": list(image.shape), "description": description},
+    }
     engines = {}
     for name in ("student", "teacher"):
         t0 = time.perf_counter()
@@ -379,7 +437,9 @@ def run_bench(runs: int = DEFAULT_RUNS, *, warmup: int = 5, image_shape: tuple[i
         fwd = result[name]["forward"]["median_ms"]
         result[name]["precision"] = eng.precision
         result["floor"][name] = {
-            "gmacs": gmacs, "precision": eng.precision, "peak_gmacs_per_s": rate,
+            "gmacs": gmacs,
+            "precision": eng.precision,
+            "peak_gmacs_per_s": rate,
             "floor_ms": None if not (gmacs and rate) else round(gmacs / rate * 1e3, 3),
             "share_of_peak": None if not (gmacs and rate) else round(gmacs / (fwd / 1e3) / rate, 3),
         }
@@ -391,7 +451,8 @@ def run_bench(runs: int = DEFAULT_RUNS, *, warmup: int = 5, image_shape: tuple[i
     if eager:
         for name in engines:
             result["ratio"][f"eager_over_engine_{name}_forward"] = round(
-                result["eager"][name]["forward"]["median_ms"] / result[name]["forward"]["median_ms"], 2)
+                result["eager"][name]["forward"]["median_ms"] / result[name]["forward"]["median_ms"], 2
+            )
     if example:
         try:
             ex = _open_example(engines["student"])
@@ -410,10 +471,14 @@ def run_bench(runs: int = DEFAULT_RUNS, *, warmup: int = 5, image_shape: tuple[i
     result["machine"] = machine_info(thread_count())
     result["versions"] = versions()
     result["targets"] = {
-        "student_total_median_ms": {"target": TARGETS["student_total_median_ms"],
-                                    "measured": s["total"]["median_ms"]},
-        "teacher_over_student_ratio": {"target": TARGETS["teacher_over_student_ratio"],
-                                       "measured": result["ratio"]["teacher_over_student_total"]},
+        "student_total_median_ms": {
+            "target": TARGETS["student_total_median_ms"],
+            "measured": s["total"]["median_ms"],
+        },
+        "teacher_over_student_ratio": {
+            "target": TARGETS["teacher_over_student_ratio"],
+            "measured": result["ratio"]["teacher_over_student_total"],
+        },
         "open_example_ms": {"target": TARGETS["open_example_ms"], "measured": result.get("open_example_ms")},
     }
     for k, v in result["targets"].items():
@@ -429,7 +494,8 @@ def format_text(r: dict[str, Any]) -> str:
         f"kdviewer bench: {r['runs']} runs after {r['warmup']} warm-up, input {r['input']['shape'][0]}x"
         f"{r['input']['shape'][1]} decoded pixels -> 5 scores + 5 heat maps",
         f"machine: {m['cpu_model']}, {m['physical_cores']} cores / {m['logical_cpus']} CPUs, threads: engine "
-        f"{m['threads']['engine_intra_op']} (ORT spinning {'on' if m['threads'].get('ort_spinning') else 'off'}), "
+        f"{m['threads']['engine_intra_op']} "
+        f"(ORT spinning {'on' if m['threads'].get('ort_spinning') else 'off'}), "
         f"torch {m['threads']['torch']}"
         + (f", load {m['load_avg_1_5_15']}" if "load_avg_1_5_15" in m else ""),
         "versions: " + ", ".join(f"{k} {v}" for k, v in r["versions"].items()),
@@ -438,56 +504,87 @@ def format_text(r: dict[str, Any]) -> str:
     ]
     rows = [(n, r[n]) for n in ("student", "teacher")] + [(f"{n}", v) for n, v in r.get("eager", {}).items()]
     for name, d in rows:
-        lines.append(f"{name:<9}{d['runtime']:<13}" + "".join(
-            f"{d[s]['median_ms']:>15.2f} /{d[s]['p90_ms']:>7.2f}" for s in STAGES))
-    lines.append("(heat map = 5 class activation maps at feature resolution; reading one at the image's "
-                 "geometry, as the viewer does for the map it shows, adds: "
-                 + ", ".join(f"{n} {d['upsample_one']['median_ms']:.2f} ms" for n, d in rows[:2]) + ")")
+        lines.append(
+            f"{name:<9}{d['runtime']:<13}"
+            + "".join(f"{d[s]['median_ms']:>15.2f} /{d[s]['p90_ms']:>7.2f}" for s in STAGES)
+        )
+    lines.append(
+        "(heat map = 5 class activation maps at feature resolution; reading one at the image's "
+        "geometry, as the viewer does for the map it shows, adds: "
+        + ", ".join(f"{n} {d['upsample_one']['median_ms']:.2f} ms" for n, d in rows[:2])
+        + ")"
+    )
     if r.get("student_sizes"):
-        lines += ["", "student median ms by decoded size: " + "; ".join(
-            f"{k}: total {v['total']:.2f} (pre {v['preprocess']:.2f}, fwd {v['forward']:.2f}, "
-            f"maps {v['heatmap']:.2f}, +1 map upsampled {v['upsample_one']:.2f})"
-            for k, v in r["student_sizes"].items())]
+        lines += [
+            "",
+            "student median ms by decoded size: "
+            + "; ".join(
+                f"{k}: total {v['total']:.2f} (pre {v['preprocess']:.2f}, fwd {v['forward']:.2f}, "
+                f"maps {v['heatmap']:.2f}, +1 map upsampled {v['upsample_one']:.2f})"
+                for k, v in r["student_sizes"].items()
+            ),
+        ]
     rt = r["ratio"]
-    lines += ["", "teacher/student (engine): total %.1fx, forward %.1fx" % (
-        rt["teacher_over_student_total"], rt["teacher_over_student_forward"])]
+    lines += [
+        "",
+        f"teacher/student (engine): total {rt['teacher_over_student_total']:.1f}x, "
+        f"forward {rt['teacher_over_student_forward']:.1f}x",
+    ]
     fl = r.get("floor") or {}
     if fl:
         pk = fl["probe"]
-        lines.append(f"matmul probe ({pk['threads']} threads): fp32 {pk['fp32_gmacs_per_s']} GMAC/s, int8 "
-                     f"{pk['int8_gmacs_per_s'] if pk['int8_gmacs_per_s'] is not None else 'n/a'} GMAC/s")
+        lines.append(
+            f"matmul probe ({pk['threads']} threads): fp32 {pk['fp32_gmacs_per_s']} GMAC/s, int8 "
+            f"{pk['int8_gmacs_per_s'] if pk['int8_gmacs_per_s'] is not None else 'n/a'} GMAC/s"
+        )
         for name in ("student", "teacher"):
             f = fl[name]
             if f["share_of_peak"] is not None:
-                lines.append(f"{name} ({f['precision']}): {f['gmacs']} GMACs, floor {f['floor_ms']:.2f} ms at "
-                             f"the probe's peak; forward reaches {100 * f['share_of_peak']:.0f} % of it")
+                lines.append(
+                    f"{name} ({f['precision']}): {f['gmacs']} GMACs, floor {f['floor_ms']:.2f} ms at "
+                    f"the probe's peak; forward reaches {100 * f['share_of_peak']:.0f} % of it"
+                )
     tg = r.get("together")
     if tg:
-        lines.append(f"student beside a busy teacher (threads student {tg['threads']['student']}, teacher "
-                     f"{tg['threads']['teacher']}, teacher at lowest priority: "
-                     f"{'yes' if tg['teacher_priority_lowered'] else 'no'}): "
-                     f"{tg['student_beside_teacher_ms']:.2f} ms vs {tg['student_alone_ms']:.2f} ms alone ({tg['slowdown_pct']:+.0f} %; "
-                     f"{tg['teacher_runs_meanwhile']} teacher inferences meanwhile)")
+        lines.append(
+            f"student beside a busy teacher (threads student {tg['threads']['student']}, teacher "
+            f"{tg['threads']['teacher']}, teacher at lowest priority: "
+            f"{'yes' if tg['teacher_priority_lowered'] else 'no'}): "
+            f"{tg['student_beside_teacher_ms']:.2f} ms vs {tg['student_alone_ms']:.2f} ms alone "
+            f"({tg['slowdown_pct']:+.0f} %; "
+            f"{tg['teacher_runs_meanwhile']} teacher inferences meanwhile)"
+        )
     if "eager_over_engine_student_forward" in rt:
-        lines.append("eager/engine forward: student %.1fx, teacher %.1fx" % (
-            rt["eager_over_engine_student_forward"], rt["eager_over_engine_teacher_forward"]))
+        lines.append(
+            f"eager/engine forward: student {rt['eager_over_engine_student_forward']:.1f}x, "
+            f"teacher {rt['eager_over_engine_teacher_forward']:.1f}x"
+        )
     ex = r.get("open_example") or {}
     if "total" in ex:
-        lines.append(f"open example {ex['path']} {ex['shape'][0]}x{ex['shape'][1]} -> scores + heat maps "
-                     f"(student, one map upsampled): median {ex['total']['median_ms']:.1f} ms "
-                     f"(read {ex['read']['median_ms']:.1f} + predict "
-                     f"{ex['predict']['median_ms']:.1f}), first {ex['first_ms']:.1f} ms")
+        lines.append(
+            f"open example {ex['path']} {ex['shape'][0]}x{ex['shape'][1]} -> scores + heat maps "
+            f"(student, one map upsampled): median {ex['total']['median_ms']:.1f} ms "
+            f"(read {ex['read']['median_ms']:.1f} + predict "
+            f"{ex['predict']['median_ms']:.1f}), first {ex['first_ms']:.1f} ms"
+        )
     rss = r.get("rss", {})
     child = rss.get("student_only_process", {})
-    lines.append(f"peak RSS: this process {rss.get('peak_mb_this_process')} MB; student-only process "
-                 + (f"{child['peak_rss_mb']} MB (first scores {child['first_scores_ms']:.0f} ms after start, "
-                    f"PyTorch {'loaded' if child['torch_imported'] else 'not loaded'})"
-                    if "peak_rss_mb" in child else f"n/a ({child.get('error', 'not measured')})"))
+    lines.append(
+        f"peak RSS: this process {rss.get('peak_mb_this_process')} MB; student-only process "
+        + (
+            f"{child['peak_rss_mb']} MB (first scores {child['first_scores_ms']:.0f} ms after start, "
+            f"PyTorch {'loaded' if child['torch_imported'] else 'not loaded'})"
+            if "peak_rss_mb" in child
+            else f"n/a ({child.get('error', 'not measured')})"
+        )
+    )
     for name, e in (r.get("energy") or {}).items():
         if e.get("available"):
-            lines.append(f"energy {name}: {e['per_inference_mj']:.2f} mJ/inference above idle "
-                         f"(total {e['per_inference_total_mj']:.2f} mJ; idle baseline {e['idle_power_w']:.2f} W, "
-                         f"measured before) ({'ESTIMATE' if e['is_estimate'] else 'measured'}: {e['method']})")
+            lines.append(
+                f"energy {name}: {e['per_inference_mj']:.2f} mJ/inference above idle "
+                f"(total {e['per_inference_total_mj']:.2f} mJ; idle baseline {e['idle_power_w']:.2f} W, "
+                f"measured before) ({'ESTIMATE' if e['is_estimate'] else 'measured'}: {e['method']})"
+            )
         else:
             lines.append(f"energy {name}: no power meter")
     lines.append("")
@@ -510,12 +607,18 @@ def bench_command(runs: int = DEFAULT_RUNS, as_json: bool = False, **kwargs: Any
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``python -m kdviewer.core.bench [--runs N] [--json] [--size H W] [--no-eager]``."""
+    """``python -m kdviewer.bench [--runs N] [--json] [--size H W] [--no-eager]``."""
     p = argparse.ArgumentParser(prog="kdviewer bench", description=__doc__.split("\n\n")[0])
     p.add_argument("--runs", type=int, default=DEFAULT_RUNS, help="timed runs per model (after warm-up)")
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
-    p.add_argument("--size", type=int, nargs=2, metavar=("H", "W"), default=DEFAULT_SHAPE,
-                   help="decoded image size (default 1024 1024)")
+    p.add_argument(
+        "--size",
+        type=int,
+        nargs=2,
+        metavar=("H", "W"),
+        default=DEFAULT_SHAPE,
+        help="decoded image size (default 1024 1024)",
+    )
     p.add_argument("--no-eager", action="store_true", help="skip the eager PyTorch baseline")
     a = p.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
