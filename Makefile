@@ -25,7 +25,10 @@ run: $(STAMP)
 predict: $(STAMP)
 	$(BIN)/kdviewer predict --teacher
 
+# Lint first (ruff, pinned in the test extra; rules in pyproject.toml): seconds, before the suite.
 test: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
 	QT_QPA_PLATFORM=offscreen $(BIN)/python -m pytest $(PYTEST_ARGS)
 
 bench: $(STAMP)
