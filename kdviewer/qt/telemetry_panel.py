@@ -116,22 +116,15 @@ class TelemetryPanel(QWidget):
                 self.curves[(role, stage)] = self.latency_plot.plot(
                     pen=pg.mkPen(color, width=1, style=STAGE_STYLES[stage]), name=f"{title_} {stage}"
                 )
-            self.curves[(role, "power")] = self.power_plot.plot(
-                pen=pg.mkPen(color, width=2),
-                name=title_,
-                symbol="o",
-                symbolSize=4,
-                symbolBrush=color,
-                symbolPen=None,
-            )
-            self.curves[(role, "energy")] = self.energy_plot.plot(
-                pen=pg.mkPen(color, width=2),
-                name=title_,
-                symbol="o",
-                symbolSize=4,
-                symbolBrush=color,
-                symbolPen=None,
-            )
+            for kind, plot in (("power", self.power_plot), ("energy", self.energy_plot)):
+                self.curves[(role, kind)] = plot.plot(
+                    pen=pg.mkPen(color, width=2),
+                    name=title_,
+                    symbol="o",
+                    symbolSize=4,
+                    symbolBrush=color,
+                    symbolPen=None,
+                )
         for plot in (self.latency_plot, self.power_plot, self.energy_plot):
             layout.addWidget(plot, 1)
 
