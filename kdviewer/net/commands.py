@@ -16,21 +16,23 @@ import threading
 from pathlib import Path
 
 from kdviewer.net import DEFAULT_AE_TITLE, DEFAULT_PORT
+from kdviewer.net.config import check_ae_title, check_port
 
 DEFAULT_STORE_GB = 20.0
 
 
 def _ae_title(text: str) -> str:
-    text = text.strip()
-    if not 0 < len(text) <= 16 or not text.isascii() or "\\" in text or not text.isprintable():
-        raise argparse.ArgumentTypeError(f"{text!r} is not an AE title (1-16 ASCII characters, no backslash)")
-    return text
+    try:
+        return check_ae_title(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def _port(text: str) -> int:
-    if not text.isdigit() or not 0 <= int(text) < 65536:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a port (0-65535)")
-    return int(text)
+    try:
+        return check_port(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def _peer(text: str):
@@ -142,23 +144,14 @@ def add_parsers(sub) -> None:
     get.add_argument("--max-store-gb", type=float, default=DEFAULT_STORE_GB)
 
 
-def _quiet_libraries() -> None:
-    """Keep patient data out of the log: pynetdicom's debug log prints whole data sets, and
-    pydicom's validation warnings quote the invalid values (a malformed name, say)."""
-    import pydicom.config
-
-    logging.getLogger("pynetdicom").setLevel(logging.WARNING)
-    pydicom.config.settings.reading_validation_mode = pydicom.config.IGNORE
-
-
 def listen_command(args) -> int:
     """Run the listener until SIGINT or SIGTERM. Exit status 2 when it cannot start."""
     from kdviewer.cli import load_engines
     from kdviewer.net.arrivals import ArrivalScorer
-    from kdviewer.net.listener import Listener
+    from kdviewer.net.listener import Listener, quiet_libraries
     from kdviewer.net.store import ReceiveStore
 
-    _quiet_libraries()
+    quiet_libraries()
     logging.getLogger("kdviewer.net").setLevel(min(logging.INFO, logging.getLogger().level or logging.INFO))
     try:
         store = ReceiveStore(args.store, max_bytes=int(args.max_store_gb * 2**30))
@@ -219,10 +212,11 @@ def listen_command(args) -> int:
 def pacs_command(args) -> int:
     """``pacs find`` prints the matching studies; ``pacs get`` retrieves one. Exit status 0 on
     success, 1 when the PACS refused or some images failed, 2 for bad arguments."""
-    from kdviewer.net.scu import FIND_KEYS, Peer, find_studies, get_study, move_study, study_query
+    from kdviewer.net.listener import quiet_libraries
+    from kdviewer.net.scu import FIND_KEYS, MoveVia, Peer, find_studies, retrieve_study, study_query
     from kdviewer.net.store import ReceiveStore
 
-    _quiet_libraries()
+    quiet_libraries()
     peer = Peer(args.host, args.port, args.ae_title)
     try:
         if args.pacs_command == "find":
@@ -242,32 +236,18 @@ def pacs_command(args) -> int:
                     print("\t".join(s[k] for k in FIND_KEYS))
             return 0
         store = ReceiveStore(args.store, max_bytes=int(args.max_store_gb * 2**30))
-        if args.move:
-            result = move_study(
-                peer,
-                args.study_uid,
-                store,
-                calling_ae=args.calling_ae,
-                listen_port=args.listen_port,
-                bind=args.bind,
-            )
-        else:
-            result = get_study(peer, args.study_uid, store, calling_ae=args.calling_ae)
+        result = retrieve_study(
+            peer,
+            args.study_uid,
+            store,
+            calling_ae=args.calling_ae,
+            move=MoveVia(args.listen_port, args.bind) if args.move else None,
+        )
     except ValueError as exc:
         print(f"kdviewer: error: {exc}", file=sys.stderr)
         return 2
     except (ConnectionError, RuntimeError, OSError) as exc:
         print(f"kdviewer: error: {exc}", file=sys.stderr)
         return 1
-    print(
-        f"kdviewer: retrieved {result.completed} image(s) into {args.store}; {result.failed} failed, "
-        f"{result.warning} with warnings (final status 0x{result.status:04X})",
-        file=sys.stderr,
-    )
-    if result.failed:
-        print(
-            "kdviewer: only CR, DX and Secondary Capture images are retrieved; the PACS counts other "
-            "objects of the study (a structured report, say) as failed",
-            file=sys.stderr,
-        )
-    return 0 if result.status == 0 and result.failed == 0 else 1
+    print(f"kdviewer: {args.store}: {result.summary()}", file=sys.stderr)
+    return 0 if result.ok else 1

@@ -16,6 +16,7 @@ import weakref
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+import pydicom.config
 from pynetdicom import AE, evt
 from pynetdicom.sop_class import Verification
 
@@ -36,6 +37,13 @@ NETWORK_TIMEOUT_S = 30
 # pynetdicom holds a data set in memory until it is complete: an association that sends more than
 # this for one image is aborted, so memory stays under max_associations times this.
 MAX_DATASET_BYTES = 256 * 1024 * 1024
+
+
+def quiet_libraries() -> None:
+    """Keep patient data out of the log: pynetdicom's debug log prints whole data sets, and
+    pydicom's validation warnings quote the invalid values (a malformed name, say)."""
+    logging.getLogger("pynetdicom").setLevel(logging.WARNING)
+    pydicom.config.settings.reading_validation_mode = pydicom.config.IGNORE
 
 
 def store_event(event, store: ReceiveStore, on_stored: Callable[[Path], None] | None = None) -> int:

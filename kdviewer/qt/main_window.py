@@ -132,7 +132,7 @@ class ViewerWindow(QMainWindow):
         self.controller.thumbnail_ready.connect(self.study_list.set_thumbnail)
         self.controller.thumbnail_ready.connect(lambda t: self.model.note_metadata(t.path, t.metadata))
         self.compare.install(self.menuBar(), self)
-        self.dicom_receiver = install_dicom_node(self)  # File > Receive over DICOM
+        self.dicom_receiver = install_dicom_node(self)  # File > Receive over DICOM, Query PACS…
 
     # ------------------------------------------------------------------------------------------
     # construction
@@ -322,7 +322,7 @@ class ViewerWindow(QMainWindow):
 
     def worker_threads(self) -> list:
         """Every QThread this window started (for clean-shutdown checks)."""
-        return self.controller.threads()
+        return self.controller.threads() + self.dicom_receiver.threads()
 
     def shutdown(self) -> None:
         """Save settings and stop every worker thread; safe to call twice."""
@@ -335,7 +335,7 @@ class ViewerWindow(QMainWindow):
         # be interrupted, so its thread is waited for out of sight rather than behind a frozen window.
         self.hide()
         self.controller.stop()
-        self.dicom_receiver.stop()
+        self.dicom_receiver.shutdown()  # the listener, and the PACS dialog's retrieval
         self.exports.wait()
         if self._tag_dialog is not None:
             self._tag_dialog.close()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import fields, replace
 from pathlib import Path
 
 from PySide6.QtCore import QByteArray, QSettings
@@ -9,6 +10,7 @@ from PySide6.QtCore import QByteArray, QSettings
 import kdviewer
 from kdviewer.core.explain import CAM_METHODS, DEFAULT_CAM_METHOD
 from kdviewer.core.findings import FINDING_KEYS
+from kdviewer.net.config import NodeConfig, PacsConfig
 
 ORGANIZATION = "kdviewer"
 APPLICATION = "kdviewer"
@@ -148,6 +150,48 @@ class ViewerSettings:
     scope_gate = _Flag("models/scope_gate", True)
     geometry = _Bytes("window/geometry")
     window_state = _Bytes("window/state")  # which panels are shown, and their sizes
+
+    # -- the DICOM node: File > DICOM node settings… and File > Query PACS… ---------------------
+    @property
+    def dicom_node(self) -> NodeConfig:
+        """The listener's settings as saved (``KDVIEWER_DICOM_*`` overrides are applied by its user)."""
+        return self._read_config("dicom", NodeConfig())
+
+    @dicom_node.setter
+    def dicom_node(self, config: NodeConfig) -> None:
+        self._write_config("dicom", config)
+
+    @property
+    def pacs(self) -> PacsConfig:
+        return self._read_config("pacs", PacsConfig())
+
+    @pacs.setter
+    def pacs(self, config: PacsConfig) -> None:
+        self._write_config("pacs", config)
+
+    def _read_config(self, group: str, default):
+        """A frozen dataclass from ``group/<field>`` keys; a field whose saved value does not
+        convert to its default's type keeps the default."""
+        values = {}
+        for f in fields(default):
+            value, fallback = self._s.value(f"{group}/{f.name}"), getattr(default, f.name)
+            if value is None:
+                continue
+            try:
+                if isinstance(fallback, tuple):  # INI files hand a one-item list back as text
+                    values[f.name] = tuple(
+                        str(v) for v in ([value] if isinstance(value, str) else value) if v
+                    )
+                else:
+                    values[f.name] = type(fallback)(value)
+            except (TypeError, ValueError):
+                continue
+        return replace(default, **values)
+
+    def _write_config(self, group: str, config) -> None:
+        for f in fields(config):
+            value = getattr(config, f.name)
+            self._s.setValue(f"{group}/{f.name}", list(value) if isinstance(value, tuple) else value)
 
     # -- recent files -----------------------------------------------------------------------
     @property
