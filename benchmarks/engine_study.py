@@ -29,14 +29,9 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from kdviewer.core import explain
 from kdviewer.core import runtime as rt
-from kdviewer.core.engine import (
-    DEFAULT_ARCH,
-    InferenceEngine,
-    reference_image,
-    untrained_model,
-    write_untrained_card,
-)
+from kdviewer.core.engine import DEFAULT_ARCH, InferenceEngine, reference_image
 from kdviewer.core.preprocess import InputSpec, image_to_model_input
+from kdviewer.core.untrained import untrained_model, write_untrained_card
 
 
 def timeit(fn, runs, warmup=3):

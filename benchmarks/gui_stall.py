@@ -19,7 +19,7 @@ import subprocess
 import sys
 import tempfile
 
-from kdviewer.core.engine import write_untrained_card
+from kdviewer.core.untrained import write_untrained_card
 
 CHILD = r"""
 import json, sys, tempfile, time

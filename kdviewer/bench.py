@@ -90,7 +90,7 @@ def _time_engine(engine, image, runs: int, warmup: int) -> dict[str, Any]:
 
 
 def _energy(engine, image, runs: int) -> dict[str, Any]:
-    from kdviewer.core.engine import shared_meter
+    from kdviewer.core.power import shared_meter
 
     meter = shared_meter()
     if meter is None:
@@ -291,8 +291,9 @@ def _student_only_process(student, shape) -> dict[str, Any]:
 
     if getattr(sys, "frozen", False):  # the desktop bundle: its executable is no Python interpreter
         return {"error": "not measured in the bundle (it needs a Python interpreter)"}
-    from kdviewer.core.engine import InferenceEngine, write_untrained_card
+    from kdviewer.core.engine import InferenceEngine
     from kdviewer.core.modelcard import find_cards
+    from kdviewer.core.untrained import write_untrained_card
 
     env = dict(os.environ)
     with tempfile.TemporaryDirectory(prefix="kdviewer-bench-") as tmp:

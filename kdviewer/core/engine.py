@@ -23,12 +23,14 @@ import os
 import threading
 import time
 from collections.abc import Mapping, Sequence
+from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from types import MappingProxyType
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
+from safetensors import safe_open
 
 from kdviewer.core.errors import KdviewerError, ModelLoadError
 from kdviewer.core.explain import (
@@ -36,17 +38,30 @@ from kdviewer.core.explain import (
     DEFAULT_CAM_METHOD,
     cam_weights,
     check_method,
+    class_activation_maps,
+    library_cams,
+    normalize_for_upsampling,
     require_library_methods,
+    upsample,
 )
 from kdviewer.core.extras import require_torch
 from kdviewer.core.findings import finding
 from kdviewer.core.image import ImageMetadata, LoadedImage
-from kdviewer.core.modelcard import ModelCard
+from kdviewer.core.modelcard import (
+    ModelCard,
+    find_cards,
+    graph_path,
+    int8_graph_path,
+    load_model,
+    read_card,
+    verified_graph,
+    verified_int8_graph,
+    verified_weights,
+)
+from kdviewer.core.power import EnergyMeasurement, shared_meter
 from kdviewer.core.preprocess import image_to_model_input
+from kdviewer.core.runtime import OnnxRuntime, make_runtime, state_sha256, thread_count
 from kdviewer.core.telemetry import InferenceSample, Telemetry
-
-if TYPE_CHECKING:  # pragma: no cover
-    from kdviewer.core.power import EnergyMeasurement
 
 __all__ = [
     "CAM_METHODS",
@@ -60,9 +75,7 @@ __all__ = [
     "precision_of",
     "reference_image",
     "reference_scores",
-    "untrained_model",
     "with_reference",
-    "write_untrained_card",
 ]
 
 log = logging.getLogger(__name__)
@@ -152,7 +165,7 @@ def reference_scores(model, card: ModelCard) -> dict[str, float]:
     The training export stores them as ``card.reference = {"input": REFERENCE_INPUT, "scores": …}``
     (see :func:`with_reference`).
     """
-    import torch
+    import torch  # an optional extra: only card writers (training export, untrained cards) call this
 
     x = image_to_model_input(reference_image(), card.input)[None]
     was_training = model.training
@@ -171,98 +184,7 @@ def with_reference(model, card: ModelCard) -> ModelCard:
     return card.with_updates(reference={"input": dict(REFERENCE_INPUT), "scores": scores})
 
 
-# --------------------------------------------------------------------------- untrained models
-
-_untrained_cache: dict[tuple[str, int], dict] = {}
-_untrained_lock = threading.Lock()
-
-
-def untrained_model(architecture: str, seed: int = 0):
-    """A deterministic untrained network: seeded initialisation, then batch-norm statistics
-    recomputed on a few synthetic inputs so activations and scores have a sane scale (with
-    torchvision's default running statistics, random networks give near-constant outputs).
-    """
-    import torch
-
-    from kdviewer.core.models import build_model
-
-    with _untrained_lock:
-        state = _untrained_cache.get((architecture, seed))
-        if state is None:
-            with torch.random.fork_rng(devices=[]):
-                torch.manual_seed(seed)
-                model = build_model(architecture)
-            from kdviewer.core.preprocess import InputSpec, to_model_input
-
-            spec = InputSpec()
-            batch = []
-            for i in range(4):  # smooth patterns with different phases and blob positions
-                img = reference_image((224 + 16 * i, 224 - 8 * i)).pixels
-                batch.append(to_model_input(np.roll(img, 37 * i, axis=i % 2), spec, (0.0, 4095.0)))
-            norms = [m for m in model.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
-            for m in norms:
-                m.reset_running_stats()
-                m.momentum = None  # cumulative average over the calibration batch
-            model.train()
-            with torch.no_grad():
-                model(torch.from_numpy(np.stack(batch)))
-            for m in norms:
-                m.momentum = 0.1
-            model.eval()
-            state = {k: v.clone() for k, v in model.state_dict().items()}
-            _untrained_cache[(architecture, seed)] = state
-    model = build_model(architecture)
-    model.load_state_dict(state, strict=True)
-    return model.eval()
-
-
-def write_untrained_card(folder, name: str = "student", *, seed: int = 0) -> Path:
-    """Write the seeded untrained network of ``name`` as weights + model card (with self-test
-    reference scores) into ``folder``; return the card's path. Benchmarks use it to measure an
-    installed build's start (from a card and its cached export) before trained weights exist."""
-    from kdviewer.core.modelcard import save_model
-
-    arch = DEFAULT_ARCH.get(name, "mobilenet_v2")
-    model = untrained_model(arch, seed)
-    card = ModelCard(
-        name=name,
-        architecture=arch,
-        weights_file=f"{name}.safetensors",
-        weights_sha256="",
-        trained=False,
-        description=f"UNTRAINED {arch} (random weights, seed {seed})",
-    )
-    card_path, _ = save_model(model, with_reference(model, card), folder)
-    return card_path
-
-
 # --------------------------------------------------------------------------- engine
-
-
-_meter_lock = threading.Lock()
-_meter_state: list = []  # [meter or None] once chosen: one meter per process, shared by every engine
-
-
-def shared_meter():
-    """The process's power meter (or None), chosen once; its idle baseline is then measured in
-    the background, so no inference waits for it. One shared meter lets windows of the student
-    and the teacher that overlap split the overlap (see :class:`~kdviewer.core.power.base.CounterMeter`)."""
-    with _meter_lock:
-        if _meter_state:
-            return _meter_state[0]
-        meter = None
-        try:
-            from kdviewer.core.power import select_meter
-
-            meter = select_meter()
-            meter.start_idle_measurement()
-        except ImportError as exc:  # the power package is optional for the engine
-            log.info("no power meter (%s); energy is not measured", exc)
-        except Exception as exc:
-            log.warning("no power meter available (%s); energy is not measured", exc)
-            meter = None
-        _meter_state.append(meter)
-        return meter
 
 
 def precision_of(card: ModelCard) -> str:
@@ -284,8 +206,6 @@ def precision_of(card: ModelCard) -> str:
 def _head_weights(wpath: Path, n_findings: int) -> np.ndarray | None:
     """The final linear layer's weight ``(findings, channels)`` read from a safetensors file."""
     try:
-        from safetensors import safe_open
-
         with safe_open(str(wpath), framework="numpy") as f:
             keys = [k for k in f.keys() if k.startswith("classifier") and k.endswith("weight")]
             for k in sorted(keys, key=lambda k: (k.count("."), k), reverse=True):
@@ -322,8 +242,6 @@ class Heatmaps(Mapping):
         with self._lock:
             hit = self._cache.get(key)
             if hit is None:
-                from kdviewer.core.explain import upsample
-
                 hit = _readonly(upsample(self._normed[self._index[key]], self.shape))
                 self._cache[key] = hit
             return hit
@@ -362,8 +280,6 @@ class InferenceEngine:
         forward=None,
         head_weights: np.ndarray | None = None,
     ):
-        from kdviewer.core.runtime import make_runtime, thread_count
-
         self._model = model.eval() if model is not None else None
         self._model_lock = threading.Lock()
         self.card = card
@@ -398,9 +314,6 @@ class InferenceEngine:
         if self._model is None:
             with self._model_lock:
                 if self._model is None:
-                    from kdviewer.core.modelcard import load_model
-                    from kdviewer.core.runtime import thread_count
-
                     if self.card_path is None:
                         raise ModelLoadError(self.name, "no PyTorch model and no model card to load it from")
                     self._model, _ = load_model(self.card_path)
@@ -418,8 +331,6 @@ class InferenceEngine:
         reference input and disables the engine (``status.state == "selftest_failed"``) on a
         mismatch with ``card.reference`` or a non-finite score: there is no way to skip it.
         """
-        from kdviewer.core.modelcard import load_model
-
         engine = cls._without_torch(card_path) if runtime in ("auto", "onnxruntime") else None
         if engine is None:
             model, card = load_model(card_path)  # MissingExtraError without PyTorch
@@ -443,9 +354,6 @@ class InferenceEngine:
         naming it, never a fall-back. Returns ``None`` when the card ships no graph and nothing is
         cached yet (the caller loads PyTorch and exports).
         """
-        from kdviewer.core.modelcard import read_card, verified_graph, verified_int8_graph, verified_weights
-        from kdviewer.core.runtime import OnnxRuntime
-
         card = read_card(card_path)
         wpath = verified_weights(card, card_path)
         head = _head_weights(wpath, len(card.findings))
@@ -454,10 +362,10 @@ class InferenceEngine:
             if head is None:
                 raise ModelLoadError(wpath, "the weights hold no classifier layer for the heat maps")
             precision = precision_of(card)
-            gpath = Path(card_path).parent / card.onnx_file
+            gpath = graph_path(card, card_path)
             if precision == "int8":
                 graph = verified_int8_graph(card, card_path)
-                gpath = Path(card_path).parent / card.int8["file"]
+                gpath = int8_graph_path(card, card_path)
             try:
                 forward = OnnxRuntime.from_graph(graph, gpath)
             except Exception as exc:  # onnxruntime's own errors: this file's failure
@@ -483,11 +391,12 @@ class InferenceEngine:
         seed: int = 0,
         runtime: str = "auto",
     ) -> InferenceEngine:
-        """Engine with deterministic random weights (see :func:`untrained_model`), loudly labelled:
-        ``status.state == "untrained"`` and ``card.trained is False``."""
-        from kdviewer.core.runtime import state_sha256
-
+        """Engine with deterministic random weights (see
+        :func:`~kdviewer.core.untrained.untrained_model`), loudly labelled: ``status.state ==
+        "untrained"`` and ``card.trained is False``."""
         require_torch("running without any model card (untrained random weights)")
+        from kdviewer.core.untrained import untrained_model  # needs PyTorch, an optional extra
+
         model = untrained_model(architecture, seed)
         card = ModelCard(
             name=name,
@@ -633,10 +542,6 @@ class InferenceEngine:
         )
 
     def _predict(self, *, image, x, shape, heatmaps, cam_method, request_id, measure_energy) -> Prediction:
-        from contextlib import nullcontext
-
-        from kdviewer.core.explain import class_activation_maps, library_cams, normalize_for_upsampling
-
         if not self.status.usable:
             raise EngineUnavailableError(self.status.message)
         check_method(cam_method)
@@ -747,8 +652,6 @@ def load_engine(name: str, *, runtime: str = "auto", allow_untrained: bool = Tru
     trained weights); once any card is installed, a missing one raises :class:`ModelLoadError`
     naming what was found, so that random weights never stand in beside trained ones.
     """
-    from kdviewer.core.modelcard import find_cards
-
     cards = find_cards()
     if name in cards:
         return InferenceEngine.from_card(cards[name], runtime=runtime)

@@ -449,12 +449,19 @@ def verified_graph(card: ModelCard, card_path: str | Path) -> bytes | None:
     return verified_bytes(path, card.onnx_sha256, MAX_GRAPH_BYTES, "ONNX graph")
 
 
+def int8_graph_path(card: ModelCard, card_path: str | Path) -> Path | None:
+    """Where a card's int8 ONNX graph is (beside the card), or None if the card has none."""
+    if card.int8 is None:
+        return None
+    return Path(card_path).parent / _plain_file_name(card.int8["file"], "int8.file")
+
+
 def verified_int8_graph(card: ModelCard, card_path: str | Path) -> bytes | None:
     """The bytes of the card's int8 ONNX graph once checked like :func:`verified_graph`, or None
     if the card has none."""
-    if card.int8 is None:
+    path = int8_graph_path(card, card_path)
+    if path is None:
         return None
-    path = Path(card_path).parent / _plain_file_name(card.int8["file"], "int8.file")
     return verified_bytes(path, card.int8["sha256"], MAX_GRAPH_BYTES, "int8 ONNX graph")
 
 

@@ -15,12 +15,12 @@ from kdviewer.core.engine import (
     load_engine,
     reference_image,
     reference_scores,
-    untrained_model,
     with_reference,
 )
 from kdviewer.core.errors import ModelLoadError
 from kdviewer.core.findings import FINDING_KEYS
 from kdviewer.core.modelcard import ModelCard, save_model
+from kdviewer.core.untrained import untrained_model, write_untrained_card
 from tests.core import engine_helpers as H
 
 
@@ -273,18 +273,16 @@ def test_corrupt_weights_raise(saved_student):
 
 
 def test_load_engine_finds_cards_or_falls_back(saved_student, monkeypatch):
-    import kdviewer.core.modelcard as mc
-
     path, _, _ = saved_student
-    monkeypatch.setattr(mc, "find_cards", lambda dirs=None: {"student": path})
+    monkeypatch.setattr(engine_mod, "find_cards", lambda dirs=None: {"student": path})
     assert load_engine("student").status.state == "ok"
-    monkeypatch.setattr(mc, "find_cards", lambda dirs=None: {})
+    monkeypatch.setattr(engine_mod, "find_cards", lambda dirs=None: {})
     fallback = load_engine("student", runtime="torch-eager")
     assert fallback.status.state == "untrained" and fallback.card.architecture == "mobilenet_v2"
     with pytest.raises(ModelLoadError, match="teacher"):
         load_engine("teacher", allow_untrained=False)
     # a trained student is installed but no teacher: no random teacher beside it
-    monkeypatch.setattr(mc, "find_cards", lambda dirs=None: {"student": path})
+    monkeypatch.setattr(engine_mod, "find_cards", lambda dirs=None: {"student": path})
     with pytest.raises(ModelLoadError, match="no model card named 'teacher'"):
         load_engine("teacher")
     assert engine_mod.DEFAULT_ARCH["teacher"] == "densenet121"
@@ -324,7 +322,8 @@ def test_bench_result_has_the_documented_keys(monkeypatch, capsys):
     import kdviewer.core.modelcard as mc
     from kdviewer import bench
 
-    monkeypatch.setattr(mc, "find_cards", lambda dirs=None: {})
+    for where in (mc, engine_mod):  # no installed card: the bench's own look-up and load_engine's
+        monkeypatch.setattr(where, "find_cards", lambda dirs=None: {})
     H.engine("teacher")  # the teacher's export is cached once per session
     r = bench.run_bench(
         runs=1,
@@ -363,8 +362,6 @@ def test_bench_result_has_the_documented_keys(monkeypatch, capsys):
 
 
 def test_written_untrained_card_loads_verified_and_labelled(tmp_path):
-    from kdviewer.core.engine import write_untrained_card
-
     path = write_untrained_card(tmp_path, "student")
     eng = InferenceEngine.from_card(path)
     assert eng.card.name == "student" and not eng.card.trained

@@ -6,11 +6,12 @@ import torch
 from torch import nn
 
 from kdviewer.core import explain
-from kdviewer.core.engine import InferenceEngine, untrained_model
+from kdviewer.core.engine import InferenceEngine
 from kdviewer.core.modelcard import ModelCard
 from kdviewer.core.models import FindingsNet
 from kdviewer.core.preprocess import InputSpec, image_to_model_input
 from kdviewer.core.runtime import state_sha256
+from kdviewer.core.untrained import untrained_model
 from tests.core import engine_helpers as H
 
 

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from kdviewer.core import explain
-from kdviewer.core.engine import InferenceEngine, untrained_model, with_reference
+from kdviewer.core.engine import InferenceEngine, with_reference
 from kdviewer.core.errors import ModelLoadError
 from kdviewer.core.extras import MissingExtraError
 from kdviewer.core.findings import FINDING_KEYS
@@ -27,6 +27,7 @@ from kdviewer.core.modelcard import (
 )
 from kdviewer.core.models import count_parameters
 from kdviewer.core.resources import resources_dir
+from kdviewer.core.untrained import untrained_model
 from tests.core import engine_helpers as H
 from training.cli import main as train_main
 from training.export import FEATURE_TOLERANCE, GRAPH_TOLERANCE, graph_deviation

@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import numpy as np
 
-from kdviewer.core import explain
+from kdviewer.core import engine
 from kdviewer.core.engine import Heatmaps
 
 
 def test_membership_does_not_upsample(monkeypatch):
     calls = []
-    real = explain.upsample
-    monkeypatch.setattr(explain, "upsample", lambda *a, **k: calls.append(a[1]) or real(*a, **k))
+    real = engine.upsample
+    monkeypatch.setattr(engine, "upsample", lambda *a, **k: calls.append(a[1]) or real(*a, **k))
     maps = Heatmaps(["edema", "cardiomegaly"], np.random.default_rng(0).random((2, 7, 7)), (1841, 1955))
     assert "edema" in maps and "atelectasis" not in maps
     assert calls == []  # the viewer asks this on the GUI thread for every cached prediction

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from kdviewer.core import runtime as rt
-from kdviewer.core.engine import untrained_model
+from kdviewer.core.untrained import untrained_model
 from tests.core import engine_helpers as H  # noqa: F401  (sets a private KDVIEWER_CACHE first)
 
 

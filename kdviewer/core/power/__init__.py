@@ -28,7 +28,14 @@ from kdviewer.core.power.estimate import DEFAULT_TDP, TDP_TABLE, EstimateMeter, 
 from kdviewer.core.power.macos import MacBatteryMeter
 from kdviewer.core.power.nvml import NvmlEnergyMeter, NvmlPowerMeter
 from kdviewer.core.power.rapl import RaplMeter
-from kdviewer.core.power.selection import METER_KINDS, PREFER_ENV, MeterStatus, meter_report, select_meter
+from kdviewer.core.power.selection import (
+    METER_KINDS,
+    PREFER_ENV,
+    MeterStatus,
+    meter_report,
+    select_meter,
+    shared_meter,
+)
 from kdviewer.core.power.windows import WindowsBatteryMeter
 
 __all__ = [
@@ -55,4 +62,5 @@ __all__ = [
     "match_tdp",
     "meter_report",
     "select_meter",
+    "shared_meter",
 ]

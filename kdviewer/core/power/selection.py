@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import os
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -168,3 +169,26 @@ def meter_report(
     """Every meter kind with its availability and reason, the one :func:`select_meter` picks marked
     ``chosen`` (for ``kdviewer info``). Probes every kind; measures nothing."""
     return _choose(root, prefer, tdp_w, gpu, probe_all=True)[1]
+
+
+_shared_lock = threading.Lock()
+_shared: list[PowerMeter | None] = []  # [meter or None] once chosen: one meter per process
+
+
+def shared_meter() -> PowerMeter | None:
+    """The process's power meter (or None), chosen once by :func:`select_meter`; its idle baseline
+    is then measured in the background, so no inference waits for it. One shared meter lets windows
+    of the student and the teacher that overlap split the overlap (see
+    :class:`~kdviewer.core.power.base.CounterMeter`)."""
+    with _shared_lock:
+        if _shared:
+            return _shared[0]
+        meter = None
+        try:
+            meter = select_meter()
+            meter.start_idle_measurement()
+        except Exception as exc:  # energy is optional for every caller: scores come without it
+            log.warning("no power meter available (%s); energy is not measured", exc)
+            meter = None
+        _shared.append(meter)
+        return meter
