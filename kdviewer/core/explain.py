@@ -16,6 +16,8 @@ the full-size map (see :func:`upsample_normalized`).
 
 from __future__ import annotations
 
+from functools import lru_cache
+
 import numpy as np
 
 from kdviewer.core.extras import EXPLAIN_INSTALL, MissingExtraError, installed, torch_available
@@ -121,6 +123,18 @@ def bilinear_matrix(n_out: int, n_in: int) -> np.ndarray:
     return m.astype(np.float32)
 
 
+@lru_cache(maxsize=64)
+def _upsampling(n_out: int, n_in: int) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`bilinear_matrix` ``(n_out, n_in)`` and, in float64, its rows at the candidate extremes
+    (:func:`_extreme_rows`), both read-only: built once per (output size, map size) instead of on
+    every prediction (they were most of the heat map stage)."""
+    m = bilinear_matrix(n_out, n_in)
+    probe = m[_extreme_rows(m)].astype(np.float64)
+    m.flags.writeable = False
+    probe.flags.writeable = False
+    return m, probe
+
+
 def _extreme_rows(m: np.ndarray) -> np.ndarray:
     """Output rows where a bilinear upsample can reach its extremes: the first and last row of
     each run sharing the same pair of source rows (values are linear in the weight inside a run)."""
@@ -143,10 +157,9 @@ def normalize_for_upsampling(cams: np.ndarray, shape: tuple[int, int]) -> np.nda
     cams = np.asarray(cams, dtype=np.float32)
     n, h, w = cams.shape
     big_h, big_w = int(shape[0]), int(shape[1])
-    mh, mw = bilinear_matrix(big_h, h), bilinear_matrix(big_w, w)
-    rh, rw = _extreme_rows(mh), _extreme_rows(mw)
+    ph, pw = _upsampling(big_h, h)[1], _upsampling(big_w, w)[1]
     # values at every candidate extreme, (n, |rh|, |rw|), in float64 so a constant map stays constant
-    probe = mh[rh].astype(np.float64) @ cams.astype(np.float64) @ mw[rw].T.astype(np.float64)
+    probe = ph @ cams.astype(np.float64) @ pw.T
     lo, hi = probe.min(axis=(1, 2)), probe.max(axis=(1, 2))
     span = hi - lo
     # a span at float32 rounding level is a constant map: zeros, not amplified noise
@@ -166,15 +179,24 @@ def upsample(normed: np.ndarray, shape: tuple[int, int], out: np.ndarray | None 
     big_h, big_w = int(shape[0]), int(shape[1])
     if out is None:
         out = np.empty((big_h, big_w), dtype=np.float32)
-    try:
-        import cv2  # comes with grad-cam; its resize is the fastest single pass here
-    except ImportError:
-        cv2 = None
+    cv2 = _opencv()
     if cv2 is not None and h > 1 and w > 1:
         cv2.resize(normed, (big_w, big_h), dst=out, interpolation=cv2.INTER_LINEAR)
     else:
-        np.matmul(bilinear_matrix(big_h, h), normed @ bilinear_matrix(big_w, w).T, out=out)
+        np.matmul(_upsampling(big_h, h)[0], normed @ _upsampling(big_w, w)[0].T, out=out)
     return out
+
+
+@lru_cache(maxsize=1)
+def _opencv():
+    """OpenCV's module, or None where it is absent (the light install: it comes with grad-cam).
+    Imported on the first upsampling, not with this module: the import takes 20-40 ms
+    (``python -X importtime``, this machine), paid by every start-up otherwise."""
+    try:
+        import cv2
+    except ImportError:
+        return None
+    return cv2
 
 
 def upsample_normalized(cams: np.ndarray, shape: tuple[int, int]) -> np.ndarray:

@@ -183,3 +183,21 @@ def test_fast_and_library_gradcam_agree_in_original_geometry():
     for i, key in enumerate(fast):
         # the library normalises at 224x224 first; the maps agree to interpolation accuracy
         assert np.abs(fast[key] - lib[i]).mean() < 0.02
+
+
+def test_normalisation_is_the_same_with_its_matrices_cached():
+    """The upsampling matrices are built once per geometry: repeated calls, with other geometries
+    in between, give bit-identical maps, equal to a full float64 upsampling min-max normalised."""
+    cams = np.random.default_rng(5).random((5, 7, 7)).astype(np.float32)
+    first = explain.normalize_for_upsampling(cams, (1024, 1024))
+    explain.normalize_for_upsampling(cams, (300, 170))
+    explain.bilinear_matrix(1024, 7)[:] = 0.0  # a caller's copy: the cached one is not shared
+    again = explain.normalize_for_upsampling(cams, (1024, 1024))
+    np.testing.assert_array_equal(first, again)
+    mh = explain.bilinear_matrix(1024, 7).astype(np.float64)
+    full = mh @ cams.astype(np.float64) @ mh.T
+    lo, hi = full.min(axis=(1, 2), keepdims=True), full.max(axis=(1, 2), keepdims=True)
+    got = mh @ first.astype(np.float64) @ mh.T
+    np.testing.assert_allclose(got, (full - lo) / (hi - lo), atol=2e-6)
+    maps = explain.upsample_normalized(cams, (1024, 1024))
+    np.testing.assert_allclose(maps, got, atol=2e-6)
