@@ -53,10 +53,10 @@ from kdviewer.core.modelcard import (
     graph_path,
     int8_graph_path,
     load_model,
-    read_card,
+    model_from_weights,
+    verified_card,
     verified_graph,
     verified_int8_graph,
-    verified_weights,
 )
 from kdviewer.core.power import EnergyMeasurement, shared_meter
 from kdviewer.core.preprocess import image_to_model_input
@@ -331,9 +331,10 @@ class InferenceEngine:
         reference input and disables the engine (``status.state == "selftest_failed"``) on a
         mismatch with ``card.reference`` or a non-finite score: there is no way to skip it.
         """
-        engine = cls._without_torch(card_path) if runtime in ("auto", "onnxruntime") else None
+        card, wpath = verified_card(card_path)
+        engine = cls._without_torch(card, wpath, card_path) if runtime in ("auto", "onnxruntime") else None
         if engine is None:
-            model, card = load_model(card_path)  # MissingExtraError without PyTorch
+            model = model_from_weights(card, wpath, Path(card_path).name)  # MissingExtraError without PyTorch
             engine = cls(model, card, runtime=runtime, card_path=card_path)
         engine.status = engine.self_test()
         log.info(
@@ -346,16 +347,14 @@ class InferenceEngine:
         return engine
 
     @classmethod
-    def _without_torch(cls, card_path: str | Path) -> InferenceEngine | None:
-        """The lean start, PyTorch never imported: verified weights (for the heat maps' head) and
-        the card's own ONNX graph, verified by its SHA-256, or else an intact cached export.
+    def _without_torch(cls, card: ModelCard, wpath: Path, card_path: str | Path) -> InferenceEngine | None:
+        """The lean start, PyTorch never imported: the verified weights ``wpath`` (for the heat maps'
+        head) and the card's own ONNX graph, verified by its SHA-256, or else an intact cached export.
 
         A graph the card names that is missing, altered or does not load is a ModelLoadError
         naming it, never a fall-back. Returns ``None`` when the card ships no graph and nothing is
         cached yet (the caller loads PyTorch and exports).
         """
-        card = read_card(card_path)
-        wpath = verified_weights(card, card_path)
         head = _head_weights(wpath, len(card.findings))
         graph = verified_graph(card, card_path)
         if graph is not None:

@@ -503,13 +503,30 @@ def load_model(card_path: str | Path):
     """
     card = read_card(card_path)
     require_torch(f"loading {Path(card_path).name} into PyTorch")
+    return model_from_weights(card, verified_weights(card, card_path), Path(card_path).name), card
+
+
+def verified_card(card_path: str | Path) -> tuple[ModelCard, Path]:
+    """The card at ``card_path`` and its weights file once checked (:func:`read_card`,
+    :func:`verified_weights`); ModelLoadError naming the file otherwise."""
+    card = read_card(card_path)
+    return card, verified_weights(card, card_path)
+
+
+def model_from_weights(card: ModelCard, wpath: Path, source: str):
+    """``card``'s network with the weights at ``wpath`` (checked by :func:`verified_weights`) loaded
+    strictly, in eval mode; ``source`` names the file in the message when PyTorch is missing.
+
+    Raises ModelLoadError when the weights hold a non-finite value or do not fit the architecture exactly.
+    """
+    require_torch(f"loading {source} into PyTorch")
+    # PyTorch is an optional extra (the light install runs the cards' ONNX graphs without it)
     import torch
     from safetensors import SafetensorError
     from safetensors.torch import load_file
 
     from kdviewer.core.models import build_model
 
-    wpath = verified_weights(card, card_path)
     try:
         model = build_model(card.architecture, len(card.findings))
         state = load_file(str(wpath))
@@ -519,8 +536,7 @@ def load_model(card_path: str | Path):
     bad = [k for k, v in state.items() if v.is_floating_point() and not bool(torch.isfinite(v).all())]
     if bad:
         raise ModelLoadError(wpath, f"weights hold NaN or infinite values ({', '.join(bad[:3])}…)")
-    model.eval()
-    return model, card
+    return model.eval()
 
 
 def save_model(model, card: ModelCard, folder: str | Path) -> tuple[Path, ModelCard]:
