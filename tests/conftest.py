@@ -7,6 +7,9 @@ from pathlib import Path
 
 import pytest
 
+# The DICOM node's peers (a real Orthanc, DCMTK) for tests/net and tests/qt: one Orthanc a session.
+from tests.net.peers import dcmtk, orthanc  # noqa: F401
+
 REPO = Path(__file__).resolve().parent.parent
 SHARED = Path(os.environ.get("KDVIEWER_SHARED", REPO.parent / "shared"))
 

@@ -399,6 +399,7 @@ def retrieve_study(
         **common,
         listen_port=move.port,
         bind=move.bind,
+        destination=move.destination,
         timeout=timeout,
         cancel=cancel,
     )

@@ -21,7 +21,7 @@ from kdviewer.net.listener import CANNOT_UNDERSTAND, DATASET_MISMATCH, OUT_OF_RE
 from kdviewer.net.results import encode
 from kdviewer.net.store import ReceiveStore, is_valid_uid
 from tests.core.dicom_factory import make_dataset, ramp
-from tests.net.conftest import wait_until
+from tests.net.peers import wait_until
 
 AET = "KDVIEWER"
 

@@ -18,7 +18,7 @@ from kdviewer.cli import main
 from kdviewer.core.findings import FINDING_KEYS
 from kdviewer.net import results
 from tests.core.dicom_factory import make_dataset, ramp
-from tests.net.conftest import LISTENER_AE, ORTHANC_AE, free_port, start_listener, stop, wait_until
+from tests.net.peers import LISTENER_AE, ORTHANC_AE, free_port, start_listener, stop, wait_until
 
 pytestmark = pytest.mark.shared_data
 
