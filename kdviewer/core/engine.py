@@ -504,15 +504,7 @@ class InferenceEngine:
         eager model with gradients. Raises :class:`EngineUnavailableError` if the engine is not
         usable (failed self-test).
         """
-        return self._predict(
-            image=image,
-            x=None,
-            shape=image.geometry,
-            heatmaps=heatmaps,
-            cam_method=cam_method,
-            request_id=request_id,
-            measure_energy=measure_energy,
-        )
+        return self._predict(image, image.geometry, heatmaps, cam_method, request_id, measure_energy)
 
     def predict_pixels(
         self,
@@ -530,17 +522,10 @@ class InferenceEngine:
         if x.ndim == 3:
             x = x[None]
         shape = tuple(image_shape) if image_shape is not None else tuple(x.shape[-2:])
-        return self._predict(
-            image=None,
-            x=x,
-            shape=shape,
-            heatmaps=heatmaps,
-            cam_method=cam_method,
-            request_id=request_id,
-            measure_energy=measure_energy,
-        )
+        return self._predict(x, shape, heatmaps, cam_method, request_id, measure_energy)
 
-    def _predict(self, *, image, x, shape, heatmaps, cam_method, request_id, measure_energy) -> Prediction:
+    def _predict(self, source, shape, heatmaps, cam_method, request_id, measure_energy) -> Prediction:
+        """:meth:`predict` (``source`` the image) and :meth:`predict_pixels` (``source`` the model input)."""
         if not self.status.usable:
             raise EngineUnavailableError(self.status.message)
         check_method(cam_method)
@@ -550,8 +535,10 @@ class InferenceEngine:
         # its counters at the window's ends and splits any overlap between the windows open.
         with self._lock, meter.measure() if meter is not None else nullcontext(None) as energy:
             t0 = time.perf_counter()
-            if x is None:
-                x = image_to_model_input(image, self.card.input)[None]
+            if isinstance(source, np.ndarray):
+                x = source
+            else:
+                x = image_to_model_input(source, self.card.input)[None]
             t1 = time.perf_counter()
             logits, feats = self._runtime.run(x)
             t2 = time.perf_counter()
