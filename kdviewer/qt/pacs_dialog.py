@@ -128,7 +128,8 @@ class PacsDialog(QDialog):
         quiet_libraries()  # no data set (names, IDs) in pynetdicom's log
         self.receiver = receiver
         self.settings = receiver.settings
-        self.job: NetJob | None = None
+        self.job: NetJob | None = None  # the search or retrieval in progress
+        self._jobs: list[NetJob] = []  # threads not yet ended
         self.studies: list[dict[str, str]] = []
         self._build()
         self._load(self.settings.pacs if self.settings is not None else PacsConfig())
@@ -295,21 +296,29 @@ class PacsDialog(QDialog):
 
     def _start(self, name: str, work: Callable, on_success: Callable) -> None:
         job = NetJob(name, work, self)
+        # The dialog is free again as soon as the job reports (before its thread has quite ended).
+        for signal in (job.succeeded, job.failed, job.cancelled):
+            signal.connect(lambda *_args: self._on_reported(job))
         job.succeeded.connect(on_success)
         job.failed.connect(self._on_failed)
         job.cancelled.connect(self._on_cancelled)
         job.progress.connect(self._on_progress)
         job.finished.connect(lambda: self._on_finished(job))
         self.job = job
+        self._jobs.append(job)
         self._update_buttons()
         job.start()
 
-    def _on_finished(self, job: NetJob) -> None:
-        job.wait()
+    def _on_reported(self, job: NetJob) -> None:
         if self.job is job:
             self.job = None
-        job.deleteLater()
         self._update_buttons()
+
+    def _on_finished(self, job: NetJob) -> None:
+        job.wait()
+        if job in self._jobs:
+            self._jobs.remove(job)
+        job.deleteLater()
 
     def _on_failed(self, text: str) -> None:
         self.progress.setVisible(False)
@@ -492,11 +501,11 @@ class PacsDialog(QDialog):
 
     # -- lifetime -----------------------------------------------------------------------------
     def threads(self) -> list[QThread]:
-        return [self.job] if self.job is not None else []
+        return list(self._jobs)
 
     def shutdown(self) -> None:
         """Cancel what runs and wait for it (the window is closing)."""
-        if self.job is not None:
-            self.job.cancel()
-            self.job.wait()
+        for job in self._jobs:
+            job.cancel()
+            job.wait()
         self.close()

@@ -1,12 +1,19 @@
 """File > Receive over DICOM: images sent to the viewer's listener appear in the study list, are
-scored in the background, and the image on screen stays where it was."""
+scored in the background, and the image on screen stays where it was. File > DICOM node settings…
+keeps the listener's settings and shows its state (listening, stopped, port in use)."""
 
 from __future__ import annotations
 
+import socket
+
 from pydicom.uid import ExplicitVRLittleEndian, generate_uid
 from pynetdicom import AE
-from pynetdicom.sop_class import ComputedRadiographyImageStorage
+from pynetdicom.sop_class import ComputedRadiographyImageStorage, Verification
+from PySide6.QtCore import Qt
+from PySide6.QtWidgets import QLabel
 
+from kdviewer.net.config import NodeConfig
+from kdviewer.qt.node_settings import NodeSettingsDialog
 from tests.core.dicom_factory import make_dataset, ramp
 from tests.qt.conftest import write_png
 
@@ -67,3 +74,65 @@ def test_a_busy_port_is_reported_not_raised(make_window, qtbot, tmp_path):
     assert not second.start(tmp_path / "b", port=first.address[1])
     assert "Cannot receive over DICOM" in messages[-1] and not second.running
     first.stop()
+
+
+def _echo(port: int, calling_ae: str) -> bool:
+    ae = AE(ae_title=calling_ae)
+    ae.add_requested_context(Verification)
+    assoc = ae.associate("127.0.0.1", port, ae_title="KDTEST")
+    if not assoc.is_established:
+        return False
+    assoc.release()
+    return True
+
+
+def test_node_settings_are_kept_and_the_listener_state_is_shown(
+    make_window, qtbot, tmp_path, settings, monkeypatch
+):
+    for name in ("KDVIEWER_DICOM_PORT", "KDVIEWER_DICOM_AE_TITLE", "KDVIEWER_DICOM_STORE"):
+        monkeypatch.delenv(name, raising=False)
+    w = make_window()
+    receiver = w.dicom_receiver
+    receiver.settings_action.trigger()  # File > DICOM node settings…
+    dialog = next(d for d in receiver.dialogs if isinstance(d, NodeSettingsDialog))
+    assert (
+        dialog.isVisible() and dialog.port_edit.text() == "11112" and dialog.bind_edit.text() == "127.0.0.1"
+    )
+    store = tmp_path / "node"
+    for edit, text in (
+        (dialog.port_edit, "0"),  # any free port
+        (dialog.ae_edit, "KDTEST"),
+        (dialog.store_edit, str(store)),
+        (dialog.allow_edit, "XRAY1, PACS"),
+    ):
+        edit.clear()
+        qtbot.keyClicks(edit, text)
+    assert dialog.save()
+    assert settings.dicom_node == NodeConfig(0, "KDTEST", str(store), "127.0.0.1", ("XRAY1", "PACS"))
+    dialog.ae_edit.setText("BAD\\AE")  # no backslash in an AE title
+    assert not dialog.save() and "Not saved" in dialog.state.text()
+    assert settings.dicom_node.ae_title == "KDTEST"
+    dialog.ae_edit.setText("KDTEST")
+
+    qtbot.mouseClick(dialog.start_button, Qt.MouseButton.LeftButton)
+    assert receiver.running and receiver.action.isChecked() and dialog.start_button.text() == "Stop"
+    host, port = receiver.address
+    assert dialog.state.text().startswith(f"Receiving over DICOM as KDTEST on 127.0.0.1:{port} into {store}")
+    assert w.findChild(QLabel, "dicomState").text() == f"DICOM: 127.0.0.1:{port}"
+    assert _echo(port, "XRAY1") and not _echo(port, "OTHER")  # the allowed calling AE titles hold
+
+    qtbot.mouseClick(dialog.start_button, Qt.MouseButton.LeftButton)
+    assert not receiver.running and dialog.state.text() == "Stopped receiving over DICOM"
+    assert not receiver.action.isChecked() and not w.findChild(QLabel, "dicomState").isVisible()
+
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen(1)
+        dialog.port_edit.setText(str(busy.getsockname()[1]))
+        qtbot.mouseClick(dialog.start_button, Qt.MouseButton.LeftButton)
+    assert not receiver.running and receiver.error and not receiver.action.isChecked()
+    assert "Cannot receive over DICOM" in dialog.state.text() and "in use" in dialog.state.text()
+    assert w.findChild(QLabel, "dicomState").text() == "DICOM: error"
+
+    monkeypatch.setenv("KDVIEWER_DICOM_AE_TITLE", "ENVAE")  # the environment overrides the settings
+    assert receiver.config().ae_title == "ENVAE" and settings.dicom_node.ae_title == "KDTEST"

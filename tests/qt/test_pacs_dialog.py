@@ -208,3 +208,27 @@ def test_cancel_stops_a_search_that_waits_for_a_silent_peer(make_window, qtbot, 
             qtbot.mouseClick(dialog.cancel_button, Qt.MouseButton.LeftButton)
     assert dialog.message.text().startswith("Cancelled")
     qtbot.waitUntil(lambda: dialog.job is None, timeout=5_000)
+
+
+def test_c_move_to_the_running_listener_arrives_through_it(
+    make_window, qtbot, tmp_path, settings, orthanc, study
+):
+    store = tmp_path / "received"
+    settings.dicom_node = NodeConfig(port=orthanc.move_port, store=str(store))
+    settings.pacs = PacsConfig(
+        host="127.0.0.1", port=orthanc.dicom_port, ae_title=ORTHANC_AE, move_destination=MOVE_AE
+    )
+    w, shown = _started_window(make_window, qtbot, tmp_path)
+    w.dicom_receiver.action.trigger()  # File > Receive over DICOM, on the port Orthanc moves to
+    assert w.dicom_receiver.running
+    dialog = _open_dialog(w)
+    with qtbot.waitSignal(dialog.search_done, timeout=30_000):
+        dialog.search()
+    # A second listener on that port could not start: the images must come through the running one.
+    with qtbot.waitSignal(w.dicom_receiver.arrived, timeout=60_000) as arrival:
+        dialog.retrieve()
+    got = store / study.StudyInstanceUID / f"{study.SOPInstanceUID}.dcm"
+    assert arrival.args == [str(got)]
+    qtbot.waitUntil(lambda: dialog.job is None, timeout=30_000)
+    assert "retrieved 1 image" in dialog.message.text().lower(), dialog.message.text()
+    _assert_arrived(w, qtbot, got, shown)
