@@ -1,7 +1,9 @@
-"""Command-line entry point: the viewer by default, and headless sub-commands.
+"""The command line: parsing, and the headless sub-commands; never imports Qt.
 
-``kdviewer [PATH...]`` starts the viewer; ``predict``, ``info`` and ``bench`` never import Qt.
-``screenshot`` renders the viewer offscreen.
+``kdviewer [PATH...]`` (the viewer) and ``kdviewer screenshot`` (the viewer offscreen) are parsed
+here and run by the :class:`Viewer` the entry point hands :func:`main` (:mod:`kdviewer.__main__`,
+the ``kdviewer`` command): ``predict``, ``info``, ``bench``, ``listen``, ``pacs``, ``audit`` and
+``report`` never load Qt.
 
 Each command imports what it needs inside its function: every command, and the viewer, starts
 here, and none pays for another's libraries (measured: the engine 0.27 s, the DICOM node 0.5 s).
@@ -19,7 +21,7 @@ import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from kdviewer import RESEARCH_NOTICE, __version__
 from kdviewer.core.records import display_path, error_record, prediction_record
@@ -29,6 +31,16 @@ log = logging.getLogger("kdviewer")
 
 SUBCOMMANDS = ("predict", "info", "bench", "screenshot", "listen", "pacs", "audit", "report")
 FORMATS = ("json", "jsonl", "csv")
+
+
+class Viewer(Protocol):
+    """The commands that need Qt, handed to :func:`main` by the entry point (:mod:`kdviewer.__main__`)."""
+
+    def view(self, paths: list[str]) -> int:
+        """Run the viewer on ``paths`` (none: the built-in example); the exit status."""
+
+    def screenshot(self, out: str, path: str | None, scale: float) -> int:
+        """Render the viewer offscreen on ``path`` into ``out``; the exit status."""
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -118,20 +130,34 @@ def _not_a_command(word: str) -> int:
     return 2
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+def _without_viewer() -> int:
+    print(
+        "kdviewer: error: the viewer starts from the kdviewer command (python -m kdviewer), "
+        "not from kdviewer.cli",
+        file=sys.stderr,
+    )
+    return 2
+
+
+def main(argv: Sequence[str] | None = None, viewer: Viewer | None = None) -> int:
+    """Run the command line ``argv`` (default: ``sys.argv[1:]``); the exit status.
+
+    The viewer and ``screenshot`` run through ``viewer`` (the entry point's); without one they
+    are an error (exit status 2), so that this module never imports Qt.
+    """
     argv = list(sys.argv[1:] if argv is None else argv)
     # A first positional argument that is not a sub-command must be a path for the viewer.
     first_positional = next((a for a in argv if not a.startswith("-")), None)
     if first_positional is not None and first_positional not in SUBCOMMANDS:
         if not os.path.lexists(first_positional):  # False for a NUL in the name too
             return _not_a_command(first_positional)
-        return _run_viewer(argv)
+        return _run_viewer(argv, viewer)
     args = _parser().parse_args(argv)
     _setup_logging(args.verbose)
     if args.install_desktop or args.uninstall_desktop:
         return _desktop_command(install=args.install_desktop)
     if args.command is None:
-        return _run_viewer([])
+        return _run_viewer([], viewer)
     if args.command == "predict":
         return predict_command(
             args.paths, teacher=args.teacher, fmt=args.format, runtime=args.runtime, output=args.output
@@ -162,9 +188,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         return audit_command(args)
     if args.command == "screenshot":
-        from kdviewer.qt.offscreen import screenshot
-
-        return screenshot(str(args.out), args.path, scale=args.scale)
+        if viewer is None:
+            return _without_viewer()
+        return viewer.screenshot(str(args.out), args.path, args.scale)
     raise AssertionError(args.command)
 
 
@@ -184,13 +210,12 @@ def _desktop_command(*, install: bool) -> int:
     return 0
 
 
-def _run_viewer(argv: list[str]) -> int:
+def _run_viewer(argv: list[str], viewer: Viewer | None) -> int:
     verbosity = sum(a.count("v") for a in argv if a.startswith("-v") and set(a[1:]) == {"v"})
     _setup_logging(verbosity)
-    paths = [a for a in argv if not a.startswith("-")]
-    from kdviewer.qt.app import run_viewer
-
-    return run_viewer(paths)
+    if viewer is None:
+        return _without_viewer()
+    return viewer.view([a for a in argv if not a.startswith("-")])
 
 
 # --------------------------------------------------------------------------------------------

@@ -9,6 +9,6 @@ import sys
 
 if __name__ == "__main__":
     multiprocessing.freeze_support()
-    from kdviewer.cli import main
+    from kdviewer.__main__ import main
 
     sys.exit(main())

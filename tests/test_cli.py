@@ -19,8 +19,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
+import kdviewer.__main__ as entry
 import kdviewer.cli as cli
-from kdviewer.cli import main
+from kdviewer.__main__ import main
 from kdviewer.core.engine import InferenceEngine
 from kdviewer.core.findings import FINDING_KEYS
 from kdviewer.core.resources import example_image
@@ -297,7 +298,7 @@ def test_info_lists_versions_meter_and_threads(capsys):
 
 def test_a_mistyped_command_says_so_instead_of_opening_the_viewer(capsys, monkeypatch, tmp_path):
     opened = []
-    monkeypatch.setattr(cli, "_run_viewer", lambda argv: opened.append(argv) or 0)
+    monkeypatch.setattr(entry.QtViewer, "view", lambda self, paths: opened.append(paths) or 0)
     code, out, err = _run(capsys, "predcit", "x.png")
     assert code == 2 and opened == []
     assert "'predcit' is neither a command nor an existing file" in err and "did you mean 'predict'" in err
@@ -305,4 +306,14 @@ def test_a_mistyped_command_says_so_instead_of_opening_the_viewer(capsys, monkey
     code, _, err = _run(capsys, "segment", "x.png")  # a command this version lacks
     assert code == 2 and "'segment'" in err and opened == []
     scan = _png(tmp_path / "scan.png")
-    assert main(["-v", str(scan)]) == 0 and opened == [["-v", str(scan)]]  # an existing path: the viewer
+    assert main(["-v", str(scan)]) == 0 and opened == [[str(scan)]]  # an existing path: the viewer
+    assert main([]) == 0 and opened[-1] == []  # no command: the viewer on the built-in example
+
+
+def test_the_cli_alone_refuses_the_viewer_commands(capsys, tmp_path):
+    """kdviewer.cli runs no viewer itself (it never imports Qt): only the entry point hands it one."""
+    scan = _png(tmp_path / "scan.png")
+    for argv in ([], [str(scan)], ["screenshot", str(tmp_path / "out.png")]):
+        assert cli.main(argv) == 2
+        assert "the viewer starts from the kdviewer command" in capsys.readouterr().err
+    assert not (tmp_path / "out.png").exists()

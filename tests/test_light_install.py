@@ -24,7 +24,7 @@ import sys
 
 for name in {BLOCKED!r}:
     sys.modules[name] = None  # as if not installed
-from kdviewer.cli import main
+from kdviewer.__main__ import main
 code = main(sys.argv[1:])
 loaded = [m for m in sys.modules if m.split(".")[0] in {BLOCKED!r} and sys.modules[m] is not None]
 assert not loaded, f"imported despite the block: {{loaded}}"
@@ -51,7 +51,7 @@ def _exported(home: Path) -> list[Path]:
 
 
 def test_the_blocker_blocks(tmp_path):
-    code = RUN.replace("from kdviewer.cli import main", "import torch")
+    code = RUN.replace("from kdviewer.__main__ import main", "import torch")
     run = subprocess.run(
         [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=False
     )
@@ -80,7 +80,7 @@ def test_info_without_pytorch_lists_verified_models(tmp_path):
 
 def test_library_heat_maps_say_they_need_the_explain_extra(tmp_path):
     code = RUN.replace(
-        "from kdviewer.cli import main\ncode = main(sys.argv[1:])",
+        "from kdviewer.__main__ import main\ncode = main(sys.argv[1:])",
         (
             "from kdviewer.core.engine import load_engine, reference_image\n"
             "eng = load_engine('student')\n"
@@ -110,7 +110,7 @@ def test_viewer_screenshot_without_pytorch(tmp_path):
 
 def test_viewer_greys_out_the_library_heat_map_methods(tmp_path):
     code = RUN.replace(
-        "from kdviewer.cli import main\ncode = main(sys.argv[1:])",
+        "from kdviewer.__main__ import main\ncode = main(sys.argv[1:])",
         (
             "from PySide6.QtWidgets import QApplication\n"
             "from PySide6.QtCore import Qt\n"

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from kdviewer.cli import main
+from kdviewer.__main__ import main
 
 
 def test_screenshot_command_writes_a_scaled_jpeg(tmp_path, qapp):
