@@ -19,11 +19,9 @@ import subprocess
 import sys
 import tempfile
 import time
-import warnings
 from pathlib import Path
 
 import numpy as np
-import onnxruntime as ort
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
@@ -46,7 +44,7 @@ def timeit(fn, runs, warmup=3):
 
 
 def ort_session(path, threads, spinning=False, level="all"):
-
+    ort = rt.onnxruntime_module()  # telemetry off before onnxruntime is imported
     so = rt.session_options(threads, spinning=spinning)
     so.graph_optimization_level = {
         "basic": ort.GraphOptimizationLevel.ORT_ENABLE_BASIC,
@@ -74,7 +72,6 @@ def sporadic(session, inp, n, pause_s=0.05):
 
 def multiply_adds(model) -> float:
     """Multiply-accumulates of one 224×224 forward pass (torch's FLOP counter / 2), in G."""
-
     with torch.inference_mode(), FlopCounterMode(display=False) as counter:
         model(torch.zeros(1, 3, 224, 224))
     return round(counter.get_total_flops() / 2e9, 3)
@@ -82,39 +79,20 @@ def multiply_adds(model) -> float:
 
 def fused_cam_graph(model, path):
     """Export a graph whose outputs are logits and the raw class activation maps (F, 7, 7)."""
+    wrapper = rt.two_output_module(model)
 
-    class Fused(torch.nn.Module):
-        def __init__(self, m):
-            super().__init__()
-            self.m = m
-
+    class Fused(type(wrapper)):
         def forward(self, x):
-            f = self.m.forward_features(x)
+            logits, f = super().forward(x)
             w = self.m.head_linear.weight
             cams = torch.relu(torch.einsum("fk,nkhw->nfhw", w, f)) / (f.shape[2] * f.shape[3])
-            return self.m.forward_head(f), cams
+            return logits, cams
 
-    with warnings.catch_warnings():
-        warnings.filterwarnings(
-            "ignore",
-            message=r"You are using the legacy TorchScript-based ONNX export",
-            category=DeprecationWarning,
-        )
-        warnings.filterwarnings("ignore", category=DeprecationWarning, module=r"torch\.onnx\.")
-        torch.onnx.export(
-            Fused(model).eval(),
-            (torch.zeros(1, 3, 224, 224),),
-            str(path),
-            dynamo=False,
-            input_names=["input"],
-            output_names=["logits", "cams"],
-            opset_version=rt.ONNX_OPSET,
-        )
+    rt.export_module(Fused(model).eval(), path, torch.zeros(1, 3, 224, 224), ("logits", "cams"))
     return path
 
 
 def study(runs):
-
     out = {"threads_default": rt.thread_count(), "cpu_count": os.cpu_count()}
     x = reference_image((224, 224))
 
@@ -182,7 +160,6 @@ print((time.perf_counter() - t0) * 1e3, 'torch' in sys.modules)
 
 def first_scores():
     """Fresh process → first scores from a student card: cold (ONNX export) and warm (cached)."""
-
     res = {}
     with tempfile.TemporaryDirectory() as tmp:
         path = write_untrained_card(tmp, "student")

@@ -25,12 +25,14 @@ import sys
 import tempfile
 import threading
 import warnings
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Protocol
 
 import numpy as np
 from threadpoolctl import threadpool_limits
 
+from kdviewer.core.extras import require_torch
 from kdviewer.core.hashing import sha256_file
 from kdviewer.core.machine import physical_cores
 
@@ -86,11 +88,10 @@ def thread_count() -> int:
             # the cores, and OpenBLAS workers that spin after each small product took them from it
             # (1024² preprocessing median 15 ms instead of 1.5 ms on 2 busy cores).
             threadpool_limits(1, user_api="blas")
-        if sys.modules.get("torch") is not None:  # imported (None marks a blocked import)
-            import torch
-
-            if torch.get_num_threads() != _threads:
-                torch.set_num_threads(_threads)
+        torch = sys.modules.get("torch")
+        # imported by now (None marks a blocked import)
+        if torch is not None and torch.get_num_threads() != _threads:
+            torch.set_num_threads(_threads)
         return _threads
 
 
@@ -157,10 +158,10 @@ class ForwardRuntime(Protocol):
     def run(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]: ...
 
 
-def _two_output_module(model):
+def two_output_module(model):
     """Wrap a FindingsNet so that one call returns ``(logits, features)`` (eval mode: the wrapper's
-    own ``training`` flag matters to the exporter)."""
-    import torch
+    own ``training`` flag matters to the exporter); the wrapped model is its ``m``."""
+    import torch  # optional (the light install has no PyTorch): only exports need it
 
     class LogitsAndFeatures(torch.nn.Module):
         def __init__(self, m):
@@ -184,7 +185,7 @@ class TorchEagerRuntime:
         thread_count()
 
     def run(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        import torch
+        import torch  # optional, as in two_output_module (this runtime is built on a torch model)
 
         with torch.inference_mode():
             feats = self.model.forward_features(torch.from_numpy(np.ascontiguousarray(x)))
@@ -197,40 +198,46 @@ def onnx_path(architecture: str, weights_sha256: str, size: int) -> Path:
     return cache_dir() / f"{architecture}-{weights_sha256[:16]}-{size}px-v{EXPORT_FORMAT}.onnx"
 
 
+def export_module(module, path: str | Path, dummy, output_names: Sequence[str]) -> None:
+    """Export a torch module taking one input (named ``input``) to the ONNX file ``path``.
+
+    Uses the TorchScript-based exporter (fast, no extra dependencies at run time) and falls back
+    to the dynamo exporter when it is unavailable.
+    """
+    import torch  # optional, as in two_output_module
+
+    with warnings.catch_warnings():
+        # Only the deprecation notices of the TorchScript exporter, chosen on purpose above;
+        # anything else the export says still reaches the user.
+        warnings.filterwarnings(
+            "ignore",
+            message=r"You are using the legacy TorchScript-based ONNX export",
+            category=DeprecationWarning,
+        )
+        warnings.filterwarnings("ignore", category=DeprecationWarning, module=r"torch\.onnx\.")
+        kwargs = dict(input_names=["input"], output_names=list(output_names), opset_version=ONNX_OPSET)
+        try:
+            torch.onnx.export(module, (dummy,), str(path), dynamo=False, **kwargs)
+        except Exception as exc:  # legacy exporter removed or failing: use the dynamo one
+            log.info("TorchScript ONNX export failed (%s); trying the dynamo exporter", exc)
+            torch.onnx.export(module, (dummy,), str(path), dynamo=True, external_data=False, **kwargs)
+
+
 def export_onnx(model, path: str | Path, size: int = 224, channels: int = 3, *, sidecar: bool = True) -> Path:
     """Export ``model`` to ONNX with two outputs, ``logits`` and ``features``; write atomically.
 
-    Uses the TorchScript-based exporter (fast, no extra dependencies at run time) and falls back
-    to the dynamo exporter when it is unavailable. A sidecar ``.sha256`` file (for the cache; a
-    model card records its graph's hash itself) holds the graph's own hash so a corrupted cache
-    file is detected later.
+    See :func:`export_module`. A sidecar ``.sha256`` file (for the cache; a model card records its
+    graph's hash itself) holds the graph's own hash so a corrupted cache file is detected later.
     """
-    import torch
+    import torch  # optional, as in two_output_module
 
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    wrapper = _two_output_module(model.eval())
     dummy = torch.zeros(1, channels, size, size)
     fd, tmp = tempfile.mkstemp(suffix=".onnx.tmp", dir=path.parent)
     os.close(fd)
     try:
-        with warnings.catch_warnings():
-            # Only the deprecation notices of the TorchScript exporter, chosen on purpose above;
-            # anything else the export says still reaches the user.
-            warnings.filterwarnings(
-                "ignore",
-                message=r"You are using the legacy TorchScript-based ONNX export",
-                category=DeprecationWarning,
-            )
-            warnings.filterwarnings("ignore", category=DeprecationWarning, module=r"torch\.onnx\.")
-            kwargs = dict(
-                input_names=["input"], output_names=["logits", "features"], opset_version=ONNX_OPSET
-            )
-            try:
-                torch.onnx.export(wrapper, (dummy,), tmp, dynamo=False, **kwargs)
-            except Exception as exc:  # legacy exporter removed or failing: use the dynamo one
-                log.info("TorchScript ONNX export failed (%s); trying the dynamo exporter", exc)
-                torch.onnx.export(wrapper, (dummy,), tmp, dynamo=True, external_data=False, **kwargs)
+        export_module(two_output_module(model.eval()), tmp, dummy, ("logits", "features"))
         digest = sha256_file(Path(tmp))
         os.chmod(tmp, 0o644)  # mkstemp makes it private; a shipped graph is read by every user
         os.replace(tmp, path)
@@ -264,6 +271,8 @@ def onnxruntime_module():
             f"onnxruntime was imported before kdviewer.core.runtime set {TELEMETRY_ENV}=1, so "
             "its telemetry may be on; refusing to create a session"
         )
+    # Imported here, not at the top: only after the check above, and not in processes that never
+    # create a session (its import takes about 40 ms here, `python -X importtime`).
     import onnxruntime as ort
 
     ort.disable_telemetry_events()  # the non-essential events as well, should the variable ever be ignored
@@ -320,8 +329,6 @@ class OnnxRuntime:
     ):
         ort = onnxruntime_module()
         if model is not None:
-            from kdviewer.core.extras import require_torch
-
             require_torch("exporting a model to ONNX")
         arch = architecture or model.arch
         self.threads = threads or thread_count()
