@@ -345,7 +345,6 @@ def predict_command(
     """
     from kdviewer.core import audit, scope
     from kdviewer.core.imageio import iter_image_files
-    from kdviewer.core.preprocess import MODEL_READ_MIN_SIDE
     from kdviewer.core.readpool import read_image_isolated
     from kdviewer.core.resources import example_image
 
@@ -363,6 +362,7 @@ def predict_command(
 
     failed: set[str] = set()
     writer: RecordWriter | None = None
+    read_side = max(engine.card.input.read_min_side for engine in engines)  # one read serves each model
 
     def fail(path, model: str | None, reason: str, verdict=None) -> None:
         failed.add(display_path(path))
@@ -372,7 +372,7 @@ def predict_command(
 
     def score(path) -> None:
         try:
-            image = read_image_isolated(path, reduce_to=MODEL_READ_MIN_SIDE)
+            image = read_image_isolated(path, reduce_to=read_side)
         except Exception as exc:  # noqa: BLE001 - ImageReadError, or anything else: this file's failure
             fail(
                 path,

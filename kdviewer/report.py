@@ -48,7 +48,6 @@ from kdviewer.core import audit, scope
 from kdviewer.core.display import to_display_uint8
 from kdviewer.core.findings import FINDING_KEYS, finding
 from kdviewer.core.imageio import iter_image_files
-from kdviewer.core.preprocess import MODEL_READ_MIN_SIDE
 from kdviewer.core.readpool import read_image_isolated
 from kdviewer.core.records import display_path, prediction_record
 
@@ -128,7 +127,7 @@ def _pictures(image, heatmap: np.ndarray | None) -> tuple[Image.Image, Image.Ima
 def _score_study(number: int, path, engines, *, source: str) -> StudyResult:
     result = StudyResult(number, display_path(path))
     try:
-        image = read_image_isolated(path, reduce_to=MODEL_READ_MIN_SIDE)
+        image = read_image_isolated(path, reduce_to=max(e.card.input.read_min_side for e in engines))
     except Exception as exc:  # noqa: BLE001 - this study's failure, reported on its page
         result.error = getattr(exc, "cause", None) or type(exc).__name__
         return result

@@ -34,7 +34,6 @@ from kdviewer.core.errors import ImageReadError
 from kdviewer.core.image import LoadedImage
 from kdviewer.core.imageio import iter_image_files, read_image
 from kdviewer.core.modelcard import ModelCard, find_cards
-from kdviewer.core.preprocess import MODEL_READ_MIN_SIDE
 from kdviewer.core.resources import resources_dir
 from kdviewer.core.scope import SCOPE_FORMAT, ScopeModel, check, layout_vector, load_scope
 
@@ -78,9 +77,9 @@ def measure_images(engine: InferenceEngine, images: Iterable[LoadedImage]) -> tu
     return np.stack(feats), layouts
 
 
-def _read_all(paths: Iterable[Path]) -> Iterable[LoadedImage]:
+def _read_all(paths: Iterable[Path], side: int) -> Iterable[LoadedImage]:
     for p in paths:
-        yield read_image(p, reduce_to=MODEL_READ_MIN_SIDE)
+        yield read_image(p, reduce_to=side)
 
 
 def _mahalanobis(x: np.ndarray, components: int) -> dict[str, np.ndarray]:
@@ -128,8 +127,9 @@ def fit_scope(
     card_path = Path(card_path)
     engine = InferenceEngine.from_card(card_path)
     t0 = time.perf_counter()
-    train_f, train_l = measure_images(engine, _read_all(split_images(data_root, "train")))
-    val_f, val_l = measure_images(engine, _read_all(split_images(data_root, "val")))
+    side = engine.card.input.read_min_side
+    train_f, train_l = measure_images(engine, _read_all(split_images(data_root, "train"), side))
+    val_f, val_l = measure_images(engine, _read_all(split_images(data_root, "val"), side))
     t1 = time.perf_counter()
     keep = [i for i, lay in enumerate(train_l) if lay is not None]
     arrays = {}
@@ -286,7 +286,7 @@ def evaluate_scope(
         for split in ("val", "test"):
             paths = split_images(data_root, split)
             if paths:
-                images = list(_read_all(paths))
+                images = list(_read_all(paths, engine.card.input.read_min_side))
                 result["in_scope"][split] = _rate(_verdicts(engine, model, images), True)
                 if split == "val":
                     val_images = images[:synthetic]
@@ -298,7 +298,7 @@ def evaluate_scope(
             images, unreadable = [], 0
             for p in paths:
                 try:
-                    images.append(read_image(p, reduce_to=MODEL_READ_MIN_SIDE))
+                    images.append(read_image(p, reduce_to=engine.card.input.read_min_side))
                 except ImageReadError:
                     unreadable += 1
             entry = _rate(_verdicts(engine, model, images), False)

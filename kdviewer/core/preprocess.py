@@ -33,6 +33,12 @@ class InputSpec:
     resample: str = "bilinear"
     reducing_gap: float | None = 2.0
 
+    @property
+    def read_min_side(self) -> int:
+        """The smaller side a reduced read keeps for this input (``read_image(path, reduce_to=...)``):
+        twice ``size``, so the resize to the input still reduces by 2 or more (see below)."""
+        return 2 * self.size
+
     def as_dict(self) -> dict:
         """The spec as a plain dict (as stored in model cards)."""
         return asdict(self)
@@ -52,11 +58,13 @@ class InputSpec:
         return spec
 
 
-# The model path reads images with ``read_image(path, reduce_to=MODEL_READ_MIN_SIDE)``: a JPEG 2000
-# image is then decoded at half resolution when its smaller side stays at least twice the model's
-# input size (the resize to the input then still reduces by 2 or more). The viewer, `predict`,
-# the list scoring and the benchmark all read this way, so a file gets the same scores everywhere.
-MODEL_READ_MIN_SIDE = 2 * InputSpec().size  # the shipped cards' size (tests/core/test_resources.py)
+# The model path reads images with ``read_image(path, reduce_to=card.input.read_min_side)``: a JPEG
+# 2000 image is then decoded at half resolution when its smaller side stays at least twice the
+# model's input size (the resize to the input then still reduces by 2 or more). `predict`, `report`,
+# the DICOM node and training read this way per card, so a file gets the same scores everywhere;
+# MODEL_READ_MIN_SIDE is the default spec's, for a read made before any card is loaded (the viewer's
+# one read for both models, the benchmark): the shipped cards' size (tests/core/test_resources.py).
+MODEL_READ_MIN_SIDE = InputSpec().read_min_side
 
 RESAMPLE_FILTERS = {"bilinear": Image.Resampling.BILINEAR, "bicubic": Image.Resampling.BICUBIC}
 

@@ -17,7 +17,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from kdviewer.core import audit
-from kdviewer.core.preprocess import MODEL_READ_MIN_SIDE
 from kdviewer.core.readpool import read_image_isolated
 from kdviewer.core.records import error_record, prediction_record
 from kdviewer.net import DEFAULT_AE_TITLE, results
@@ -83,7 +82,7 @@ class ArrivalScorer:
     def process(self, path: Path) -> Arrival:
         """Score one stored instance and write (and send) its results."""
         try:
-            image = read_image_isolated(path, reduce_to=MODEL_READ_MIN_SIDE)
+            image = read_image_isolated(path, reduce_to=self.engine.card.input.read_min_side)
             if results.is_our_result(image.dataset):
                 # A PACS that routes every new instance here would otherwise have each result's
                 # secondary capture scored, and its results sent, and theirs, without end.
