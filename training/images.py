@@ -24,14 +24,14 @@ from torch.utils.data import Dataset
 from tqdm.auto import tqdm
 
 from kdviewer.core.imageio import read_image
-from kdviewer.core.preprocess import MODEL_READ_MIN_SIDE, InputSpec, scale_and_resize
+from kdviewer.core.preprocess import InputSpec, scale_and_resize
 
 log = logging.getLogger(__name__)
 
 
 def load_grey(path: str, spec: InputSpec) -> np.ndarray:
     """Read one image file and return its (size, size) float32 [0, 1] array (the viewer's path)."""
-    image = read_image(path, reduce_to=MODEL_READ_MIN_SIDE)  # the viewer's model-path read
+    image = read_image(path, reduce_to=spec.read_min_side)  # the viewer's model-path read
     return scale_and_resize(image.pixels, spec, image.value_range)
 
 
