@@ -279,20 +279,42 @@ def onnxruntime_module():
     return ort
 
 
+SPINNING_MODES = ("off", "run", "on")
+DEFAULT_SPINNING = "off"
+_SPINNING_ALIASES = {"0": "off", "false": "off", "no": "off", "1": "on", "true": "on", "yes": "on"}
+
+
+def spinning_mode(env_value: str | None = None) -> str:
+    """How ONNX Runtime's idle worker threads wait, from ``KDVIEWER_ORT_SPINNING`` (or
+    ``env_value``): "off" (they sleep), "run" (they busy-wait between the operators of a run and
+    sleep as soon as it returns: ONNX Runtime's ``session.force_spinning_stop``) or "on" (they
+    also busy-wait for a while after each run). Unknown values fall back to
+    :data:`DEFAULT_SPINNING` with a warning."""
+    raw = os.environ.get("KDVIEWER_ORT_SPINNING", "") if env_value is None else env_value
+    value = raw.strip().lower()
+    mode = _SPINNING_ALIASES.get(value, value) or DEFAULT_SPINNING
+    if mode not in SPINNING_MODES:
+        log.warning("ignoring KDVIEWER_ORT_SPINNING=%r (known: %s)", raw, ", ".join(SPINNING_MODES))
+        return DEFAULT_SPINNING
+    return mode
+
+
 def spinning_enabled() -> bool:
-    """Whether ONNX Runtime's worker threads busy-wait: off unless ``KDVIEWER_ORT_SPINNING=1``."""
-    return os.environ.get("KDVIEWER_ORT_SPINNING", "0").strip().lower() in ("1", "true", "yes", "on")
+    """Whether ONNX Runtime's worker threads busy-wait at all (:func:`spinning_mode` is not "off")."""
+    return spinning_mode() != "off"
 
 
-def session_options(threads: int | None = None, *, spinning: bool | None = None):
+def session_options(threads: int | None = None, *, spinning: bool | str | None = None):
     """ONNX Runtime options used by the engine: all graph optimisations, sequential execution,
-    ``threads`` intra-op threads (default :func:`thread_count`), no busy-waiting by default.
+    ``threads`` intra-op threads (default :func:`thread_count`), idle threads waiting as
+    ``spinning`` says (a :func:`spinning_mode`; True is "on", False "off"; default the
+    environment's).
 
-    Spinning is off unless ``KDVIEWER_ORT_SPINNING=1``: measured on the 2-core development
-    machine (``benchmarks/engine_study.py``: student, one image every 50 ms, as in the viewer),
-    spinning cut the forward pass from 8.4 to 5.6 ms but raised the CPU time per inference from
-    11 to 47 ms, energy spent busy-waiting after each image; with the student and the teacher
-    running side by side, or any other load, spinning threads also slow each other down.
+    Spinning after each run ("on") stays off: measured on the 2-core development machine
+    (``benchmarks/engine_study.py``: float32 student, one image every 50 ms, as in the viewer), it
+    cut the forward pass from 8.4 to 5.6 ms but raised the CPU time per inference from 11 to 47 ms,
+    energy spent busy-waiting after each image; with the student and the teacher running side by
+    side, or any other load, threads spinning between runs also slow each other down.
     """
     ort = onnxruntime_module()
     so = ort.SessionOptions()
@@ -301,8 +323,16 @@ def session_options(threads: int | None = None, *, spinning: bool | None = None)
     so.intra_op_num_threads = threads or thread_count()
     so.inter_op_num_threads = 1
     if spinning is None:
-        spinning = spinning_enabled()
-    so.add_session_config_entry("session.intra_op.allow_spinning", "1" if spinning else "0")
+        mode = spinning_mode()
+    elif isinstance(spinning, bool):
+        mode = "on" if spinning else "off"
+    elif spinning in SPINNING_MODES:
+        mode = spinning
+    else:
+        raise ValueError(f"unknown spinning mode {spinning!r}; known: {', '.join(SPINNING_MODES)}")
+    so.add_session_config_entry("session.intra_op.allow_spinning", "0" if mode == "off" else "1")
+    if mode == "run":
+        so.add_session_config_entry("session.force_spinning_stop", "1")
     so.log_severity_level = 3
     return so
 
@@ -324,7 +354,7 @@ class OnnxRuntime:
         channels: int = 3,
         *,
         threads: int | None = None,
-        spinning: bool | None = None,
+        spinning: bool | str | None = None,
         architecture: str | None = None,
     ):
         ort = onnxruntime_module()
@@ -355,7 +385,7 @@ class OnnxRuntime:
 
     @classmethod
     def from_graph(
-        cls, graph: bytes, path: str | Path, *, threads: int | None = None, spinning: bool | None = None
+        cls, graph: bytes, path: str | Path, *, threads: int | None = None, spinning: bool | str | None = None
     ) -> OnnxRuntime:
         """A session over an already verified graph (its bytes; ``path`` is where they came from,
         for messages): how a card that ships its graph runs, without PyTorch."""

@@ -98,6 +98,31 @@ def test_thread_count_resolution():
     assert n >= 1 and rt.thread_count() == n  # resolved once
 
 
+@pytest.mark.parametrize(
+    ("value", "mode"),
+    [("0", "off"), ("off", "off"), ("1", "on"), ("TRUE", "on"), (" run ", "run"), ("sometimes", None)],
+)
+def test_spinning_mode_from_the_environment(value, mode):
+    assert rt.spinning_mode(value) == (mode or rt.DEFAULT_SPINNING)
+    assert rt.spinning_mode("") == rt.DEFAULT_SPINNING
+
+
+@pytest.mark.parametrize(
+    ("spinning", "allow", "stop"),
+    [("off", "0", None), (False, "0", None), ("run", "1", "1"), (True, "1", None)],
+)
+def test_session_options_spin_as_asked(spinning, allow, stop):
+    so = rt.session_options(2, spinning=spinning)
+    assert so.get_session_config_entry("session.intra_op.allow_spinning") == allow
+    if stop is None:
+        with pytest.raises(RuntimeError, match="does not have configuration"):
+            so.get_session_config_entry("session.force_spinning_stop")
+    else:
+        assert so.get_session_config_entry("session.force_spinning_stop") == stop
+    with pytest.raises(ValueError):
+        rt.session_options(2, spinning="sometimes")
+
+
 def test_make_runtime_kinds():
     model = untrained_model("mobilenet_v2")
     assert rt.make_runtime("torch-eager", model, "x" * 64).name == "torch-eager"
