@@ -49,6 +49,7 @@ from kdviewer.net.scu import (
     retrieve_study,
     study_query,
 )
+from kdviewer.net.store import is_valid_uid
 
 log = logging.getLogger(__name__)
 
@@ -248,6 +249,7 @@ class PacsDialog(QDialog):
         close = QPushButton("Close")
         close.clicked.connect(self.close)
         bottom.addWidget(self.progress, 1)
+        bottom.addStretch(1)  # the buttons keep their size while no progress bar shows
         bottom.addWidget(self.retrieve_button)
         bottom.addWidget(self.cancel_button)
         bottom.addWidget(close)
@@ -477,6 +479,11 @@ class PacsDialog(QDialog):
                     counts["pacs"], results[-1].completed + results[-1].failed + results[-1].warning
                 )
                 counts["pacs"] = 0
+                # Images stored before (an earlier retrieval) are not new to the store, but are
+                # what the user asked for: they join the list too (it ignores paths it has).
+                for path in sorted((store.root / uid).glob("*.dcm")):
+                    if is_valid_uid(path.stem):  # <SOP>.dcm, not a result such as <SOP>.sr.dcm
+                        receiver.deliver(path)
             return _sum(results)
 
         self.progress.setRange(0, max(expected, 1))

@@ -232,3 +232,31 @@ def test_c_move_to_the_running_listener_arrives_through_it(
     qtbot.waitUntil(lambda: dialog.job is None, timeout=30_000)
     assert "retrieved 1 image" in dialog.message.text().lower(), dialog.message.text()
     _assert_arrived(w, qtbot, got, shown)
+
+
+def _retrieve_first_study(w, qtbot):
+    dialog = _open_dialog(w)
+    with qtbot.waitSignal(dialog.search_done, timeout=30_000):
+        dialog.search()
+    with qtbot.waitSignal(dialog.retrieve_done, timeout=60_000) as done:
+        dialog.retrieve()
+    return done.args[0]
+
+
+def test_a_study_already_in_the_store_still_joins_the_list(
+    make_window, qtbot, tmp_path, settings, orthanc, study
+):
+    store = tmp_path / "store"
+    settings.dicom_node = NodeConfig(store=str(store))
+    settings.pacs = PacsConfig(host="127.0.0.1", port=orthanc.dicom_port, ae_title=ORTHANC_AE)
+    got = store / study.StudyInstanceUID / f"{study.SOPInstanceUID}.dcm"
+    first, _ = _started_window(make_window, qtbot, tmp_path)
+    assert _retrieve_first_study(first, qtbot).completed == 1 and got.is_file()
+    first.close()
+    mtime = got.stat().st_mtime_ns
+    # A later session retrieves it again: the store keeps its identical copy, and the list shows it.
+    w, shown = _started_window(make_window, qtbot, tmp_path)
+    assert str(got) not in w.study_list.paths()
+    assert _retrieve_first_study(w, qtbot).completed == 1
+    assert got.stat().st_mtime_ns == mtime  # not written again
+    _assert_arrived(w, qtbot, got, shown)
