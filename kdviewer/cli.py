@@ -5,8 +5,9 @@ here and run by the :class:`Viewer` the entry point hands :func:`main` (:mod:`kd
 the ``kdviewer`` command): ``predict``, ``info``, ``bench``, ``listen``, ``pacs``, ``audit`` and
 ``report`` never load Qt.
 
-Each command imports what it needs inside its function: every command, and the viewer, starts
-here, and none pays for another's libraries (measured: the engine 0.27 s, the DICOM node 0.5 s).
+Every command, and the viewer, starts here, so what only some commands need is imported in their
+functions, each with what it saves the others (``python -X importtime -c "import kdviewer.cli; import
+M"`` less this module's own, least of five runs, 2026-12-02 on the 2-core development machine).
 """
 
 from __future__ import annotations
@@ -23,9 +24,15 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Protocol
 
-from kdviewer import RESEARCH_NOTICE, __version__
+from kdviewer import RESEARCH_NOTICE, __version__, desktop
+from kdviewer.core.audit import add_audit_parser, audit_command, audit_dir, record_inference
+from kdviewer.core.errors import ModelLoadError
+from kdviewer.core.extras import EXPLAIN_INSTALL, torch_available
+from kdviewer.core.findings import FINDING_KEYS
 from kdviewer.core.records import display_path, error_record, prediction_record
+from kdviewer.core.resources import example_image, models_dirs
 from kdviewer.core.versions import library_versions
+from kdviewer.net.commands import add_parsers, listen_command, pacs_command
 
 log = logging.getLogger("kdviewer")
 
@@ -91,9 +98,7 @@ def _parser() -> argparse.ArgumentParser:
     shot.add_argument("path", nargs="?", help="image to open (default: the built-in example)")
     shot.add_argument("--scale", type=float, default=1.0, help="resize the picture (default: 1)")
 
-    from kdviewer.net.commands import add_parsers  # the DICOM node's commands (listen, pacs)
-
-    add_parsers(sub)
+    add_parsers(sub)  # the DICOM node's commands (listen, pacs)
     rep = sub.add_parser("report", help="a PDF report per study (de-identified unless --with-identifiers)")
     rep.add_argument("paths", nargs="+", metavar="PATH", help="image files or folders (recursed)")
     rep.add_argument("-o", "--output", type=Path, required=True, metavar="OUT.pdf")
@@ -105,9 +110,6 @@ def _parser() -> argparse.ArgumentParser:
         help="include patient name, ID, birth date, accession number, UIDs, file name (marked)",
     )
     rep.add_argument("--runtime", choices=("auto", "onnxruntime", "torch-eager"), default="auto")
-
-    from kdviewer.core.audit import add_audit_parser
-
     add_audit_parser(sub)
     return p
 
@@ -165,15 +167,13 @@ def main(argv: Sequence[str] | None = None, viewer: Viewer | None = None) -> int
     if args.command == "info":
         return info_command(as_json=args.json)
     if args.command == "bench":
-        from kdviewer.bench import bench_command
+        from kdviewer.bench import bench_command  # 0.13 s that the other commands skip
 
         return bench_command(runs=args.runs, as_json=args.json)
     if args.command in ("listen", "pacs"):
-        from kdviewer.net.commands import listen_command, pacs_command
-
         return listen_command(args) if args.command == "listen" else pacs_command(args)
     if args.command == "report":
-        from kdviewer.report import report_command
+        from kdviewer.report import report_command  # reportlab and the engine: 0.29 s the others skip
 
         return report_command(
             args.paths,
@@ -184,8 +184,6 @@ def main(argv: Sequence[str] | None = None, viewer: Viewer | None = None) -> int
             runtime=args.runtime,
         )
     if args.command == "audit":
-        from kdviewer.core.audit import audit_command
-
         return audit_command(args)
     if args.command == "screenshot":
         if viewer is None:
@@ -195,8 +193,6 @@ def main(argv: Sequence[str] | None = None, viewer: Viewer | None = None) -> int
 
 
 def _desktop_command(*, install: bool) -> int:
-    from kdviewer import desktop
-
     try:
         paths = desktop.install_desktop() if install else desktop.uninstall_desktop()
     except OSError as exc:
@@ -248,8 +244,6 @@ class RecordWriter:
     """
 
     def __init__(self, fmt: str, stream):
-        from kdviewer.core.findings import FINDING_KEYS
-
         self.fmt, self.stream, self.count = fmt, stream, 0
         if fmt == "csv":
             per_finding = [f"{k}_{x}" for k in FINDING_KEYS for x in ("score", "threshold", "positive")]
@@ -310,7 +304,7 @@ def _close_output(stream, output: Path | None) -> None:
 
 def load_engines(teacher: bool, runtime: str) -> list:
     """The student (and the teacher), usable; RuntimeError saying which model failed and why."""
-    from kdviewer.core.engine import load_engine
+    from kdviewer.core.engine import load_engine  # 0.18 s that audit, --help and the viewer's start skip
 
     engines = []
     for name in ("student", "teacher") if teacher else ("student",):
@@ -343,10 +337,9 @@ def predict_command(
     everything was scored, 1 when some inputs failed, 2 when the command itself failed (no usable model,
     the output cannot be written).
     """
-    from kdviewer.core import audit, scope
+    from kdviewer.core import scope  # with the two readers 0.12 s that audit and --help skip
     from kdviewer.core.imageio import iter_image_files
     from kdviewer.core.readpool import read_image_isolated
-    from kdviewer.core.resources import example_image
 
     try:
         engines = load_engines(teacher, runtime)
@@ -387,7 +380,7 @@ def predict_command(
                 pred = engine.predict(image, heatmaps=False)
                 if verdict is None:
                     verdict = scope.check(image, pred.features, scope.scope_of_engine(engine))
-                audit.record_inference(pred, engine=engine, image=image, path=path, source="predict")
+                record_inference(pred, engine=engine, image=image, path=path, source="predict")
                 encoded = writer.encode({**prediction_record(path, pred), "scope": verdict.as_dict()})
             except Exception as exc:  # noqa: BLE001 - one model call never stops the run
                 fail(path, engine.name, str(exc) or type(exc).__name__)
@@ -449,11 +442,9 @@ def gather_info() -> dict[str, Any]:
     :func:`~kdviewer.core.modelcard.verified_weights` (never reading a FIFO or a device); a card that
     does not read or validate is listed with ``name`` None and its ``problem``.
     """
-    from kdviewer.core.audit import audit_dir
-    from kdviewer.core.engine import precision_of
-    from kdviewer.core.errors import ModelLoadError
+    # The engine (with the cards, runtime and meters it imports): 0.18 s that audit and --help skip.
+    from kdviewer.core.engine import DEFAULT_ARCH, precision_of
     from kdviewer.core.explain import library_methods_available
-    from kdviewer.core.extras import torch_available
     from kdviewer.core.modelcard import (
         parameter_count,
         read_card,
@@ -463,7 +454,6 @@ def gather_info() -> dict[str, Any]:
         verified_weights,
     )
     from kdviewer.core.power import meter_report
-    from kdviewer.core.resources import models_dirs
     from kdviewer.core.runtime import thread_count
 
     found, problems = scan_cards()
@@ -515,9 +505,9 @@ def gather_info() -> dict[str, Any]:
     threads = thread_count()
     torch_threads = None
     if torch_available():
-        import torch
+        import torch  # an optional extra (the light install has none)
 
-        from kdviewer.core.models import ARCHITECTURES, build_model, count_parameters
+        from kdviewer.core.models import ARCHITECTURES, build_model, count_parameters  # needs torch
 
         torch_threads = torch.get_num_threads()
         architectures = {
@@ -525,8 +515,6 @@ def gather_info() -> dict[str, Any]:
             for arch, info in ARCHITECTURES.items()
         }
     else:  # the light install: the architectures of the installed models, counted from their weights
-        from kdviewer.core.engine import DEFAULT_ARCH
-
         roles = {arch: role for role, arch in DEFAULT_ARCH.items()}
         architectures = {
             arch: {"role": roles.get(arch, "model"), "parameters": n} for arch, n in sorted(counted.items())
@@ -559,8 +547,6 @@ def info_command(as_json: bool = False) -> int:
     torch_threads = t["torch"] if t["torch"] is not None else "not installed"
     print(f"threads: engine {t['engine']}, torch {torch_threads}, logical CPUs {t['cpu_count']}")
     if not info["extras"]["library_heatmaps"]:
-        from kdviewer.core.extras import EXPLAIN_INSTALL
-
         print(f"heat maps: Grad-CAM only (the other methods need PyTorch: {EXPLAIN_INSTALL})")
     for arch, a in info["architectures"].items():
         print(f"architecture {arch}: {a['role']}, {a['parameters'] / 1e6:.2f} M parameters (5-finding head)")

@@ -157,6 +157,38 @@ def test_a_failing_model_call_or_a_non_finite_score_is_an_error_record(capsys, t
     assert "fail.png (student): the runtime fell over" in err and "2 file(s) could not be scored" in err
 
 
+def test_the_read_keeps_the_side_the_largest_card_input_needs(capsys, tmp_path, monkeypatch):
+    """predict reads each file once for all its models, reduced no further than twice the largest
+    input size among their cards (InputSpec.read_min_side), not a size fixed in the code."""
+    import kdviewer.core.readpool as readpool
+    from kdviewer.core.preprocess import InputSpec
+
+    class Wider:
+        """The teacher, its card announcing a 300-pixel input (it still scores as itself)."""
+
+        def __init__(self, engine):
+            self.engine, self.card = engine, dataclasses.replace(engine.card, input=InputSpec(size=300))
+
+        def __getattr__(self, name):
+            return getattr(self.engine, name)
+
+    student, teacher = cli.load_engines(teacher=True, runtime="auto")
+    both = [student, Wider(teacher)]
+    monkeypatch.setattr(cli, "load_engines", lambda teacher, runtime: both[: 1 + teacher])
+    sizes = []
+    real = readpool.read_image_isolated
+
+    def read(path, reduce_to):
+        sizes.append(reduce_to)
+        return real(path)
+
+    monkeypatch.setattr(readpool, "read_image_isolated", read)
+    png = _png(tmp_path / "a.png")
+    assert _run(capsys, "predict", str(png))[0] == 0
+    assert _run(capsys, "predict", "--teacher", str(png))[0] == 0
+    assert sizes == [2 * student.card.input.size, 600]
+
+
 def test_the_json_array_is_closed_when_the_run_is_interrupted(capsys, tmp_path, faulty_models):
     for name in ("a.png", "b.png", "stop.png", "z.png"):
         _png(tmp_path / name)
