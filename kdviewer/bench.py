@@ -22,13 +22,38 @@ import os
 import platform
 import subprocess
 import sys
+import tempfile
+import threading
 import time
 from typing import Any
 
 import numpy as np
+import psutil
+from threadpoolctl import threadpool_limits
 
+from kdviewer.core.engine import InferenceEngine, load_engine, reference_image
+from kdviewer.core.extras import torch_available
+from kdviewer.core.imageio import read_image
 from kdviewer.core.machine import physical_cores
+from kdviewer.core.modelcard import find_cards
+from kdviewer.core.power import shared_meter
+from kdviewer.core.power.estimate import cpu_model
+from kdviewer.core.preprocess import MODEL_READ_MIN_SIDE
+from kdviewer.core.resources import example_image
+from kdviewer.core.runtime import (
+    lower_thread_priority,
+    onnxruntime_module,
+    session_options,
+    spinning_enabled,
+    thread_count,
+)
+from kdviewer.core.untrained import write_untrained_card
 from kdviewer.core.versions import library_versions
+
+try:
+    import resource
+except ImportError:  # Windows
+    resource = None
 
 # The libraries that decide the numbers (those not installed are left out).
 BENCH_DISTRIBUTIONS = (
@@ -90,8 +115,6 @@ def _time_engine(engine, image, runs: int, warmup: int) -> dict[str, Any]:
 
 
 def _energy(engine, image, runs: int) -> dict[str, Any]:
-    from kdviewer.core.power import shared_meter
-
     meter = shared_meter()
     if meter is None:
         return {"available": False}
@@ -117,10 +140,9 @@ def _energy(engine, image, runs: int) -> dict[str, Any]:
 def multiply_adds(engine) -> float | None:
     """Multiply-accumulates of one forward pass at the card's input size, in G (PyTorch's FLOP counter
     / 2 on the eager model), or None without PyTorch."""
-    from kdviewer.core.extras import torch_available
-
     if not torch_available():
         return None
+    # optional (the light install has no PyTorch), checked above
     import torch
     from torch.utils.flop_counter import FlopCounterMode
 
@@ -135,8 +157,6 @@ def matmul_peak(threads: int, seconds: float = 0.3) -> dict[str, float | None]:
     ``threads`` threads: float32 (numpy's BLAS, 512² · 512²) and int8 (ONNX Runtime's
     MatMulInteger, uint8 × int8, the int8 graph's kernel; None where the ``onnx`` package that builds
     the probe's graph is absent). The best of repeated runs over about ``seconds`` each."""
-    from threadpoolctl import threadpool_limits
-
     n = 512
     rng = np.random.default_rng(0)
     a, b = rng.standard_normal((n, n), dtype=np.float32), rng.standard_normal((n, n), dtype=np.float32)
@@ -154,9 +174,7 @@ def matmul_peak(threads: int, seconds: float = 0.3) -> dict[str, float | None]:
         fp32 = best(lambda: a @ b)
     int8 = None
     try:
-        from onnx import TensorProto, helper
-
-        from kdviewer.core.runtime import onnxruntime_module, session_options
+        from onnx import TensorProto, helper  # optional: absent from the light install
 
         graph = helper.make_graph(
             [helper.make_node("MatMulInteger", ["a", "b"], ["c"])],
@@ -188,11 +206,6 @@ def _student_beside_teacher(student, image, runs: int) -> dict[str, Any]:
     viewer's worst case: both engines busy at once), against its time alone just before. The
     teacher runs as the viewer runs it: loaded and served by a thread at the lowest priority
     (:func:`~kdviewer.core.runtime.lower_thread_priority`)."""
-    import threading
-
-    from kdviewer.core.engine import load_engine
-    from kdviewer.core.runtime import lower_thread_priority
-
     alone = _time_engine(student, image, runs, 2)["total"]["median_ms"]
     ready, stop = threading.Event(), threading.Event()
     state: dict[str, Any] = {"runs": 0}
@@ -227,10 +240,6 @@ def _student_beside_teacher(student, image, runs: int) -> dict[str, Any]:
 
 
 def _open_example(engine, repeats: int = 3) -> dict[str, Any]:
-    from kdviewer.core.imageio import read_image
-    from kdviewer.core.preprocess import MODEL_READ_MIN_SIDE
-    from kdviewer.core.resources import example_image
-
     path = example_image()
     reads, preds, totals = [], [], []
     shape = None
@@ -287,14 +296,8 @@ def _student_only_process(student, shape) -> dict[str, Any]:
     cached (the first start exports it once). Without a bundled student card, the untrained
     student is written to a temporary card for the measurement.
     """
-    import tempfile
-
     if getattr(sys, "frozen", False):  # the desktop bundle: its executable is no Python interpreter
         return {"error": "not measured in the bundle (it needs a Python interpreter)"}
-    from kdviewer.core.engine import InferenceEngine
-    from kdviewer.core.modelcard import find_cards
-    from kdviewer.core.untrained import write_untrained_card
-
     env = dict(os.environ)
     with tempfile.TemporaryDirectory(prefix="kdviewer-bench-") as tmp:
         cards = find_cards()
@@ -327,28 +330,19 @@ def _student_only_process(student, shape) -> dict[str, Any]:
 
 
 def _peak_rss_mb() -> float | None:
-    try:
-        import resource
-
+    if resource is not None:
         kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
         return round(kb / (1024 * 1024) if sys.platform == "darwin" else kb / 1024, 1)
-    except ImportError:  # Windows
-        try:
-            import psutil
-
-            return round(psutil.Process().memory_info().peak_wset / 2**20, 1)
-        except Exception:
-            return None
+    try:  # Windows
+        return round(psutil.Process().memory_info().peak_wset / 2**20, 1)
+    except Exception:
+        return None
 
 
 def machine_info(threads: int) -> dict[str, Any]:
     """CPU model, cores, threads used and load (the machine may be shared)."""
-    from kdviewer.core.runtime import spinning_enabled
-
     cpu = platform.processor() or platform.machine()
     try:
-        from kdviewer.core.power.estimate import cpu_model
-
         cpu = cpu_model() or cpu
     except Exception:
         pass
@@ -392,10 +386,6 @@ def run_bench(
     eager baseline; ``ratio``, ``open_example_ms``, ``open_example``, ``rss``, ``energy``,
     ``machine``, ``versions``, ``targets``.
     """
-    from kdviewer.core.engine import InferenceEngine, load_engine, reference_image
-    from kdviewer.core.extras import torch_available
-    from kdviewer.core.runtime import thread_count
-
     runs = max(1, int(runs))
     if eager and not torch_available():  # the light install: the engine alone
         log.warning("eager PyTorch baseline skipped: PyTorch is not installed")
