@@ -16,6 +16,8 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
+from training.reproducibility import derived_seed
+
 
 @dataclass(frozen=True)
 class Jitter:
@@ -125,11 +127,31 @@ def apply_affine(
     return out
 
 
-class BatchAugmenter:
-    """Draws global-batch parameters and applies this rank's share; its state is checkpointed.
+def draw_all(
+    gen: torch.Generator, n: int, hflip: bool, degrees: float, jitter: Jitter
+) -> dict[str, torch.Tensor]:
+    """Every augmentation parameter of ``n`` images, drawn in the one order the augmenter uses:
+    ``flip``, ``angle`` (radians), ``zoom``, ``tx``, ``ty``, ``brightness``, ``contrast``."""
+    flips, angles = draw_params(gen, n, hflip, degrees)
+    return {"flip": flips, "angle": angles, **draw_jitter(gen, n, jitter)}
+
+
+def apply_params(
+    x: torch.Tensor, p: dict[str, torch.Tensor], hflip: bool, degrees: float, jitter: Jitter
+) -> torch.Tensor:
+    """Augment ``x`` (N, C, H, W) with the parameters ``p`` of its N images (see :func:`draw_all`).
 
     Intensity jitter is applied first (so the zero padding of the geometric step stays black).
     """
+    if jitter.photometric:
+        x = apply_photometric(x, p["brightness"], p["contrast"])
+    if not hflip and degrees == 0 and not jitter.geometric:
+        return x
+    return apply_affine(x, p["flip"], p["angle"], p["zoom"], p["tx"], p["ty"])
+
+
+class BatchAugmenter:
+    """Draws global-batch parameters and applies this rank's share; its state is checkpointed."""
 
     def __init__(
         self,
@@ -145,18 +167,39 @@ class BatchAugmenter:
         self.jitter = jitter or Jitter()
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
-        n = x.shape[0] * self.world
-        flips, angles = draw_params(self.gen, n, self.hflip, self.degrees)
-        extra = draw_jitter(self.gen, n, self.jitter)
-        sl = slice(self.rank, None, self.world)
-        if self.jitter.photometric:
-            x = apply_photometric(x, extra["brightness"][sl], extra["contrast"][sl])
-        if not self.hflip and self.degrees == 0 and not self.jitter.geometric:
-            return x
-        return apply_affine(x, flips[sl], angles[sl], extra["zoom"][sl], extra["tx"][sl], extra["ty"][sl])
+        p = draw_all(self.gen, x.shape[0] * self.world, self.hflip, self.degrees, self.jitter)
+        mine = {k: v[self.rank :: self.world] for k, v in p.items()}
+        return apply_params(x, mine, self.hflip, self.degrees, self.jitter)
 
     def state_dict(self) -> dict:
         return {"gen": self.gen.get_state()}
 
     def load_state_dict(self, state: dict) -> None:
         self.gen.set_state(state["gen"])
+
+
+class AugmentedViews:
+    """K fixed augmented views of every training image: the parameters of view ``v`` are drawn for
+    all images at once from a generator seeded with ``(seed, v)``, so a view is a function of the
+    seed and the image's position only (not of the batch order, the rank or a resumed run).
+
+    Consistent teaching uses them: the teacher scores each view once, before training, and epoch
+    ``e`` of the student trains on view ``e mod K`` with the teacher's targets for exactly that view.
+    """
+
+    def __init__(self, seed: int, k: int, n: int, hflip: bool, degrees: float, jitter: Jitter | None = None):
+        if k < 1:
+            raise ValueError(f"need at least one view, got {k}")
+        self.hflip, self.degrees, self.jitter = hflip, degrees, jitter or Jitter()
+        self.params = [
+            draw_all(torch.Generator().manual_seed(derived_seed(seed, v)), n, hflip, degrees, self.jitter)
+            for v in range(k)
+        ]
+
+    def __len__(self) -> int:
+        return len(self.params)
+
+    def __call__(self, x: torch.Tensor, positions: torch.Tensor, view: int) -> torch.Tensor:
+        """View ``view`` of the images at dataset ``positions`` (``x`` holds them in that order)."""
+        p = {k: v[positions.cpu()] for k, v in self.params[view].items()}
+        return apply_params(x, p, self.hflip, self.degrees, self.jitter)

@@ -64,13 +64,24 @@ def _parser() -> argparse.ArgumentParser:
         action="append",
         default=[],
         metavar="PATH",
-        help="torchvision-format state dict to start from (head skipped); in 'all' give one per "
-        "architecture, each is matched by its keys",
+        help="weights to start from (teacher.init / student.init: a safetensors file or weights-only "
+        "state dict; the head loads only if it fits); in 'all' give one per architecture, each is "
+        "matched by its keys",
     )
     p.add_argument(
         "--teacher",
         type=Path,
-        help="distill: teacher run folder, checkpoint or model card (default: <workdir>/teacher)",
+        action="append",
+        default=[],
+        help="distill: teacher run folder, checkpoint or model card (default: <workdir>/teacher); "
+        "repeat it for an ensemble (distill.teachers, combined as distill.ensemble says)",
+    )
+    p.add_argument(
+        "--unlabeled",
+        type=Path,
+        metavar="DIR",
+        help="distill: images without labels added to the training images for the distillation term "
+        "only (data.unlabeled); none may be a val/test image",
     )
     p.add_argument(
         "--resume",
@@ -94,6 +105,19 @@ def _parser() -> argparse.ArgumentParser:
         metavar="DIR",
         help="evaluate: the model cards in DIR (e.g. resources/models) instead of the work folder's "
         "runs; graphs: the folder whose cards get ONNX graphs (default: resources/models)",
+    )
+    p.add_argument(
+        "--baseline",
+        type=Path,
+        metavar="DIR",
+        help="evaluate: also the model cards in DIR (as baseline_<name>), each compared with its "
+        "namesake (paired bootstrap), e.g. --baseline resources/models for retrained models",
+    )
+    p.add_argument(
+        "--update-cards",
+        action="store_true",
+        help="evaluate --models DIR: write the heat-map border shares measured here into the cards' "
+        "metrics (nothing else in them changes)",
     )
     p.add_argument(
         "--ood-dir",
@@ -132,7 +156,13 @@ def _flag_overrides(a: argparse.Namespace) -> list[str]:
         ("train.channels_last", a.channels_last),
         ("train.compile", a.compile),
     ]
-    out = []
+    if a.unlabeled is not None:
+        pairs.append(("data.unlabeled", str(a.unlabeled.resolve())))
+    out = (
+        [f"distill.teachers=[{', '.join(_toml_str(str(t.resolve())) for t in a.teacher)}]"]
+        if a.teacher
+        else []
+    )
     for key, value in pairs:
         if value is None:
             continue
@@ -149,22 +179,15 @@ def _toml_str(s: str) -> str:
     return '"' + s.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
-def _arch_of_state_dict(path: str) -> str:
-    import torch
-
-    keys = torch.load(path, map_location="cpu", weights_only=True).keys()
-    if any(k.startswith("features.denseblock") for k in keys):
-        return "densenet121"
-    return "mobilenet_v2"
-
-
 def _init_overrides(a: argparse.Namespace, cfg: Config) -> list[str]:
+    from training.init import arch_of_state_dict, read_state_dict  # torch: see main()
+
     out = []
     for path in a.init:
         if a.stage in TRAIN_STAGES:
             role = "teacher" if a.stage == "teacher" else "student"
         else:
-            arch = _arch_of_state_dict(path)
+            arch = arch_of_state_dict(read_state_dict(path))
             role = "teacher" if arch == cfg.teacher.arch else "student"
         out.append(f"{role}.init={_toml_str(str(Path(path).resolve()))}")
     return out
@@ -201,7 +224,6 @@ def _run_all(a: argparse.Namespace, cfg: Config, ws) -> None:
             cfg,
             ws,
             resume=resume,
-            teacher=a.teacher,
             splits=a.splits,
             stop_after_epochs=a.stop_after_epochs,
         )
@@ -290,7 +312,6 @@ def main(argv: Sequence[str] | None = None) -> int:
                 cfg,
                 ws,
                 resume=a.resume is not None,
-                teacher=a.teacher,
                 splits=a.splits,
                 stop_after_epochs=a.stop_after_epochs,
             )
@@ -301,9 +322,17 @@ def main(argv: Sequence[str] | None = None) -> int:
             data = prepare_data(cfg, ws, DistInfo())
             print(json.dumps(data.description(), indent=2))
         elif a.stage == "evaluate":
-            from training.evaluate import evaluate
+            from training.evaluate import card_models, evaluate
 
-            evaluate(cfg, ws, a.splits, models_dir=a.models)
+            metrics = evaluate(cfg, ws, a.splits, models_dir=a.models, baseline_dir=a.baseline)
+            if a.update_cards:
+                from training.export import write_card_metrics
+
+                if a.models is None:
+                    raise ValueError("--update-cards needs --models DIR (the cards to update)")
+                for name, path in card_models(a.models).items():
+                    write_card_metrics(path, heatmap_border=metrics["models"][name]["heatmap_border"])
+                    print(f"{name}: {path}")
             if a.ood_dir is not None:
                 from training.scope import evaluate_scopes
 

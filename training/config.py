@@ -24,6 +24,7 @@ DATA_FORMATS = ("chexpert", "nih", "generic")
 CACHE_MODES = ("disk", "memory", "none")
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 BOOTSTRAP_UNITS = ("patient", "image")
+ENSEMBLE_MODES = ("logits", "probs")
 
 
 @dataclass(frozen=True)
@@ -47,6 +48,9 @@ class DataConfig:
     cache_dir: str = ""  # "" = <workdir>/cache
     num_workers: int = 0  # processes decoding images (cache building, or every batch with cache="none")
     limit: int = 0  # use only the first N images (smoke tests); 0 = all
+    # folder of images without labels (any readable chest radiographs) that the distill stage adds
+    # to its training images for the distillation term only; "" = none (--unlabeled DIR)
+    unlabeled: str = ""
 
 
 @dataclass(frozen=True)
@@ -55,7 +59,9 @@ class ModelStageConfig:
 
     arch: str
     lr: float
-    init: str = ""  # torchvision-format state dict on disk (head skipped); "" = random init
+    # "none" (random), "imagenet" (torchvision's weights, from its local cache only) or the path of
+    # a safetensors file / weights-only state dict (training.init)
+    init: str = "none"
 
 
 @dataclass(frozen=True)
@@ -96,6 +102,14 @@ class DistillConfig:
 
     alpha: float = 0.7
     temperature: float = 6.0
+    # ours: 0 = the teacher scores each augmented batch on the fly; K = its logits for K fixed
+    # augmented views of every training image are computed once, epoch e trains on view e mod K
+    views: int = 0
+    # ours: the distillation source; () = <workdir>/teacher. Several run folders, checkpoints or
+    # model cards make an ensemble whose logits are averaged (ensemble="logits") or whose
+    # probabilities are averaged (ensemble="probs"); --teacher PATH (repeatable) sets it
+    teachers: tuple[str, ...] = ()
+    ensemble: str = "logits"
 
 
 @dataclass(frozen=True)
@@ -106,6 +120,7 @@ class EvalConfig:
     bootstrap_unit: str = "patient"  # resample patients (images of one patient move together) or images
     confidence: float = 0.95
     split: str = "auto"  # auto = test if the split has one, else val (then metrics are optimistic)
+    ensemble: bool = False  # also evaluate the mean of the models' logits as a model ("ensemble")
 
 
 @dataclass(frozen=True)
@@ -137,6 +152,7 @@ class Config:
             (self.data.cache, CACHE_MODES, "data.cache"),
             (self.train.precision, PRECISIONS, "train.precision"),
             (self.eval.bootstrap_unit, BOOTSTRAP_UNITS, "eval.bootstrap_unit"),
+            (self.distill.ensemble, ENSEMBLE_MODES, "distill.ensemble"),
         ]
         for value, allowed, name in checks:
             if value not in allowed:
@@ -145,6 +161,8 @@ class Config:
             raise ValueError("distill.alpha must be in [0, 1]")
         if self.distill.temperature <= 0:
             raise ValueError("distill.temperature must be positive")
+        if self.distill.views < 0:
+            raise ValueError("distill.views must be 0 (on the fly) or a number of views")
         if self.train.batch_size < 1 or self.train.epochs < 1:
             raise ValueError("train.batch_size and train.epochs must be at least 1")
         if not 0 <= self.data.val_fraction < 1 or not 0 <= self.data.test_fraction < 1:

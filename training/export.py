@@ -27,7 +27,7 @@ from kdviewer.core.modelcard import ModelCard, find_cards, load_model, read_card
 from training.config import Config
 from training.evaluate import evaluate, load_trained, trained_models
 from training.runlog import clean_json, git_revision, versions
-from training.workspace import Workspace
+from training.workspace import STAGES, Workspace
 
 log = logging.getLogger(__name__)
 
@@ -36,6 +36,8 @@ GRAPH_TOLERANCE = 1e-4  # largest difference of the graph's logits from PyTorch'
 # differ by up to 5e-4 of it in an untrained network (2e-6 in the shipped ones); heat maps are
 # min-max normalised, so this is invisible in them.
 FEATURE_TOLERANCE = 1e-3
+
+STAGES_BY_MODEL = {s.model_name: s.role for s in STAGES.values()}  # which config section trained it
 
 DESCRIPTIONS = {
     "teacher": "DenseNet-121 teacher trained with masked, pos-weighted BCE.",
@@ -94,6 +96,8 @@ def export_models(
                 "config": run_cfg.to_dict(),
                 "data": data_desc,
                 "result": result,
+                # what the weights started from: none, imagenet or a file, with its SHA-256
+                "init": result.get("init") or {"init": getattr(run_cfg, STAGES_BY_MODEL[name]).init},
                 "threshold_rule": metrics["threshold_rule"],
                 **({"note": cfg.export.note} if cfg.export.note else {}),
             },
@@ -108,6 +112,7 @@ def export_models(
                 "findings": m["findings"],
                 "operating_points": m["operating_points"],
                 "comparisons": comparisons,
+                **({"heatmap_border": m["heatmap_border"]} if "heatmap_border" in m else {}),
             },
             versions=vers,
             git_revision=rev,
@@ -151,6 +156,16 @@ def graph_deviation(model, graph: bytes, card: ModelCard) -> tuple[float, float]
     return worst_logits, worst_feats
 
 
+def _write_card_json(card_path: Path, data: dict) -> None:
+    """Write a card's JSON atomically, then read it back through the validator."""
+    fd, tmp = tempfile.mkstemp(suffix=".json.tmp", dir=card_path.parent)
+    with os.fdopen(fd, "w", encoding="utf-8") as f:
+        f.write(json.dumps(data, indent=2, allow_nan=False) + "\n")
+    os.chmod(tmp, 0o644)  # as save_model writes it, not mkstemp's private mode
+    os.replace(tmp, card_path)
+    read_card(card_path)
+
+
 def write_card_fields(card_path: Path, **fields) -> None:
     """Set ``fields`` in the card's JSON after ``weights_sha256``, leaving every other field and
     its formatting as it is; written atomically, then read back through the validator."""
@@ -161,12 +176,15 @@ def write_card_fields(card_path: Path, **fields) -> None:
             out[key] = value
         if key == "weights_sha256":
             out.update(fields)
-    fd, tmp = tempfile.mkstemp(suffix=".json.tmp", dir=card_path.parent)
-    with os.fdopen(fd, "w", encoding="utf-8") as f:
-        f.write(json.dumps(out, indent=2, allow_nan=False) + "\n")
-    os.chmod(tmp, 0o644)  # as save_model writes it, not mkstemp's private mode
-    os.replace(tmp, card_path)
-    read_card(card_path)
+    _write_card_json(card_path, out)
+
+
+def write_card_metrics(card_path: Path, **entries) -> None:
+    """Set ``entries`` in the card's ``metrics`` section (read just before, so that another
+    writer's fields are kept), every other field left as it is; written atomically."""
+    data = json.loads(Path(card_path).read_text(encoding="utf-8"))
+    data["metrics"] = {**data.get("metrics", {}), **clean_json(entries)}
+    _write_card_json(Path(card_path), data)
 
 
 def export_graph(model, card_path: str | Path) -> ModelCard:

@@ -153,3 +153,29 @@ class GreyImages(Dataset):
 def collate_batch(batch):
     """The dataset already returns a batch (``__getitems__``); pass it through."""
     return batch
+
+
+class StackedImages(Dataset):
+    """Two image sets as one (positions past the first set's length index the second), e.g. the
+    training split followed by a distillation-only transfer set of unlabelled images."""
+
+    def __init__(self, first: GreyImages, second: GreyImages):
+        self.first, self.second = first, second
+        self.labels = torch.cat([first.labels, second.labels])
+        self.spec = first.spec
+
+    def __len__(self) -> int:
+        return len(self.first) + len(self.second)
+
+    def __getitems__(self, positions: list[int]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        idx = torch.as_tensor(list(positions), dtype=torch.int64)
+        in_first = idx < len(self.first)
+        x = torch.empty(len(idx), 1, self.spec.size, self.spec.size)
+        for part, mask, offset in ((self.first, in_first, 0), (self.second, ~in_first, len(self.first))):
+            if mask.any():
+                x[mask] = part.__getitems__((idx[mask] - offset).tolist())[0]
+        return x, self.labels[idx], idx
+
+    def __getitem__(self, position: int):
+        x, y, i = self.__getitems__([position])
+        return x[0], y[0], i[0]

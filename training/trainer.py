@@ -3,8 +3,12 @@
 One loop for all three: batches of cached (S, S) images are augmented on the fly (flip +
 rotation, optionally zoom, shift and intensity jitter: :mod:`training.augment`), normalised
 with the model's input spec (the viewer's ``normalize``), and fed in channels-last layout under
-the resolved precision. The distilled student's teacher sees the same augmented batch, in eval
-mode, under ``no_grad``. After each epoch: validation loss and AUCs (predictions gathered across
+the resolved precision. The distilled student's teacher (or teacher ensemble:
+:mod:`training.teaching`) sees the same augmented batch, in eval mode, under ``no_grad``; with
+``distill.views = K`` its logits for K fixed augmented views of every training image are computed
+once and epoch ``e`` trains on view ``e mod K``. A distillation-only transfer set
+(``data.unlabeled``) joins the training images with unknown labels, so only the distillation term
+learns from it. After each epoch: validation loss and AUCs (predictions gathered across
 ranks), ReduceLROnPlateau on the validation mean AUC, early stopping, ``best.pt`` when the AUC
 improves, ``last.pt`` always.
 """
@@ -25,11 +29,10 @@ from torch.utils.data import DataLoader, DistributedSampler
 from tqdm.auto import tqdm
 
 from kdviewer.core.findings import FINDING_KEYS
-from kdviewer.core.modelcard import load_model
-from kdviewer.core.models import build_model, load_torchvision_backbone
+from kdviewer.core.models import build_model
 from kdviewer.core.preprocess import normalize
 from training import checkpoint
-from training.augment import BatchAugmenter
+from training.augment import AugmentedViews, BatchAugmenter
 from training.config import Config, read_config, write_config
 from training.data import PreparedData, prepare_data
 from training.distributed import (
@@ -41,13 +44,16 @@ from training.distributed import (
     init_from_env,
 )
 from training.energy import EpochMeter
-from training.images import collate_batch
+from training.images import StackedImages, cache_key, collate_batch
+from training.init import initialise
 from training.losses import distillation_loss, masked_bce, masked_bce_terms
 from training.metrics import mean_auc
 from training.plots import plot_learning_curves
 from training.precision import autocast, resolve_precision
 from training.reproducibility import capture_rng, derived_seed, restore_rng, seed_everything
 from training.runlog import write_json, write_jsonl
+from training.teaching import VIEWS_FILE, cached_view_logits, load_teachers, precompute_view_logits, views_key
+from training.unlabeled import unlabeled_images
 from training.workspace import STAGES, Stage, Workspace
 
 log = logging.getLogger(__name__)
@@ -81,28 +87,6 @@ def resolve_device(name: str, info: DistInfo) -> torch.device:
     return dev
 
 
-def load_init(model: torch.nn.Module, path: str) -> None:
-    """Load a torchvision-format state dict from disk (weights only), skipping the head."""
-    state = torch.load(path, map_location="cpu", weights_only=True)
-    if isinstance(state, dict) and "state_dict" in state and isinstance(state["state_dict"], dict):
-        state = state["state_dict"]
-    skipped = load_torchvision_backbone(model, state)
-    log.info("initial weights from %s (skipped head: %s)", path, ", ".join(skipped) or "none")
-
-
-def load_teacher(path: str | Path, cfg: Config) -> torch.nn.Module:
-    """A trained teacher from a run folder (its best.pt), a checkpoint file or a model card (.json)."""
-    path = Path(path)
-    if path.suffix == ".json":
-        model, _card = load_model(path)
-        return model
-    if path.is_dir():
-        path = path / checkpoint.BEST
-    model = build_model(checkpoint.load(path).get("arch") or cfg.teacher.arch)
-    checkpoint.load_weights(model, path)
-    return model.eval()
-
-
 @dataclass
 class LoopState:
     """Everything beyond the modules that a resumed run must restore."""
@@ -133,7 +117,7 @@ class Trainer:
     info: DistInfo
     device: torch.device
     data: PreparedData
-    teacher_path: str | Path | None = None
+    teacher_paths: tuple[str | Path, ...] = ()
 
     def __post_init__(self) -> None:
         cfg, info = self.cfg, self.info
@@ -141,21 +125,22 @@ class Trainer:
         mcfg = getattr(cfg, self.stage.role)
         seed_everything(derived_seed(cfg.seed, 1))  # model init: the same on every rank
         self.model = build_model(mcfg.arch)
-        if mcfg.init:
-            load_init(self.model, mcfg.init)
+        self.init = initialise(self.model, mcfg.init)
         seed_everything(derived_seed(cfg.seed, 2, info.rank))  # dropout etc.: per rank
         self.model.to(self.device)
         if cfg.train.channels_last:
             self.model.to(memory_format=torch.channels_last)
-        self.teacher = None
+        self.teachers = None
+        self.teacher_sources = tuple(
+            self.teacher_paths or cfg.distill.teachers or (self.ws.run_dir("teacher"),)
+        )
         if self.stage.distill:
-            tpath = self.teacher_path or self.ws.run_dir("teacher")
-            self.teacher = load_teacher(tpath, cfg).to(self.device).eval()
-            if cfg.train.channels_last:
-                self.teacher.to(memory_format=torch.channels_last)
-            for p in self.teacher.parameters():
-                p.requires_grad_(False)
-            log.info("distilling from teacher %s", tpath)
+            self.teachers = load_teachers(self.teacher_sources, cfg).to(self.device, cfg.train.channels_last)
+            log.info(
+                "distilling from %s (%s)",
+                ", ".join(map(str, self.teacher_sources)),
+                f"{cfg.distill.views} precomputed views" if cfg.distill.views else "scored on the fly",
+            )
         self.module = self.model  # the unwrapped network, whose state is saved
         if info.enabled and self.device.type == "cuda" and cfg.train.sync_bn:
             self.model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(self.model)
@@ -171,6 +156,13 @@ class Trainer:
             raise ValueError(f"batch size {cfg.train.batch_size} is not divisible by {info.world} ranks")
         self.local_bs = cfg.train.batch_size // info.world
         self.train_set = self.data.dataset("train", cfg)
+        self.unlabeled_files: list[str] = []
+        if cfg.data.unlabeled and self.stage.distill:
+            extra = unlabeled_images(cfg, self.ws, self.data)
+            self.unlabeled_files = list(extra.files)
+            self.train_set = StackedImages(self.train_set, extra)
+        elif cfg.data.unlabeled:
+            log.info("%s: the unlabelled images serve the distill stage only", self.stage.name)
         self.val_set = self.data.dataset("val", cfg)
         self.sampler = ResumableSampler(
             self.train_set,
@@ -209,6 +201,18 @@ class Trainer:
             info.world,
             cfg.jitter(),
         )
+        self.views = None
+        self.view_logits: torch.Tensor | None = None
+        if self.stage.distill and cfg.distill.views:
+            t = cfg.train
+            self.views = AugmentedViews(
+                derived_seed(cfg.seed, 8),
+                cfg.distill.views,
+                len(self.train_set),
+                t.hflip,
+                t.rotation_degrees,
+                cfg.jitter(),
+            )
         self.state = LoopState()
         self.precision = "fp32"
         self.scaler = None
@@ -238,6 +242,42 @@ class Trainer:
             self.device,
             self.cfg.train.channels_last,
         )
+
+    def prepare_views(self) -> None:
+        """The teacher's logits for every view (``distill.views``): computed by rank 0 into the run
+        folder (or found there from an earlier start of this run), then read by every rank."""
+        if self.views is None:
+            return
+        cfg = self.cfg
+        key = views_key(
+            self.teacher_sources,
+            self.views,
+            self.data.rows("train"),
+            {
+                "images": cache_key(self.data.table.files, cfg.input),
+                "unlabeled": cache_key(self.unlabeled_files, cfg.input),
+                "ensemble": cfg.distill.ensemble,
+                "precision": self.precision,
+            },
+        )
+
+        def compute() -> torch.Tensor:
+            with autocast(self.precision, self.device):
+                return precompute_view_logits(
+                    self.teachers,
+                    self.views,
+                    self.train_set,
+                    lambda x: self._batch(x, train=False),
+                    max(self.local_bs, 32),
+                    self.device,
+                )
+
+        path = self.run_dir / VIEWS_FILE
+        if self.info.is_main:
+            self.view_logits = cached_view_logits(path, key, compute)
+        barrier(self.info)
+        if not self.info.is_main:
+            self.view_logits = cached_view_logits(path, key, compute)
 
     def _wrap(self) -> None:
         if self.cfg.train.compile:
@@ -292,26 +332,28 @@ class Trainer:
 
     # -- loop -----------------------------------------------------------------------------------
 
-    def _batch(self, x: torch.Tensor, train: bool) -> torch.Tensor:
+    def _batch(self, x: torch.Tensor, train: bool, positions: torch.Tensor | None = None) -> torch.Tensor:
         x = x.to(self.device, non_blocking=True)
-        if train:
+        if train and self.views is not None:
+            x = self.views(x, positions, self.state.epoch % len(self.views))
+        elif train:
             x = self.augment(x)
         x = normalize(x, self.cfg.input)
         if self.cfg.train.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
         return x
 
-    def _train_step(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    def _train_step(
+        self, x: torch.Tensor, y: torch.Tensor, teacher_logits: torch.Tensor | None = None
+    ) -> torch.Tensor:
         y = y.to(self.device, non_blocking=True)
         known = (~torch.isnan(y)).sum().to(torch.float64)
         # Normalise by the global count of known labels / world so DDP's gradient average is the global mean.
         normaliser = (all_reduce_sum(known, self.info) / self.info.world).clamp(min=1).to(torch.float32)
         with autocast(self.precision, self.device):
             logits = self.model(x)
-            teacher_logits = None
-            if self.teacher is not None:
-                with torch.no_grad():
-                    teacher_logits = self.teacher(x)
+            if self.teachers is not None and teacher_logits is None:
+                teacher_logits = self.teachers(x)
         if teacher_logits is None:
             loss = masked_bce(logits, y, self.pos_weight, normaliser)
         else:
@@ -353,8 +395,11 @@ class Trainer:
             leave=False,
         )
         every = self.cfg.train.checkpoint_every_steps
-        for x, y, _ in self.train_loader:
-            loss = self._train_step(self._batch(x, train=True), y)
+        for x, y, idx in self.train_loader:
+            targets = None
+            if self.view_logits is not None:
+                targets = self.view_logits[st.epoch % len(self.views), idx].to(self.device)
+            loss = self._train_step(self._batch(x, train=True, positions=idx), y, targets)
             loss_sum += loss.double()  # stays on the device: no per-step synchronisation
             st.step_in_epoch += 1
             st.global_step += 1
@@ -504,7 +549,7 @@ def train_stage(
     ws: Workspace,
     *,
     resume: bool = False,
-    teacher: str | Path | None = None,
+    teacher: str | Path | tuple[str | Path, ...] | list[str | Path] | None = None,
     splits: str | Path | None = None,
     stop_after_epochs: int | None = None,
 ) -> Path:
@@ -535,8 +580,10 @@ def train_stage(
         write_json(run_dir / "data.json", data.description())
         if ws.splits.is_file():
             (run_dir / "splits.csv").write_bytes(ws.splits.read_bytes())
-    trainer = Trainer(stage, cfg, ws, info, device, data, teacher)
+    teachers = tuple(teacher) if isinstance(teacher, (list, tuple)) else ((teacher,) if teacher else ())
+    trainer = Trainer(stage, cfg, ws, info, device, data, teachers)
     trainer._setup_precision(ckpt.get("precision") if ckpt else None)
+    trainer.prepare_views()
     if ckpt is not None:
         trainer.restore(ckpt)
     trainer._wrap()
@@ -555,6 +602,7 @@ def train_stage(
                 "stopped_early": st.stopped_early,
                 "out_of_time": st.out_of_time,
                 "precision": trainer.precision,
+                "init": trainer.init.to_dict(),
                 "world_size": info.world,
                 "total_time_s": sum(h["time_s"] for h in st.history),
                 "total_energy_j": (

@@ -168,11 +168,11 @@ def test_resume_from_a_mid_epoch_checkpoint_after_a_crash(tiny_data, tmp_path, m
     real_step = Trainer._train_step
     calls = {"n": 0}
 
-    def crashing_step(self, x, y):
+    def crashing_step(self, *args):
         calls["n"] += 1
         if calls["n"] == 4:  # 2 steps per epoch: dies in the middle of epoch 2, after its first step
             raise KeyboardInterrupt
-        return real_step(self, x, y)
+        return real_step(self, *args)
 
     monkeypatch.setattr(Trainer, "_train_step", crashing_step)
     with pytest.raises(KeyboardInterrupt):
