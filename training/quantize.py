@@ -30,6 +30,7 @@ from training.config import Config
 from training.data import prepare_data
 from training.distributed import DistInfo
 from training.export import write_card_fields
+from training.images import GreyImages
 from training.metrics import mean_auc, paired_bootstrap
 from training.workspace import Workspace
 
@@ -51,8 +52,6 @@ METHOD = (
 def model_inputs(data, rows: np.ndarray, cfg: Config) -> np.ndarray:
     """Model inputs ``(N, C, S, S)`` float32 for table ``rows``, through the training dataset (the
     one preprocessing path, no augmentation) and the card's normalisation."""
-    from training.images import GreyImages
-
     ds = GreyImages(rows, data.table.labels, data.array, data.table.files, cfg.input)
     grey, _y, _i = ds.__getitems__(list(range(len(ds))))
     return np.ascontiguousarray(normalize(grey, cfg.input).numpy(), dtype=np.float32)
@@ -60,6 +59,8 @@ def model_inputs(data, rows: np.ndarray, cfg: Config) -> np.ndarray:
 
 def quantize_graph(fp32: bytes, calibration: np.ndarray) -> bytes:
     """The int8 QDQ graph of the float32 graph ``fp32``, calibrated on ``calibration`` (N, C, S, S)."""
+    # Imported here: only after kdviewer.core.runtime has turned ONNX Runtime's telemetry off (at
+    # the top, import sorting would put it before that import).
     from onnxruntime.quantization import (
         CalibrationDataReader,
         CalibrationMethod,
