@@ -102,8 +102,12 @@ def test_find_and_retrieve_by_c_get(make_window, qtbot, tmp_path, settings, orth
     # The PACS is remembered in the viewer's settings.
     assert settings.pacs == PacsConfig(host="127.0.0.1", port=orthanc.dicom_port, ae_title=ORTHANC_AE)
 
+    shown_progress = []
+    dialog.progress.valueChanged.connect(lambda v: shown_progress.append((v, dialog.progress.maximum())))
     with qtbot.waitSignal(dialog.retrieve_done, timeout=60_000) as done:
         qtbot.mouseClick(dialog.retrieve_button, Qt.MouseButton.LeftButton)
+        assert dialog.progress.isVisible() and dialog.cancel_button.isEnabled()
+    assert shown_progress[-1] == (1, 1)  # 1 of 1 images
     result = done.args[0]
     assert (result.completed, result.failed, result.status) == (1, 0, 0)
     got = store / study.StudyInstanceUID / f"{study.SOPInstanceUID}.dcm"
