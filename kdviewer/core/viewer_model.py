@@ -28,7 +28,13 @@ from typing import Any
 import numpy as np
 
 from kdviewer.core import audit, scope
-from kdviewer.core.explain import CAM_METHODS, CLASS_AGNOSTIC_METHODS, DEFAULT_CAM_METHOD, upsample
+from kdviewer.core.explain import (
+    CAM_METHODS,
+    CLASS_AGNOSTIC_METHODS,
+    DEFAULT_CAM_METHOD,
+    check_method,
+    upsample,
+)
 from kdviewer.core.findings import FINDING_KEYS, finding
 from kdviewer.core.triage import TriageView, positive_counts, worklist
 
@@ -773,9 +779,7 @@ class ViewerModel:
 
     def select_cam_method(self, method: str) -> None:
         """Use another heat-map method; slow ones run on the workers while the old map stays."""
-        if method not in CAM_METHODS:
-            raise ValueError(f"unknown heat map method {method!r}")
-        if method != self.cam_method:
+        if check_method(method) != self.cam_method:
             self.cam_method = method
             self.events.selection_changed.emit()
             self._request_predictions()

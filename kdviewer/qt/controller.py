@@ -19,6 +19,19 @@ from kdviewer.qt.workers import EngineWorker, HeatmapWorker, LoaderWorker
 log = logging.getLogger(__name__)
 
 
+def _to_model(event: str, *, drop_role: bool = False):
+    """A slot handing a worker's signal to the model's method ``event`` unless the controller has
+    stopped; ``drop_role`` leaves out the signal's leading role. Assigned in the class body, it is a
+    method of the QObject, so Qt queues each call to the GUI thread."""
+
+    def slot(self, *args) -> None:
+        if not self._closed:
+            getattr(self.model, event)(*(args[1:] if drop_role else args))
+
+    slot.__name__ = f"_on_{event}"
+    return slot
+
+
 class ViewerController(QObject):
     """Owns the worker threads: the file loader, the heat-map upsampler and one per engine."""
 
@@ -102,56 +115,18 @@ class ViewerController(QObject):
             student.replace_batch(self._batch, fresh=fresh)
 
     # -- workers -> model (queued to the GUI thread) --------------------------------------------
-    def _live(self) -> bool:
-        return not self._closed
-
-    def _on_model_image_ready(self, request_id: int, image) -> None:
-        if self._live():
-            self.model.model_image_ready(request_id, image)
-
-    def _on_image_loaded(self, request_id: int, image) -> None:
-        if self._live():
-            self.model.image_loaded(request_id, image)
-
-    def _on_load_failed(self, request_id: int, path: str, message: str) -> None:
-        if self._live():
-            self.model.load_failed(request_id, path, message)
-
-    def _on_files_found(self, request_id: int, files: list) -> None:
-        if self._live():
-            self.model.files_found(request_id, files)
-
-    def _on_engine_loaded(self, role: str, engine) -> None:
-        if self._live():
-            self.model.engine_loaded(role, engine)
-
-    def _on_engine_failed(self, role: str, reason: str) -> None:
-        if self._live():
-            self.model.engine_failed(role, reason)
-
-    def _on_prediction_ready(self, role: str, pred) -> None:
-        if self._live():
-            self.model.prediction_ready(role, pred)
-
-    def _on_prediction_failed(self, role: str, request_id: int, message: str) -> None:
-        if self._live():
-            self.model.prediction_failed(role, request_id, message)
-
-    def _on_study_scored(self, _role: str, path: str, pred) -> None:
-        if self._live():
-            self.model.study_scored(path, pred)
-
-    def _on_study_failed(self, _role: str, path: str, message: str) -> None:
-        if self._live():
-            self.model.study_failed(path, message)
+    _on_model_image_ready = _to_model("model_image_ready")
+    _on_image_loaded = _to_model("image_loaded")
+    _on_load_failed = _to_model("load_failed")
+    _on_files_found = _to_model("files_found")
+    _on_engine_loaded = _to_model("engine_loaded")
+    _on_engine_failed = _to_model("engine_failed")
+    _on_prediction_ready = _to_model("prediction_ready")
+    _on_prediction_failed = _to_model("prediction_failed")
+    _on_study_scored = _to_model("study_scored", drop_role=True)
+    _on_study_failed = _to_model("study_failed", drop_role=True)
+    _on_heatmap_ready = _to_model("heatmap_ready")
+    _on_heatmap_failed = _to_model("heatmap_failed")
 
     def _on_study_thumbnail(self, _role: str, thumb) -> None:
         self.thumbnail_ready.emit(thumb)
-
-    def _on_heatmap_ready(self, job, heatmap) -> None:
-        if self._live():
-            self.model.heatmap_ready(job, heatmap)
-
-    def _on_heatmap_failed(self, job, message: str) -> None:
-        if self._live():
-            self.model.heatmap_failed(job, message)

@@ -18,6 +18,7 @@ from PySide6.QtCore import QSize, Qt, QTimer, Signal
 from PySide6.QtWidgets import QComboBox, QLabel, QMainWindow, QSplitter, QToolBar, QVBoxLayout, QWidget
 
 from kdviewer import RESEARCH_NOTICE
+from kdviewer.core.resources import example_image
 from kdviewer.core.viewer_model import ViewerModel
 from kdviewer.qt.actions import (
     about_text,
@@ -357,8 +358,6 @@ class ViewerWindow(QMainWindow):
     # ------------------------------------------------------------------------------------------
     # opening
     def open_example(self) -> None:
-        from kdviewer.core.resources import example_image
-
         try:
             path = str(example_image())
         except FileNotFoundError as exc:
@@ -451,22 +450,9 @@ class ViewerWindow(QMainWindow):
             show_identifiers=self.identifiers_action.isChecked(),
         )
 
-    # -- what tests and the screenshot read ----------------------------------------------------
-    @property
-    def teacher_enabled(self) -> bool:
-        return self.model.teacher_enabled
-
-    @property
-    def current_heatmap_key(self) -> tuple[str, str, str]:
-        return self.model.heatmap_key
-
-    @property
-    def current_path(self) -> str | None:
-        return self.model.path
-
-    @property
-    def current_image(self):
-        return self.model.image
+    # -- what tests and the screenshot read (the rest they read from self.model) ---------------
+    current_path = property(lambda self: self.model.path, doc="The study on screen (see ViewerModel.path).")
+    current_image = property(lambda self: self.model.image, doc="Its LoadedImage (see ViewerModel.image).")
 
     def prediction(self, role: str):
         """The prediction shown for ``role`` on the image on screen (None if none yet)."""

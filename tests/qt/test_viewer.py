@@ -58,7 +58,7 @@ def test_example_shows_both_models_heat_maps_switching_and_teacher_toggle(make_w
     assert QKeySequence("4") in w.finding_actions[3].shortcuts()
     with qtbot_wait(w.view_ready):
         w.finding_actions[3].trigger()
-    assert w.current_heatmap_key == ("student", "gradcam", "edema")
+    assert w.model.heatmap_key == ("student", "gradcam", "edema")
     np.testing.assert_array_equal(_overlay(w), w.prediction("student").heatmaps["edema"])
     with qtbot_wait(w.heatmap_shown):  # upsampled off the GUI thread
         w.select_overlay_model("teacher")
@@ -76,14 +76,14 @@ def test_example_shows_both_models_heat_maps_switching_and_teacher_toggle(make_w
 
     # teacher off: column blanked, overlay falls back to the student, setting persisted
     w.scores_panel.teacher_checkbox.click()
-    assert not w.teacher_enabled and not settings.teacher_enabled
-    assert w.current_heatmap_key[0] == "student"
+    assert not w.model.teacher_enabled and not settings.teacher_enabled
+    assert w.model.heatmap_key[0] == "student"
     assert all(v is None for v in w.scores_panel.displayed_scores("teacher").values())
     assert w.scores_panel.disagreements() == []
     # and on again: the loaded teacher answers without reloading
     with qtbot_wait(w.view_ready):
         w.scores_panel.teacher_checkbox.click()
-    assert w.teacher_enabled and settings.teacher_enabled
+    assert w.model.teacher_enabled and settings.teacher_enabled
     assert all(v is not None for v in w.scores_panel.displayed_scores("teacher").values())
 
 
@@ -209,7 +209,7 @@ def test_unavailable_teacher_disables_toggle_with_reason(make_window, settings, 
         w.start([write_png(tmp_path / "a.png")])
     box = w.scores_panel.teacher_checkbox
     assert not box.isEnabled() and not box.isChecked() and "SHA-256" in box.toolTip()
-    assert not w.teacher_enabled and not w.teacher_action.isEnabled()
+    assert not w.model.teacher_enabled and not w.teacher_action.isEnabled()
 
 
 def test_tags_and_identifiers_hidden_by_default(make_window):
@@ -458,7 +458,7 @@ def test_slow_heat_map_method_shows_busy_and_keeps_the_previous_map(make_window,
     finally:
         gate.set()
     assert not w.status.busy_bar.isVisibleTo(w)
-    assert w.current_heatmap_key == ("student", "eigencam", FINDING_KEYS[0])
+    assert w.model.heatmap_key == ("student", "eigencam", FINDING_KEYS[0])
     shown = _overlay(w)
     np.testing.assert_array_equal(shown, w.model.prediction("student").heatmaps[FINDING_KEYS[0]])
     np.testing.assert_allclose(shown, 1.0 - before, atol=1e-6)  # the stand-in method's map
