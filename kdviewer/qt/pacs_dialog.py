@@ -106,6 +106,27 @@ def display_name(value: str) -> str:
     return f"{family}, {rest}" if rest else family
 
 
+def _add_fields(grid: QGridLayout, pairs) -> None:
+    """``(label, field)`` pairs side by side on the grid's first row."""
+    for i, (label, widget) in enumerate(pairs):
+        grid.addWidget(QLabel(label), 0, 2 * i)
+        grid.addWidget(widget, 0, 2 * i + 1)
+
+
+def _add_second_row(grid: QGridLayout, left, right, *, stretch: dict[int, int]) -> None:
+    """A row of widgets under the fields, ``right`` pushed to the end; ``stretch``: column ->
+    stretch factor for the fields above."""
+    row = QHBoxLayout()
+    for widget in left:
+        row.addWidget(widget)
+    row.addStretch(1)
+    for widget in right:
+        row.addWidget(widget)
+    grid.addLayout(row, 1, 0, 1, grid.columnCount())
+    for column, factor in stretch.items():
+        grid.setColumnStretch(column, factor)
+
+
 def _sum(results: list[Retrieved]) -> Retrieved:
     return Retrieved(
         next((r.status for r in results if r.status), 0),
@@ -148,14 +169,8 @@ class PacsDialog(QDialog):
         self.ae_edit.setMaxLength(16)
         self.timeout_spin = QDoubleSpinBox(suffix=" s", decimals=0, minimum=1, maximum=600)
         self.timeout_spin.setToolTip("How long to wait for the PACS to answer")
-        g.addWidget(QLabel("Host"), 0, 0)
-        g.addWidget(self.host_edit, 0, 1)
-        g.addWidget(QLabel("Port"), 0, 2)
-        g.addWidget(self.port_edit, 0, 3)
-        g.addWidget(QLabel("AE title"), 0, 4)
-        g.addWidget(self.ae_edit, 0, 5)
-        g.addWidget(QLabel("Timeout"), 0, 6)
-        g.addWidget(self.timeout_spin, 0, 7)
+        fields = [("Host", self.host_edit), ("Port", self.port_edit), ("AE title", self.ae_edit)]
+        _add_fields(g, [*fields, ("Timeout", self.timeout_spin)])
         self.get_radio = QRadioButton("C-GET")
         self.move_radio = QRadioButton("C-MOVE to AE")
         self.get_radio.setToolTip("The PACS sends the images back on the same connection")
@@ -169,18 +184,10 @@ class PacsDialog(QDialog):
         self.move_edit = QLineEdit(placeholderText="destination AE title")
         self.move_edit.setMaxLength(16)
         self.move_radio.toggled.connect(self.move_edit.setEnabled)
-        row = QHBoxLayout()
-        row.addWidget(QLabel("Retrieve by"))
-        row.addWidget(self.get_radio)
-        row.addWidget(self.move_radio)
-        row.addWidget(self.move_edit)
         self.calling_label = QLabel("")
         self.calling_label.setObjectName("pacsCallingAe")
-        row.addStretch(1)
-        row.addWidget(self.calling_label)
-        g.addLayout(row, 1, 0, 1, 8)
-        g.setColumnStretch(1, 3)
-        g.setColumnStretch(5, 2)
+        left = [QLabel("Retrieve by"), self.get_radio, self.move_radio, self.move_edit]
+        _add_second_row(g, left, [self.calling_label], stretch={1: 3, 5: 2})
         layout.addWidget(pacs)
 
         search = QGroupBox("Search")
@@ -200,22 +207,10 @@ class PacsDialog(QDialog):
         self.search_button = QPushButton("&Search")
         self.search_button.setDefault(True)
         self.search_button.clicked.connect(self.search)
-        s.addWidget(QLabel("Patient ID"), 0, 0)
-        s.addWidget(self.patient_id_edit, 0, 1)
-        s.addWidget(QLabel("Patient name"), 0, 2)
-        s.addWidget(self.patient_name_edit, 0, 3)
-        s.addWidget(QLabel("Modality"), 0, 4)
-        s.addWidget(self.modality_combo, 0, 5)
-        dates = QHBoxLayout()
-        dates.addWidget(self.date_check)
-        dates.addWidget(self.date_from)
-        dates.addWidget(QLabel("to"))
-        dates.addWidget(self.date_to)
-        dates.addStretch(1)
-        dates.addWidget(self.search_button)
-        s.addLayout(dates, 1, 0, 1, 6)
-        s.setColumnStretch(1, 2)
-        s.setColumnStretch(3, 3)
+        fields = [("Patient ID", self.patient_id_edit), ("Patient name", self.patient_name_edit)]
+        _add_fields(s, [*fields, ("Modality", self.modality_combo)])
+        dates = [self.date_check, self.date_from, QLabel("to"), self.date_to]
+        _add_second_row(s, dates, [self.search_button], stretch={1: 2, 3: 3})
         layout.addWidget(search)
 
         self.message = QLabel("")
