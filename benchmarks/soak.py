@@ -96,7 +96,7 @@ def build_folder(dest: Path, seed: int = 0) -> tuple[list[Path], list[Path]]:
     readable, unreadable = [], []
     picks = rng.sample(nih, 14)
     sizes = (256, 256, 256, 512, 768, 1024, 1024, 1536, 2048, (2500, 2048), 256, 512, 1024, 3000)
-    for i, (src, size) in enumerate(zip(picks, sizes)):
+    for i, (src, size) in enumerate(zip(picks, sizes, strict=True)):
         w, h = size if isinstance(size, tuple) else (size, size)
         out = dest / f"nih_{i:02d}_{w}x{h}.png"
         with Image.open(src) as im:
@@ -280,7 +280,7 @@ def child_main(folder: str, unreadable: list[str], minutes: float, seed: int, tr
         count_inferences()
         now = time.monotonic()
         rss = _rss_mb(proc)
-        state["rss_max"] = tuple(max(a, b) for a, b in zip(state["rss_max"], rss))
+        state["rss_max"] = tuple(max(a, b) for a, b in zip(state["rss_max"], rss, strict=True))
         state["rss_history"].append((now, rss[0]))
         if state["warm_at"] is None and warm_enough(now, rss[0]):
             state["warm_at"] = now - t0
@@ -345,7 +345,7 @@ def child_main(folder: str, unreadable: list[str], minutes: float, seed: int, tr
         if len(listed) < 2:  # an opened file replaced the folder's list: open the folder again
             window.open_paths([folder])
             return
-        names, weights = zip(*ACTIONS)
+        names, weights = zip(*ACTIONS, strict=True)
         do(rng.choices(names, weights)[0])
 
     beat = QTimer()
@@ -400,7 +400,7 @@ def child_main(folder: str, unreadable: list[str], minutes: float, seed: int, tr
                 "end": [round(v) for v in rss_end],
                 "max": [round(v) for v in state["rss_max"]],
             },
-            growth_after_warmup=[round((e - w) / w, 4) for e, w in zip(rss_end, warm)],
+            growth_after_warmup=[round((e - w) / w, 4) for e, w in zip(rss_end, warm, strict=True)],
             errors=_distinct(errors),
             error_count=len(errors),
             dialogs=_distinct(dialogs),

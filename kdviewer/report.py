@@ -321,7 +321,7 @@ def _study_flowables(
     costs: list = [Paragraph(f"Models and cost (study {study.number})", st["h2"])]
     model_rows = [["model", "version", "architecture", "runtime / precision", "weights SHA-256"]]
     cost_rows = [["model", "latency (ms)", "energy (mJ)", "idle baseline (W)", "energy method"]]
-    for r, engine in zip(records, study.engines):
+    for r, engine in zip(records, study.engines, strict=True):
         card = getattr(engine, "card", None)
         trained = "" if r["trained"] else " UNTRAINED"
         model_rows.append(

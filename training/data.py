@@ -39,7 +39,7 @@ class PreparedData:
             **self.table.description,
             "splits": split_counts(self.splits),
             "patients": len(set(self.table.patients)),
-            "pos_weight": {k: float(w) for k, w in zip(FINDING_KEYS, self.pos_weight)},
+            "pos_weight": {k: float(w) for k, w in zip(FINDING_KEYS, self.pos_weight, strict=True)},
         }
 
 

@@ -252,7 +252,7 @@ def _fmt_ci(v: float, ci: list | None) -> str:
 def _auc_table(models: dict) -> list[str]:
     names = list(models)
     lines = ["| finding | " + " | ".join(names) + " |", "|---|" + "---|" * len(names)]
-    for k, label in zip(FINDING_KEYS, FINDING_NAMES):
+    for k, label in zip(FINDING_KEYS, FINDING_NAMES, strict=True):
         cells = [_fmt_ci(models[n]["findings"][k]["auc"], models[n]["findings"][k].get("ci")) for n in names]
         lines.append(f"| {label} | " + " | ".join(cells) + " |")
     lines.append(
@@ -299,7 +299,7 @@ def _border_table(models: dict) -> list[str]:
     def cell(v):
         return "–" if v is None else f"{v:.3f}"
 
-    for k, label in zip(FINDING_KEYS, FINDING_NAMES):
+    for k, label in zip(FINDING_KEYS, FINDING_NAMES, strict=True):
         lines.append(
             f"| {label} | "
             + " | ".join(cell(models[n]["heatmap_border"]["findings"][k]) for n in names)
@@ -333,7 +333,7 @@ def summary_markdown(m: dict) -> str:
     lines += ["", f"Thresholds: {m['threshold_rule']}.", ""]
     lines.append("| finding | " + " | ".join(f"{n} threshold (sens/spec)" for n in names) + " |")
     lines.append("|---|" + "---|" * len(names))
-    for k, label in zip(FINDING_KEYS, FINDING_NAMES):
+    for k, label in zip(FINDING_KEYS, FINDING_NAMES, strict=True):
         cells = []
         for n in names:
             op = m["models"][n]["operating_points"][k]

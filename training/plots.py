@@ -72,7 +72,7 @@ def plot_roc(
     """One panel per finding, one curve per model, AUCs in the legend."""
     plt = _pyplot()
     fig, axes = plt.subplots(1, len(FINDING_KEYS), figsize=(4 * len(FINDING_KEYS), 4))
-    for j, (key, name) in enumerate(zip(FINDING_KEYS, FINDING_NAMES)):
+    for j, (key, name) in enumerate(zip(FINDING_KEYS, FINDING_NAMES, strict=True)):
         ax = axes[j]
         for model, s in scores.items():
             fpr, tpr = roc_points(labels[:, j], s[:, j])

@@ -128,7 +128,7 @@ def compare_precisions(
         "bootstrap": {"resamples": resamples, "unit": unit, "seed": seed},
         "findings": {
             k: {"auc_float32": float(a), "auc_int8": float(b), "largest_score_change": float(c)}
-            for k, a, b, c in zip(findings, per32, per8, change.max(axis=0))
+            for k, a, b, c in zip(findings, per32, per8, change.max(axis=0), strict=True)
         },
         "largest_score_change": float(change.max()),
         "mean_score_change": float(change.mean()),
@@ -194,7 +194,7 @@ def quantize_models(
             "decision": reason,
             "method": METHOD,
             "calibration": {"split": "train", "images": int(len(calib_rows)), "seed": cfg.seed},
-            "reference_scores": {k: float(s) for k, s in zip(card.findings, ref)},
+            "reference_scores": {k: float(s) for k, s in zip(card.findings, ref, strict=True)},
             "val": comparison,
         }
         write_card_fields(Path(card_path), int8=section)

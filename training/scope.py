@@ -98,7 +98,7 @@ def _thresholds(
     """``model`` with both thresholds at the same val quantile q, the smallest q whose acceptance
     (measured by the verdicts themselves, so rounding cannot tip an image over) is at least
     ``accept``; returns it and q."""
-    d = [model.distances(f, lay) for f, lay in zip(feats, layouts)]
+    d = [model.distances(f, lay) for f, lay in zip(feats, layouts, strict=True)]
     fd = np.array([x["features"] for x in d])
     ld = np.array([x["layout"] for x in d])
     ld = ld[np.isfinite(ld)]
@@ -175,7 +175,7 @@ def fit_scope(
 
 
 def _acceptance(model: ScopeModel, feats: np.ndarray, layouts: list) -> float:
-    return float(np.mean([model.verdict(f, lay).in_scope for f, lay in zip(feats, layouts)]))
+    return float(np.mean([model.verdict(f, lay).in_scope for f, lay in zip(feats, layouts, strict=True)]))
 
 
 def _write_scope_section(card_path: Path, section: dict) -> None:

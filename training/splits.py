@@ -60,7 +60,7 @@ def draw_splits(
 def check_patient_disjoint(table: LabelTable, splits: np.ndarray) -> None:
     """Raise ValueError if any patient has images in two splits."""
     seen: dict[str, str] = {}
-    for p, s in zip(table.patients, splits):
+    for p, s in zip(table.patients, splits, strict=True):
         if seen.setdefault(p, s) != s:
             raise ValueError(f"patient {p!r} is in both {seen[p]!r} and {s!r}: splits must be by patient")
 
@@ -73,7 +73,7 @@ def write_splits(path: str | Path, table: LabelTable, splits: np.ndarray) -> Non
     with open(tmp, "w", newline="", encoding="utf-8") as f:
         w = csv.writer(f)
         w.writerow(["path", "patient_id", "split"])
-        for k, p, s in zip(table.keys, table.patients, splits):
+        for k, p, s in zip(table.keys, table.patients, splits, strict=True):
             w.writerow([k, p, s])
     tmp.replace(path)
 

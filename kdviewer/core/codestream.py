@@ -15,6 +15,7 @@ from __future__ import annotations
 import re
 import struct
 from dataclasses import dataclass
+from itertools import pairwise
 
 #: JPEG frame-header markers: SOF0-SOF3, SOF5-SOF7, SOF9-SOF11, SOF13-SOF15 (C4, C8 and CC are
 #: DHT, JPG and DAC) and JPEG-LS SOF55 (F7).
@@ -278,6 +279,6 @@ def check_rle_frame(data: bytes, expected_segments: int) -> None:
     used = offsets[:count]
     if used[0] != 64:
         raise CodestreamError(f"the first RLE segment starts at byte {used[0]}, not 64")
-    for a, b in zip(used, used[1:] + [len(data)]):
+    for a, b in pairwise([*used, len(data)]):
         if not a < b <= len(data):
             raise CodestreamError("the RLE segment offsets are out of order or beyond the frame")

@@ -175,7 +175,7 @@ def reference_scores(model, card: ModelCard) -> dict[str, float]:
             logits = model(torch.from_numpy(x)).numpy()[0]
     finally:
         model.train(was_training)
-    return {k: float(s) for k, s in zip(card.findings, _sigmoid(logits))}
+    return {k: float(s) for k, s in zip(card.findings, _sigmoid(logits), strict=True)}
 
 
 def with_reference(model, card: ModelCard) -> ModelCard:
@@ -443,7 +443,7 @@ class InferenceEngine:
             shape = tuple(int(v) for v in desc.get("shape", REFERENCE_SHAPE))
             x = image_to_model_input(reference_image(shape), self.card.input)[None]
             logits, _ = self._runtime.run(x)
-            got = dict(zip(self.card.findings, _sigmoid(logits)))
+            got = dict(zip(self.card.findings, _sigmoid(logits), strict=True))
             # the int8 graph is checked against its own scores, recorded when it was made
             scores = self.card.int8["reference_scores"] if self.precision == "int8" else ref["scores"]
             want = {k: float(v) for k, v in scores.items()}
@@ -553,7 +553,7 @@ class InferenceEngine:
                 maps = Heatmaps(wanted, normalize_for_upsampling(low, shape), shape)
             t3 = time.perf_counter()
         probs = _sigmoid(logits)
-        scores = {k: float(p) for k, p in zip(self.card.findings, probs)}
+        scores = {k: float(p) for k, p in zip(self.card.findings, probs, strict=True)}
         thresholds = {k: float(self.card.thresholds.get(k, 0.5)) for k in self.card.findings}
         timings = {
             "preprocess": (t1 - t0) * 1e3,

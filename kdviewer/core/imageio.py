@@ -925,7 +925,7 @@ def _windows(ds, path: Path, warnings: list[str], mirror: float | None) -> tuple
     if len(centers) != len(widths):
         warnings.append(f"{len(centers)} window centres but {len(widths)} widths; extra values ignored")
     out = []
-    for i, (c, w) in enumerate(zip(centers, widths)):
+    for i, (c, w) in enumerate(zip(centers, widths, strict=False)):
         try:
             c, w = float(c), float(w)
         except (TypeError, ValueError):

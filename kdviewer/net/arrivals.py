@@ -102,7 +102,7 @@ class ArrivalScorer:
         outgoing = [results.structured_report(image.dataset, pred, model_version=self.engine.card.version)]
         if self.secondary_capture:
             outgoing.append(results.secondary_capture(image.dataset, image, pred))
-        for ds, suffix in zip(outgoing, (".sr.dcm", ".sc.dcm")):
+        for ds, suffix in zip(outgoing, (".sr.dcm", ".sc.dcm"), strict=False):
             files.append(self._write(path, suffix, results.encode(ds)))
         log.info("scored instance %s", short_id(path.stem))
         if self.send_to is not None:

@@ -125,7 +125,7 @@ def make_dataset(
         item.add_new(0x00283006, "US", [int(v) for v in data])  # LUTData
         ds.VOILUTSequence = Sequence([item])
     if palette is not None:
-        for name, data in zip(("Red", "Green", "Blue"), palette):
+        for name, data in zip(("Red", "Green", "Blue"), palette, strict=True):
             setattr(ds, f"{name}PaletteColorLookupTableDescriptor", [len(data), 0, 16])
             setattr(ds, f"{name}PaletteColorLookupTableData", np.asarray(data, "<u2").tobytes())
     for key, value in tags.items():

@@ -60,7 +60,7 @@ def test_lines_are_chained_and_numbered(tmp_path):
     assert records[0]["prev"] == GENESIS
     import hashlib
 
-    for before, after in zip(raw, records[1:]):
+    for before, after in zip(raw[:-1], records[1:], strict=True):
         assert after["prev"] == hashlib.sha256(before).hexdigest()
     result = log.verify()
     assert result.ok and result.lines == 4, result.message()

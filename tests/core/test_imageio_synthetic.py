@@ -121,7 +121,7 @@ def test_monochrome1_windows_display_like_the_dicom_presentation(tmp_path, funct
     )
     img = read_image(fac.write(ds, tmp_path / "w1.dcm"))
     assert len(img.windows) == 2
-    for (c, w), mapped in zip(windows, img.windows):
+    for (c, w), mapped in zip(windows, img.windows, strict=True):
         assert mapped.function == function and mapped.width == w
         assert mapped.center == 4095 - c + (1 if function == "LINEAR" else 0)
         presentation = 255 - apply_window(stored, c, w, function).astype(np.int16)

@@ -412,7 +412,7 @@ def test_one_inference_per_image_and_model(make_window, settings, tmp_path):
                 w.next_action.trigger()
                 continue
         _QTBOT.waitUntil(w.is_view_complete, timeout=LONG)
-        for action, key in zip(w.finding_actions, FINDING_KEYS):
+        for action, key in zip(w.finding_actions, FINDING_KEYS, strict=True):
             action.trigger()
             _QTBOT.waitUntil(
                 lambda key=key: w.model.shown_heatmap_key == ("student", "gradcam", key), timeout=LONG

@@ -142,8 +142,8 @@ def test_splits_are_by_patient_and_round_trip(tiny_data, tmp_path):
     s = draw_splits(t, 0.25, 0.25, seed=0)
     assert set(s) == {"train", "val", "test"}
     for split in ("train", "val", "test"):
-        others = {p for p, x in zip(t.patients, s) if x != split}
-        assert not others & {p for p, x in zip(t.patients, s) if x == split}
+        others = {p for p, x in zip(t.patients, s, strict=True) if x != split}
+        assert not others & {p for p, x in zip(t.patients, s, strict=True) if x == split}
     write_splits(tmp_path / "splits.csv", t, s)
     np.testing.assert_array_equal(read_splits(tmp_path / "splits.csv", t), s)
     np.testing.assert_array_equal(draw_splits(t, 0.25, 0.25, seed=0), s)  # seeded

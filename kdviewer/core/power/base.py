@@ -29,6 +29,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
+from itertools import pairwise
 from typing import Any, ClassVar
 
 from kdviewer.core.errors import KdviewerError
@@ -427,7 +428,7 @@ class SampledMeter(PowerMeter):
         if len(valid) == 1 or valid[-1][0] - valid[0][0] <= 0:
             mean_power = sum(p for _, p in valid) / len(valid)
         else:
-            area = sum((tb - ta) * (pa + pb) / 2 for (ta, pa), (tb, pb) in zip(valid, valid[1:]))
+            area = sum((tb - ta) * (pa + pb) / 2 for (ta, pa), (tb, pb) in pairwise(valid))
             mean_power = area / (valid[-1][0] - valid[0][0])
         method = self.method
         if len(valid) < len(samples):
