@@ -445,7 +445,7 @@ class Trainer:
         return {
             "val_loss": float(total / count.clamp(min=1)),
             "val_mean_auc": mauc,
-            "val_auc": {k: (None if math.isnan(a) else a) for k, a in zip(FINDING_KEYS, per)},
+            "val_auc": {k: (None if math.isnan(a) else a) for k, a in zip(FINDING_KEYS, per, strict=True)},
         }
 
     def fit(self, stop_after_epochs: int | None = None) -> LoopState:
