@@ -67,6 +67,14 @@ class StudyListPanel(QWidget):
 
     # -- content --------------------------------------------------------------------------------
     def set_studies(self, paths: list[str], current: str | None = None) -> None:
+        """Show ``paths``; an entry already listed keeps its thumbnail and description (a file is
+        read for its thumbnail once: an arrival must not blank the others). Scores and errors come
+        again from the model."""
+        kept = {
+            path: (self.list.item(row).icon(), self._info[path]["desc"])
+            for path, row in self._rows.items()
+            if path in self._thumbs and not self._info[path]["error"]
+        }
         self.list.blockSignals(True)
         self.list.clear()
         self._rows.clear()
@@ -76,7 +84,10 @@ class StudyListPanel(QWidget):
         placeholder = QPixmap(64, 64)
         placeholder.fill(QColor("#1c1f24"))
         for i, path in enumerate(paths):
-            item = QListWidgetItem(QIcon(placeholder), "")
+            icon, desc = kept.get(path, (QIcon(placeholder), ""))
+            if path in kept:
+                self._thumbs.add(path)
+            item = QListWidgetItem(icon, "")
             item.setData(PATH_ROLE, path)
             item.setSizeHint(QSize(160, 70))
             item.setToolTip(path)
@@ -86,7 +97,7 @@ class StudyListPanel(QWidget):
                 item.setFont(font)
             self.list.addItem(item)
             self._rows[path] = i
-            self._info[path] = {"name": Path(path).name, "desc": "", "finding": "scoring…", "error": None}
+            self._info[path] = {"name": Path(path).name, "desc": desc, "finding": "scoring…", "error": None}
             self._refresh(path)
         if current in self._rows:
             self.list.setCurrentRow(self._rows[current])

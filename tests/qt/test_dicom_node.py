@@ -29,15 +29,23 @@ def _send(port: int, ds) -> int:
         assoc.release()
 
 
+def _icon_key(w, path: str) -> int:
+    return w.study_list.list.item(w.study_list.paths().index(path)).icon().cacheKey()
+
+
 def test_arrivals_join_the_study_list_and_are_scored(
     make_window, qtbot, tmp_path, recorded_warnings, monkeypatch
 ):
     monkeypatch.setenv("KDVIEWER_DICOM_STORE", str(tmp_path / "store"))
     monkeypatch.setenv("KDVIEWER_DICOM_PORT", "0")  # any free port
     shown = write_png(tmp_path / "open.png")
+    other = write_png(tmp_path / "other.png", seed=1)
     w = make_window()
     with qtbot.waitSignal(w.view_ready, timeout=60_000):
-        w.start([shown])
+        w.start([shown, other])
+    listed = lambda: w.study_list.thumbnail_count == 2 and other in w.model.list_scores  # noqa: E731
+    qtbot.waitUntil(listed, timeout=60_000)
+    before = {p: (w.study_list.item_text(p), _icon_key(w, p)) for p in (shown, other)}
     file_menu = w.menuBar().actions()[0].menu()
     assert w.dicom_receiver.action in file_menu.actions()
     w.dicom_receiver.action.trigger()  # File > Receive over DICOM
@@ -57,6 +65,8 @@ def test_arrivals_join_the_study_list_and_are_scored(
     qtbot.waitUntil(lambda: path in w.study_list.paths(), timeout=10_000)
     assert w.current_path == shown  # the image on screen stays
     qtbot.waitUntil(lambda: path in w.model.list_scores, timeout=60_000)  # scored in the background
+    # the arrival blanks no other entry: each keeps its thumbnail, description and score
+    assert {p: (w.study_list.item_text(p), _icon_key(w, p)) for p in (shown, other)} == before
     w.dicom_receiver.action.trigger()  # and again: stopped
     assert not w.dicom_receiver.running
     assert recorded_warnings == []
