@@ -43,8 +43,8 @@ def test_arrivals_join_the_study_list_and_are_scored(
     w = make_window()
     with qtbot.waitSignal(w.view_ready, timeout=60_000):
         w.start([shown, other])
-    listed = lambda: w.study_list.thumbnail_count == 2 and other in w.model.list_scores  # noqa: E731
-    qtbot.waitUntil(listed, timeout=60_000)
+    qtbot.waitUntil(lambda: w.study_list.thumbnail_count == 2, timeout=60_000)
+    qtbot.waitUntil(lambda: other in w.model.list_scores, timeout=60_000)
     before = {p: (w.study_list.item_text(p), _icon_key(w, p)) for p in (shown, other)}
     file_menu = w.menuBar().actions()[0].menu()
     assert w.dicom_receiver.action in file_menu.actions()
