@@ -4,49 +4,20 @@ zoom, shift and brightness/contrast jitter (off by default; see ``TrainConfig``)
 Parameters are drawn for the *global* batch from one generator that every DDP rank seeds alike;
 each rank applies the slice for its own samples (``rank::world``, the DistributedSampler's
 interleaving). A two-process run therefore augments every image exactly as a one-process run
-with the same global batch does. An option that is off draws nothing, so the paper's settings
+with the same global batch does. The optional ranges are a :class:`training.config.Jitter`; an
+option that is off draws nothing, so the paper's settings
 give the same random stream as before the options existed.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 
+from training.config import Jitter
 from training.reproducibility import derived_seed
-
-
-@dataclass(frozen=True)
-class Jitter:
-    """Ranges of the optional augmentations (0 = off).
-
-    ``scale``: zoom factor uniform in [1 − scale, 1 + scale]; ``translate``: shift uniform in
-    ±translate of the image width and height; ``brightness``: offset uniform in ±brightness added
-    to the [0, 1] image; ``contrast``: factor uniform in [1 − contrast, 1 + contrast] about the
-    image's mean. Intensities are clipped to [0, 1].
-    """
-
-    scale: float = 0.0
-    translate: float = 0.0
-    brightness: float = 0.0
-    contrast: float = 0.0
-
-    def __post_init__(self) -> None:
-        for name in ("scale", "translate", "brightness", "contrast"):
-            v = getattr(self, name)
-            if not 0.0 <= v < 1.0:
-                raise ValueError(f"augmentation {name}={v} must be in [0, 1)")
-
-    @property
-    def geometric(self) -> bool:
-        return self.scale > 0 or self.translate > 0
-
-    @property
-    def photometric(self) -> bool:
-        return self.brightness > 0 or self.contrast > 0
 
 
 def _uniform(gen: torch.Generator, n: int, half_width: float, centre: float = 0.0) -> torch.Tensor:

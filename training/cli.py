@@ -13,6 +13,12 @@
     kdviewer-train prepare  ...   (splits and the decoded-image cache only)
 
 Under ``torchrun --nproc_per_node=N -m training …`` the trainings run with DDP.
+
+The stage modules are imported where a stage needs them, for two reasons: each imports torch, which
+must load after :func:`main` has set ``OMP_WAIT_POLICY``; and ``import training.cli`` took 0.3-1.3 s
+against 8-14 s with the stage modules (``/usr/bin/time python -c "import training.cli[, training.trainer,
+training.evaluate, …]"``, three runs each on the shared 2-core machine, 2026-12-02), which
+``--help`` and a mistyped option would otherwise pay.
 """
 
 from __future__ import annotations
@@ -25,12 +31,19 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from kdviewer.core.errors import KdviewerError
 from training.config import Config, load_config, read_config
+from training.workspace import STAGES as STAGE_DEFS
+from training.workspace import Workspace
 
 log = logging.getLogger("training")
 
 TRAIN_STAGES = ("teacher", "student", "distill")
 STAGES = (*TRAIN_STAGES, "evaluate", "export", "graphs", "quantize", "scope", "all", "speed", "prepare")
+
+
+def _folder_option(p: argparse.ArgumentParser, flag: str, help_text: str) -> None:
+    p.add_argument(flag, type=Path, metavar="DIR", help=help_text)
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -76,11 +89,10 @@ def _parser() -> argparse.ArgumentParser:
         help="distill: teacher run folder, checkpoint or model card (default: <workdir>/teacher); "
         "repeat it for an ensemble (distill.teachers, combined as distill.ensemble says)",
     )
-    p.add_argument(
+    _folder_option(
+        p,
         "--unlabeled",
-        type=Path,
-        metavar="DIR",
-        help="distill: images without labels added to the training images for the distillation term "
+        "distill: images without labels added to the training images for the distillation term "
         "only (data.unlabeled); none may be a val/test image",
     )
     p.add_argument(
@@ -99,18 +111,16 @@ def _parser() -> argparse.ArgumentParser:
         help="stop after N epochs of this invocation, leaving a resumable checkpoint",
     )
     p.add_argument("--out", type=Path, help="export: folder for weights + cards (default: resources/models)")
-    p.add_argument(
+    _folder_option(
+        p,
         "--models",
-        type=Path,
-        metavar="DIR",
-        help="evaluate: the model cards in DIR (e.g. resources/models) instead of the work folder's "
+        "evaluate: the model cards in DIR (e.g. resources/models) instead of the work folder's "
         "runs; graphs: the folder whose cards get ONNX graphs (default: resources/models)",
     )
-    p.add_argument(
+    _folder_option(
+        p,
         "--baseline",
-        type=Path,
-        metavar="DIR",
-        help="evaluate: also the model cards in DIR (as baseline_<name>), each compared with its "
+        "evaluate: also the model cards in DIR (as baseline_<name>), each compared with its "
         "namesake (paired bootstrap), e.g. --baseline resources/models for retrained models",
     )
     p.add_argument(
@@ -119,11 +129,10 @@ def _parser() -> argparse.ArgumentParser:
         help="evaluate --models DIR: write the heat-map border shares measured here into the cards' "
         "metrics (nothing else in them changes)",
     )
-    p.add_argument(
+    _folder_option(
+        p,
         "--ood-dir",
-        type=Path,
-        metavar="DIR",
-        help="scope, evaluate: out-of-scope images, one kind per sub-folder, whose rejection is reported",
+        "scope, evaluate: out-of-scope images, one kind per sub-folder, whose rejection is reported",
     )
     p.add_argument("--epochs", type=int, help="train.epochs")
     p.add_argument("--batch-size", type=int, help="train.batch_size (global, across ranks)")
@@ -180,7 +189,7 @@ def _toml_str(s: str) -> str:
 
 
 def _init_overrides(a: argparse.Namespace, cfg: Config) -> list[str]:
-    from training.init import arch_of_state_dict, read_state_dict  # torch: see main()
+    from training.init import arch_of_state_dict, read_state_dict  # torch: see the module's docstring
 
     out = []
     for path in a.init:
@@ -257,10 +266,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     # Takes effect only if torch is not imported yet (it is not when run as a command).
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     _setup_logging(a.verbose)
-    from kdviewer.core.errors import KdviewerError
-    from training.distributed import shutdown
-    from training.workspace import STAGES as STAGE_DEFS
-    from training.workspace import Workspace
+    from training.distributed import shutdown  # torch: see the module's docstring
 
     try:
         if a.stage == "graphs":

@@ -28,6 +28,36 @@ ENSEMBLE_MODES = ("logits", "probs")
 
 
 @dataclass(frozen=True)
+class Jitter:
+    """Ranges of the optional augmentations (0 = off).
+
+    ``scale``: zoom factor uniform in [1 − scale, 1 + scale]; ``translate``: shift uniform in
+    ±translate of the image width and height; ``brightness``: offset uniform in ±brightness added
+    to the [0, 1] image; ``contrast``: factor uniform in [1 − contrast, 1 + contrast] about the
+    image's mean. Intensities are clipped to [0, 1].
+    """
+
+    scale: float = 0.0
+    translate: float = 0.0
+    brightness: float = 0.0
+    contrast: float = 0.0
+
+    def __post_init__(self) -> None:
+        for name in ("scale", "translate", "brightness", "contrast"):
+            v = getattr(self, name)
+            if not 0.0 <= v < 1.0:
+                raise ValueError(f"augmentation {name}={v} must be in [0, 1)")
+
+    @property
+    def geometric(self) -> bool:
+        return self.scale > 0 or self.translate > 0
+
+    @property
+    def photometric(self) -> bool:
+        return self.brightness > 0 or self.contrast > 0
+
+
+@dataclass(frozen=True)
 class DataConfig:
     """Where the labelled images are and how labels and splits are derived from them."""
 
@@ -62,6 +92,11 @@ class ModelStageConfig:
     # "none" (random), "imagenet" (torchvision's weights, from its local cache only) or the path of
     # a safetensors file / weights-only state dict (training.init)
     init: str = "none"
+    # ours: this network's own schedule and augmentation (both students share them, so the plain
+    # baseline gets the same budget); epochs 0 = train.epochs, augment multiplies
+    # train.rotation_degrees, scale, translate, brightness and contrast
+    epochs: int = 0
+    augment: float = 1.0
 
 
 @dataclass(frozen=True)
@@ -165,16 +200,36 @@ class Config:
             raise ValueError("distill.views must be 0 (on the fly) or a number of views")
         if self.train.batch_size < 1 or self.train.epochs < 1:
             raise ValueError("train.batch_size and train.epochs must be at least 1")
+        for role in ("teacher", "student"):
+            m = getattr(self, role)
+            if m.epochs < 0 or m.augment < 0:
+                raise ValueError(f"{role}.epochs and {role}.augment must not be negative")
         if not 0 <= self.data.val_fraction < 1 or not 0 <= self.data.test_fraction < 1:
             raise ValueError("data.val_fraction and data.test_fraction must be in [0, 1)")
         InputSpec.from_dict(self.input.as_dict())
         self.jitter()  # raises on out-of-range augmentation settings
         return self
 
-    def jitter(self):
-        """The optional augmentations of ``train`` as a :class:`training.augment.Jitter`."""
-        from training.augment import Jitter  # imports torch, which reading a config does not need
+    def for_role(self, role: str) -> Config:
+        """This config as the ``role`` network (teacher or student) trains: its ``epochs`` and
+        ``augment`` folded into ``train``, and reset in the section, so the result is idempotent."""
+        m: ModelStageConfig = getattr(self, role)
+        if m.epochs == 0 and m.augment == 1.0:
+            return self
+        t, a = self.train, m.augment
+        train = replace(
+            t,
+            epochs=m.epochs or t.epochs,
+            rotation_degrees=t.rotation_degrees * a,
+            scale=t.scale * a,
+            translate=t.translate * a,
+            brightness=t.brightness * a,
+            contrast=t.contrast * a,
+        )
+        return replace(self, train=train, **{role: replace(m, epochs=0, augment=1.0)}).validate()
 
+    def jitter(self) -> Jitter:
+        """The optional augmentations of ``train`` as a :class:`Jitter`."""
         t = self.train
         return Jitter(scale=t.scale, translate=t.translate, brightness=t.brightness, contrast=t.contrast)
 

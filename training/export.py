@@ -22,8 +22,13 @@ import tempfile
 from pathlib import Path
 
 import numpy as np
+import torch
 
+from kdviewer.core.engine import reference_image, with_reference
 from kdviewer.core.modelcard import ModelCard, find_cards, load_model, read_card, save_model
+from kdviewer.core.preprocess import image_to_model_input
+from kdviewer.core.resources import is_installed, resources_dir, user_models_dir
+from kdviewer.core.runtime import OnnxRuntime, export_onnx
 from training.config import Config
 from training.evaluate import evaluate, load_trained, trained_models
 from training.runlog import clean_json, git_revision, versions
@@ -51,16 +56,7 @@ def default_out_dir() -> Path:
     """``resources/models`` of a checkout; for an installed kdviewer (whose bundled folder sits in
     site-packages, often read-only and replaced on upgrade) the user's models folder, which the
     viewer searches before the bundled one."""
-    from kdviewer.core.resources import is_installed, resources_dir, user_models_dir
-
     return user_models_dir() if is_installed() else resources_dir() / "models"
-
-
-def _with_reference(model, card: ModelCard) -> ModelCard:
-    """The card with the engine's self-test scores on its reference input (what the viewer re-checks)."""
-    from kdviewer.core.engine import with_reference
-
-    return with_reference(model, card)
 
 
 def export_models(
@@ -117,7 +113,7 @@ def export_models(
             versions=vers,
             git_revision=rev,
         )
-        card = _with_reference(model, card)
+        card = with_reference(model, card)  # the engine's self-test scores, which the viewer re-checks
         path, card = save_model(model, card, out_dir)
         card = export_graph(model, path)
         cards[name] = path
@@ -129,12 +125,6 @@ def graph_deviation(model, graph: bytes, card: ModelCard) -> tuple[float, float]
     """Largest differences between the ONNX graph's outputs and the PyTorch model's, on the
     self-test's reference input and on two seeded random inputs: of the logits, and of the
     feature maps relative to their largest value."""
-    import torch
-
-    from kdviewer.core.engine import reference_image
-    from kdviewer.core.preprocess import image_to_model_input
-    from kdviewer.core.runtime import OnnxRuntime
-
     session = OnnxRuntime.from_graph(graph, card.onnx_file or "<graph>")
     size, channels = card.input.size, card.input.channels
     rng = np.random.default_rng(0)
@@ -193,8 +183,6 @@ def export_graph(model, card_path: str | Path) -> ModelCard:
     :data:`GRAPH_TOLERANCE` for the logits and :data:`FEATURE_TOLERANCE` for the feature maps,
     else ValueError and no graph) and record its file name and SHA-256 in the card; return the
     updated card."""
-    from kdviewer.core.runtime import export_onnx
-
     card_path = Path(card_path)
     card = read_card(card_path)
     name = f"{Path(card.weights_file).stem}.onnx"

@@ -8,6 +8,8 @@ sorted distinct scores.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 
 from kdviewer.core.findings import FINDING_KEYS
@@ -100,33 +102,40 @@ def _ci(values: np.ndarray, confidence: float) -> tuple[float, float]:
     return float(lo), float(hi)
 
 
-def auc_report(
-    labels: np.ndarray,
-    scores: np.ndarray,
-    patients: np.ndarray | None,
-    resamples: int = 1000,
-    seed: int = 0,
-    unit: str = "patient",
-    confidence: float = 0.95,
-) -> dict:
+@dataclass(frozen=True)
+class Bootstrap:
+    """How a bootstrap resamples: ``resamples`` draws of ``unit`` (patient or image) from a
+    generator seeded with ``seed``, percentile CIs at ``confidence``."""
+
+    resamples: int = 1000
+    seed: int = 0
+    unit: str = "patient"
+    confidence: float = 0.95
+
+    def weights(self, patients: np.ndarray | None, n: int) -> np.ndarray:
+        return bootstrap_weights(patients, n, self.resamples, self.seed, self.unit)
+
+
+def auc_report(labels: np.ndarray, scores: np.ndarray, patients: np.ndarray | None, **options) -> dict:
     """Per-finding AUC with bootstrap CI, and mean AUC (over findings with an AUC) with its CI.
 
     ``labels``/``scores`` are (N, findings); scores are probabilities or logits (AUC is rank-based).
+    ``options`` are the fields of :class:`Bootstrap` (resamples, seed, unit, confidence).
     """
+    b = Bootstrap(**options)
     labels = np.asarray(labels, dtype=np.float64)
     scores = np.asarray(scores, dtype=np.float64)
     point = np.array([roc_auc(labels[:, j], scores[:, j]) for j in range(labels.shape[1])])
     report: dict = {
-        "unit": unit,
-        "resamples": resamples,
-        "confidence": confidence,
-        "seed": seed,
+        "unit": b.unit,
+        "resamples": b.resamples,
+        "confidence": b.confidence,
+        "seed": b.seed,
         "findings": {},
     }
     boot = None
-    if resamples > 0:
-        w = bootstrap_weights(patients, len(labels), resamples, seed, unit)
-        boot = _per_finding_boot(labels, scores, w)
+    if b.resamples > 0:
+        boot = _per_finding_boot(labels, scores, b.weights(patients, len(labels)))
     for j, key in enumerate(FINDING_KEYS[: labels.shape[1]]):
         known = labels[~np.isnan(labels[:, j]), j]
         entry = {
@@ -135,13 +144,13 @@ def auc_report(
             "negatives": int((known == 0).sum()),
         }
         if boot is not None:
-            entry["ci"] = list(_ci(boot[:, j], confidence))
+            entry["ci"] = list(_ci(boot[:, j], b.confidence))
         report["findings"][key] = entry
     defined = ~np.isnan(point)
     report["mean_auc"] = float(point[defined].mean()) if defined.any() else float("nan")
     if boot is not None:
         mean_boot = boot[:, defined].mean(axis=1)  # NaN where a resample lost a finding's class
-        report["mean_auc_ci"] = list(_ci(mean_boot, confidence))
+        report["mean_auc_ci"] = list(_ci(mean_boot, b.confidence))
         report["resamples_undefined"] = int(np.isnan(mean_boot).sum())
     return report
 
@@ -154,40 +163,35 @@ def mean_auc(labels: np.ndarray, scores: np.ndarray) -> tuple[float, list[float]
 
 
 def paired_bootstrap(
-    labels: np.ndarray,
-    scores_a: np.ndarray,
-    scores_b: np.ndarray,
-    patients: np.ndarray | None,
-    resamples: int = 1000,
-    seed: int = 0,
-    unit: str = "patient",
-    confidence: float = 0.95,
+    labels: np.ndarray, scores_a: np.ndarray, scores_b: np.ndarray, patients: np.ndarray | None, **options
 ) -> dict:
-    """Mean AUC of model A minus model B on the same images, resampled together.
+    """Mean AUC of model A minus model B on the same images, resampled together (``options``:
+    the fields of :class:`Bootstrap`).
 
     Returns the observed difference, its CI and ``p_le_0``: the fraction of resamples in which the
     difference is ≤ 0 (a one-sided bootstrap p-value for "A is better than B").
     """
+    b = Bootstrap(**options)
     labels = np.asarray(labels, dtype=np.float64)
     ma, _ = mean_auc(labels, np.asarray(scores_a))
     mb, _ = mean_auc(labels, np.asarray(scores_b))
-    w = bootstrap_weights(patients, len(labels), resamples, seed, unit)
+    w = b.weights(patients, len(labels))
     ba = _per_finding_boot(labels, np.asarray(scores_a, dtype=np.float64), w)
     bb = _per_finding_boot(labels, np.asarray(scores_b, dtype=np.float64), w)
     defined = ~np.isnan(ba).all(axis=0)
     diff = ba[:, defined].mean(axis=1) - bb[:, defined].mean(axis=1)
     valid = diff[~np.isnan(diff)]
-    lo, hi = _ci(diff, confidence)
+    lo, hi = _ci(diff, b.confidence)
     return {
         "mean_auc_a": ma,
         "mean_auc_b": mb,
         "difference": ma - mb,
         "ci": [lo, hi],
         "p_le_0": float((valid <= 0).mean()) if len(valid) else float("nan"),
-        "resamples": resamples,
-        "unit": unit,
-        "seed": seed,
-        "confidence": confidence,
+        "resamples": b.resamples,
+        "unit": b.unit,
+        "seed": b.seed,
+        "confidence": b.confidence,
     }
 
 

@@ -555,8 +555,9 @@ def train_stage(
 ) -> Path:
     """Run (or resume) one training stage; return its run folder.
 
-    On resume the run folder's own resolved config is used, so the continued run is the run
-    that was interrupted.
+    The config is resolved for the stage's network first (:meth:`Config.for_role`: e.g.
+    ``student.epochs=60`` gives both students 60 epochs). On resume the run folder's own resolved
+    config is used, so the continued run is the run that was interrupted.
     """
     stage = STAGES[stage_name]
     run_dir = ws.run_dir(stage_name)
@@ -564,6 +565,7 @@ def train_stage(
     if resume:
         cfg = read_config(run_dir / "config.json")
         ckpt = checkpoint.load(run_dir / checkpoint.LAST)
+    cfg = cfg.for_role(stage.role)  # the network's own epochs and augmentation, written resolved
     info = init_from_env(
         "cuda"
         if cfg.train.device.startswith("cuda") or (cfg.train.device == "auto" and torch.cuda.is_available())

@@ -73,3 +73,14 @@ def test_augmentation_options_are_off_by_default_and_validated():
     assert (c.jitter().scale, c.jitter().contrast) == (0.1, 0.2)
     with pytest.raises(ValueError, match="translate"):
         load_config(overrides=["train.translate=2.0"])
+
+
+def test_a_network_can_have_its_own_schedule_and_stronger_augmentation():
+    c = load_config(None, ["student.epochs=60", "student.augment=2.0", "train.scale=0.1", "train.epochs=20"])
+    s, t = c.for_role("student"), c.for_role("teacher")
+    assert (s.train.epochs, s.train.rotation_degrees, s.train.scale) == (60, 20.0, 0.2)
+    assert (s.student.epochs, s.student.augment) == (0, 1.0)  # folded in: resolving again changes nothing
+    assert s.for_role("student") == s
+    assert t is c and t.train.epochs == 20
+    with pytest.raises(ValueError, match="scale"):
+        load_config(None, ["student.augment=20", "train.scale=0.1"]).for_role("student")
