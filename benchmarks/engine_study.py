@@ -1,6 +1,7 @@
 """Deeper engine study: what makes the forward pass and the heat maps fastest on this CPU.
 
     .venv/bin/python benchmarks/engine_study.py [--runs 30] [--json out.json]
+    .venv/bin/python benchmarks/engine_study.py --spinning GRAPH [--runs 80]
 
 Prints median/p90 ms for: ONNX Runtime thread counts, thread spinning (back to back, and one
 image every 50 ms with the CPU time each inference costs) and graph optimisation levels; the
@@ -8,6 +9,12 @@ multiply-adds of each network; heat maps computed in numpy (the engine's way) vs
 graph; eager PyTorch default vs channels-last vs bfloat16 autocast; the whole pipeline at several input
 sizes; and time to first scores in a fresh process (cold: export, warm: cached export).
 Untrained (seeded) weights; the machine may be shared, so compare numbers from one run only.
+
+``--spinning GRAPH`` times only the forward pass of one ONNX graph (a shipped one, e.g.
+``resources/models/student.int8.onnx``) with the runtime's spinning "off", "run" and "run" with two
+bounded spins, interleaved in random order (so a changing load on a shared machine hits all alike),
+one inference every 10 ms: median, p90 and CPU time per inference. ("on" is left out: its threads
+keep spinning after a run, into the next setting's.)
 """
 
 from __future__ import annotations
@@ -15,6 +22,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import random
 import subprocess
 import sys
 import tempfile
@@ -148,6 +156,49 @@ def study(runs):
     return out
 
 
+SPIN_SETTINGS = {
+    "off": ("off", {}),
+    "run": ("run", {}),
+    "run, spin 50 us": ("run", {"session.intra_op.spin_duration_us": "50"}),
+    "run, spin 200 us": ("run", {"session.intra_op.spin_duration_us": "200"}),
+}
+
+
+def spinning_study(graph: Path, runs: int, pause_s: float = 0.01) -> dict:
+    """The forward pass of ``graph`` (2 threads) under each of :data:`SPIN_SETTINGS`, interleaved."""
+    ort = rt.onnxruntime_module()
+    sessions = {}
+    for name, (mode, extra) in SPIN_SETTINGS.items():
+        so = rt.session_options(2, spinning=mode)
+        for key, value in extra.items():
+            so.add_session_config_entry(key, value)
+        sessions[name] = ort.InferenceSession(str(graph), so, providers=["CPUExecutionProvider"])
+    feed = {"input": image_to_model_input(reference_image((224, 224)), InputSpec())[None]}
+    for s in sessions.values():
+        for _ in range(5):
+            s.run(None, feed)
+    times = {k: [] for k in sessions}
+    cpu = dict.fromkeys(sessions, 0.0)
+    order = list(sessions)
+    rng = random.Random(0)
+    for _ in range(runs):
+        rng.shuffle(order)
+        for name in order:
+            c0, t0 = time.process_time(), time.perf_counter()
+            sessions[name].run(None, feed)
+            times[name].append((time.perf_counter() - t0) * 1e3)
+            time.sleep(pause_s)  # the worker threads' CPU time after the run counts too
+            cpu[name] += time.process_time() - c0
+    return {
+        name: {
+            "median_ms": round(float(np.median(v)), 2),
+            "p90_ms": round(float(np.percentile(v, 90)), 2),
+            "cpu_ms_per_inference": round(cpu[name] / runs * 1e3, 2),
+        }
+        for name, v in times.items()
+    } | {"load_avg_1_5_15": [round(v, 2) for v in os.getloadavg()], "runs": runs}
+
+
 _CHILD = r"""
 import sys, time
 t0 = time.perf_counter()
@@ -176,8 +227,9 @@ def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--runs", type=int, default=30)
     p.add_argument("--json", type=Path, help="also write the results here")
+    p.add_argument("--spinning", type=Path, metavar="GRAPH", help="only the spinning study of this graph")
     a = p.parse_args(argv)
-    res = study(a.runs)
+    res = spinning_study(a.spinning, a.runs) if a.spinning else study(a.runs)
     text = json.dumps(res, indent=2)
     print(text)
     if a.json:

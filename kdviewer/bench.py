@@ -44,7 +44,7 @@ from kdviewer.core.runtime import (
     lower_thread_priority,
     onnxruntime_module,
     session_options,
-    spinning_enabled,
+    spinning_mode,
     thread_count,
 )
 from kdviewer.core.untrained import write_untrained_card
@@ -354,7 +354,7 @@ def machine_info(threads: int) -> dict[str, Any]:
         "threads": {
             "engine_intra_op": threads,
             "torch": sys.modules["torch"].get_num_threads() if sys.modules.get("torch") else None,
-            "ort_spinning": spinning_enabled(),
+            "ort_spinning": spinning_mode(),
         },
         "platform": platform.platform(),
         "python": platform.python_version(),
@@ -486,7 +486,7 @@ def format_text(r: dict[str, Any]) -> str:
         f"{r['input']['shape'][1]} decoded pixels -> 5 scores + 5 heat maps",
         f"machine: {m['cpu_model']}, {m['physical_cores']} cores / {m['logical_cpus']} CPUs, threads: engine "
         f"{m['threads']['engine_intra_op']} "
-        f"(ORT spinning {'on' if m['threads'].get('ort_spinning') else 'off'}), "
+        f"(ORT spinning {m['threads'].get('ort_spinning')}), "
         f"torch {m['threads']['torch']}"
         + (f", load {m['load_avg_1_5_15']}" if "load_avg_1_5_15" in m else ""),
         "versions: " + ", ".join(f"{k} {v}" for k, v in r["versions"].items()),

@@ -299,22 +299,22 @@ def spinning_mode(env_value: str | None = None) -> str:
     return mode
 
 
-def spinning_enabled() -> bool:
-    """Whether ONNX Runtime's worker threads busy-wait at all (:func:`spinning_mode` is not "off")."""
-    return spinning_mode() != "off"
-
-
 def session_options(threads: int | None = None, *, spinning: bool | str | None = None):
     """ONNX Runtime options used by the engine: all graph optimisations, sequential execution,
     ``threads`` intra-op threads (default :func:`thread_count`), idle threads waiting as
     ``spinning`` says (a :func:`spinning_mode`; True is "on", False "off"; default the
     environment's).
 
-    Spinning after each run ("on") stays off: measured on the 2-core development machine
-    (``benchmarks/engine_study.py``: float32 student, one image every 50 ms, as in the viewer), it
-    cut the forward pass from 8.4 to 5.6 ms but raised the CPU time per inference from 11 to 47 ms,
-    energy spent busy-waiting after each image; with the student and the teacher running side by
-    side, or any other load, threads spinning between runs also slow each other down.
+    The default stays "off". ``benchmarks/engine_study.py --spinning
+    resources/models/student.int8.onnx --runs 80`` (int8 student, 2 threads, one inference every
+    10 ms, the settings interleaved; 2-core development machine, 2026-12-02, other jobs running,
+    load average 4-6): scheduled ahead of the other jobs (``chrt -f 5``, as on a quiet machine) "run"
+    took 6.55 ms against 6.88 ms for "off" (median; CPU time per inference 13.0 against 12.7 ms);
+    scheduled normally beside them, 21.7 ms against 11.7 ms (p90 31.9 against 17.7 ms): a thread
+    that busy-waits for a sibling that lost its core wastes its own. Bounding the spin
+    (``session.intra_op.spin_duration_us`` 50 or 200) kept part of that loss (14.1 and 16.8 ms).
+    Spinning after each run as well ("on") was measured before (float32 student, one image every
+    50 ms, as in the viewer): 5.6 against 8.4 ms, but 47 against 11 ms of CPU time per inference.
     """
     ort = onnxruntime_module()
     so = ort.SessionOptions()
