@@ -29,6 +29,8 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import csv
+import faulthandler
 import json
 import os
 import random
@@ -39,9 +41,13 @@ import sys
 import tempfile
 import threading
 import time
+import traceback
 import tracemalloc
-from collections import deque
+from collections import Counter, deque
 from pathlib import Path
+
+import psutil
+from PIL import Image
 
 REPO = Path(__file__).resolve().parent.parent
 SHARED = Path(os.environ.get("KDVIEWER_SHARED", REPO.parent / "shared")) / "data"
@@ -86,8 +92,6 @@ def build_folder(dest: Path, seed: int = 0) -> tuple[list[Path], list[Path]]:
 
     Returns (readable, unreadable) paths. Needs ``../shared/data`` (NIH PNGs and the DICOM corpus).
     """
-    from PIL import Image
-
     rng = random.Random(seed)
     nih = sorted((SHARED / "nih" / "images").glob("*.png"))
     manifest = SHARED / "dicom" / "manifest.csv"
@@ -106,8 +110,6 @@ def build_folder(dest: Path, seed: int = 0) -> tuple[list[Path], list[Path]]:
     with Image.open(picks[0]) as im:
         im.convert("L").resize((1024, 1024)).save(jpeg, quality=90)
     readable.append(jpeg)
-
-    import csv
 
     with open(manifest, newline="") as f:
         rows = list(csv.DictReader(f))
@@ -135,8 +137,6 @@ def _emit(kind: str, **data) -> None:
 
 def _rss_mb(proc) -> tuple[float, float]:
     """(this process, this process and its children) resident memory in MB."""
-    import psutil
-
     own = proc.memory_info().rss
     total = own
     for child in proc.children(recursive=True):
@@ -147,18 +147,14 @@ def _rss_mb(proc) -> tuple[float, float]:
 
 def _distinct(messages: list[str], limit: int = 20) -> list[str]:
     """Each message once with how often it came, the most frequent first."""
-    from collections import Counter
-
     return [f"{n} × {text}" for text, n in Counter(messages).most_common(limit)]
 
 
 def child_main(folder: str, unreadable: list[str], minutes: float, seed: int, trace: bool = False) -> int:
-    import faulthandler
-
     faulthandler.enable()
     if trace:
         tracemalloc.start(8)
-    import psutil
+    # Only the child imports the viewer (the parent watches it without Qt), after tracemalloc starts
     from PySide6.QtCore import QTimer
     from PySide6.QtGui import QAction, QKeySequence
     from PySide6.QtWidgets import QMessageBox
@@ -171,8 +167,6 @@ def child_main(folder: str, unreadable: list[str], minutes: float, seed: int, tr
     dialogs: list[str] = []
 
     def excepthook(kind, value, tb):
-        import traceback
-
         errors.append(f"{kind.__name__}: {value}")
         traceback.print_exception(kind, value, tb)
 

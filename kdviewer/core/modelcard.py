@@ -31,11 +31,14 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from safetensors import SafetensorError, safe_open
+
 from kdviewer.core.errors import ModelLoadError
 from kdviewer.core.extras import require_torch
 from kdviewer.core.findings import FINDING_KEYS, check_keys
 from kdviewer.core.hashing import sha256_file, sha256_stream
 from kdviewer.core.preprocess import RESAMPLE_FILTERS, InputSpec
+from kdviewer.core.resources import models_dirs, override_models_dir
 
 log = logging.getLogger(__name__)
 
@@ -483,8 +486,6 @@ def verified_bytes(path: Path, sha256: str, max_bytes: int, what: str) -> bytes:
 def parameter_count(weights: str | Path) -> int:
     """Learnable parameters in a (verified) safetensors file, counted from its header without
     PyTorch: every tensor but batch-norm running statistics."""
-    from safetensors import safe_open
-
     buffers = ("running_mean", "running_var", "num_batches_tracked")
     total = 0
     with safe_open(str(weights), framework="numpy") as f:
@@ -522,7 +523,6 @@ def model_from_weights(card: ModelCard, wpath: Path, source: str):
     require_torch(f"loading {source} into PyTorch")
     # PyTorch is an optional extra (the light install runs the cards' ONNX graphs without it)
     import torch
-    from safetensors import SafetensorError
     from safetensors.torch import load_file
 
     from kdviewer.core.models import build_model
@@ -546,7 +546,7 @@ def save_model(model, card: ModelCard, folder: str | Path) -> tuple[Path, ModelC
     self-test reference (:func:`kdviewer.core.engine.with_reference`): a card without one is refused
     when read.
     """
-    from safetensors.torch import save_file
+    from safetensors.torch import save_file  # imports PyTorch, an optional extra
 
     if not card.reference:
         raise ValueError(f"model card {card.name!r} has no self-test reference (engine.with_reference)")
@@ -567,8 +567,6 @@ def scan_cards(dirs: list[Path] | None = None) -> tuple[dict[str, Path], list[Mo
     first; the first card of a name wins), and the problems found on the way: a card that does
     not read or validate, two cards of one name in one folder, an unreadable folder, or a
     ``KDVIEWER_MODELS`` that is not a folder."""
-    from kdviewer.core.resources import models_dirs, override_models_dir
-
     found: dict[str, Path] = {}
     problems: list[ModelLoadError] = []
     override = override_models_dir() if dirs is None else None

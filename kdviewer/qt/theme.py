@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pyqtgraph as pg
 from PySide6.QtGui import QColor, QPalette
 from PySide6.QtWidgets import QApplication
 
@@ -74,8 +75,6 @@ QToolTip {{ background: #2a2f36; color: {TEXT}; border: 1px solid {BORDER}; }}
 
 def apply_dark_theme(app: QApplication) -> None:
     """Fusion style, a dark palette and the panel stylesheet; pyqtgraph matches the panels."""
-    import pyqtgraph as pg
-
     app.setStyle("Fusion")
     pal = QPalette()
     roles = {
