@@ -81,6 +81,21 @@ class _Bytes(_Setting):
         return value if isinstance(value, QByteArray) and not value.isEmpty() else None
 
 
+class _Config(_Setting):
+    """A frozen config dataclass kept field by field under ``key/<field>``; ``default`` (a dataclass
+    instance) where nothing was saved (see :meth:`ViewerSettings._read_config`)."""
+
+    def __init__(self, key: str, default):
+        super().__init__(key)
+        self.default = default
+
+    def read(self, settings):
+        return settings._read_config(self.key, self.default)
+
+    def __set__(self, settings, config) -> None:
+        settings._write_config(self.key, config)
+
+
 class ViewerSettings:
     """Typed view of the values the viewer keeps between runs."""
 
@@ -152,22 +167,9 @@ class ViewerSettings:
     window_state = _Bytes("window/state")  # which panels are shown, and their sizes
 
     # -- the DICOM node: File > DICOM node settings… and File > Query PACS… ---------------------
-    @property
-    def dicom_node(self) -> NodeConfig:
-        """The listener's settings as saved (``KDVIEWER_DICOM_*`` overrides are applied by its user)."""
-        return self._read_config("dicom", NodeConfig())
-
-    @dicom_node.setter
-    def dicom_node(self, config: NodeConfig) -> None:
-        self._write_config("dicom", config)
-
-    @property
-    def pacs(self) -> PacsConfig:
-        return self._read_config("pacs", PacsConfig())
-
-    @pacs.setter
-    def pacs(self, config: PacsConfig) -> None:
-        self._write_config("pacs", config)
+    # The listener's settings as saved (``KDVIEWER_DICOM_*`` overrides are applied by its user).
+    dicom_node = _Config("dicom", NodeConfig())
+    pacs = _Config("pacs", PacsConfig())
 
     def _read_config(self, group: str, default):
         """A frozen dataclass from ``group/<field>`` keys; a field whose saved value does not
