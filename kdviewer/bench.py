@@ -47,7 +47,6 @@ from kdviewer.core.runtime import (
     spinning_mode,
     thread_count,
 )
-from kdviewer.core.untrained import write_untrained_card
 from kdviewer.core.versions import library_versions
 
 try:
@@ -304,6 +303,8 @@ def _student_only_process(student, shape) -> dict[str, Any]:
         if "student" in cards:
             card_path = cards["student"]
         else:
+            from kdviewer.core.untrained import write_untrained_card  # PyTorch: absent from the light install
+
             card_path = write_untrained_card(tmp, "student")
             env["KDVIEWER_MODELS"] = tmp
         InferenceEngine.from_card(card_path)  # the one-off export, as on a first start

@@ -58,6 +58,20 @@ def test_the_blocker_blocks(tmp_path):
     assert run.returncode != 0 and "ModuleNotFoundError: import of torch halted" in run.stderr
 
 
+def test_every_command_imports_without_pytorch(tmp_path):
+    """The modules behind every command (bench, report, the DICOM node, the entry point) import in
+    the light install: PyTorch is imported only where a command uses it."""
+    code = RUN.replace(
+        "from kdviewer.__main__ import main\ncode = main(sys.argv[1:])",
+        "import kdviewer.__main__, kdviewer.bench, kdviewer.report, kdviewer.net.commands\ncode = 0",
+    )
+    assert code != RUN
+    run = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=False
+    )
+    assert run.returncode == 0, run.stderr
+
+
 def test_predict_with_both_models_without_pytorch(tmp_path):
     run = _run(tmp_path, "predict", "--teacher", "--format", "jsonl")
     assert run.returncode == 0, run.stderr
