@@ -23,6 +23,7 @@ def test_builtin_example_is_a_real_chest_radiograph():
 
 def test_installed_build_searches_and_exports_to_the_user_folder(monkeypatch, tmp_path):
     import kdviewer.core.resources as res
+    import training.export as export
     from training.export import default_out_dir
 
     monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path))
@@ -30,7 +31,8 @@ def test_installed_build_searches_and_exports_to_the_user_folder(monkeypatch, tm
     assert not res.is_installed()  # this checkout
     assert res.models_dirs() == [res.resources_dir() / "models"]
     assert default_out_dir() == res.resources_dir() / "models"
-    monkeypatch.setattr(res, "is_installed", lambda: True)
+    for where in (res, export):  # each asks for itself
+        monkeypatch.setattr(where, "is_installed", lambda: True)
     assert res.models_dirs()[0] == tmp_path / "kdviewer" / "models"
     assert default_out_dir() == tmp_path / "kdviewer" / "models"
 
