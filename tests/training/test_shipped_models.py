@@ -32,6 +32,8 @@ def test_bundled_cards_are_trained_verified_and_complete():
         assert card.metrics["split"] == "val" and card.metrics["images"] == 284
         assert set(card.metrics["findings"]) == set(FINDING_KEYS)
         assert card.reference["scores"] and card.training["result"]["best_epoch"] >= 1
+        border = card.metrics["heatmap_border"]
+        assert border["split"] == "val" and set(border["findings"]) == set(FINDING_KEYS)
     student = read_card(cards["student"])
     assert {"teacher_vs_student", "student_vs_student_plain"} <= set(student.metrics["comparisons"])
 
@@ -67,7 +69,14 @@ def test_val_figures_of_the_cards_reproduce_from_the_shipped_weights(nih_dir, tm
             assert got["thresholds"][k] == pytest.approx(card.thresholds[k], abs=1e-4)
         for key, comp in card.metrics["comparisons"].items():
             assert measured["comparisons"][key]["difference"] == pytest.approx(comp["difference"], abs=1e-4)
+        border = measured["models"][name]["heatmap_border"]
+        assert border["mean"] == pytest.approx(card.metrics["heatmap_border"]["mean"], abs=1e-4)
+        for k, share in border["findings"].items():
+            assert share == pytest.approx(card.metrics["heatmap_border"]["findings"][k], abs=1e-4)
     for page in ("docs/MODELS.md", "README.md"):
         text = (ROOT / page).read_text(encoding="utf-8")
         for name in SHIPPED:
             assert f"{measured['models'][name]['mean_auc']:.3f}" in text, (page, name)
+    models_page = (ROOT / "docs/MODELS.md").read_text(encoding="utf-8")
+    for name in SHIPPED:  # the heat maps' border shares beside the AUCs
+        assert f"{measured['models'][name]['heatmap_border']['mean']:.3f}" in models_page, name
