@@ -98,7 +98,9 @@ def class_activation_maps(features: np.ndarray, weights: np.ndarray, classes=Non
     normalisation and upsampling.
     """
     k, h, w = features.shape
-    wsel = weights if classes is None else weights[np.asarray(classes, dtype=np.intp)]
+    wsel = weights
+    if classes is not None and [int(c) for c in classes] != list(range(len(weights))):
+        wsel = weights[np.asarray(classes, dtype=np.intp)]  # (all of them, in order: no copy)
     cams = (wsel @ features.reshape(k, h * w)).reshape(-1, h, w)
     cams *= 1.0 / (h * w)
     return np.maximum(cams, 0.0, out=cams)
@@ -159,16 +161,18 @@ def normalize_for_upsampling(cams: np.ndarray, shape: tuple[int, int]) -> np.nda
     big_h, big_w = int(shape[0]), int(shape[1])
     ph, pw = _upsampling(big_h, h)[1], _upsampling(big_w, w)[1]
     # values at every candidate extreme, (n, |rh|, |rw|), in float64 so a constant map stays constant
-    probe = ph @ cams.astype(np.float64) @ pw.T
-    lo, hi = probe.min(axis=(1, 2)), probe.max(axis=(1, 2))
-    span = hi - lo
-    # a span at float32 rounding level is a constant map: zeros, not amplified noise
-    flat = span <= _FLAT * np.maximum(np.abs(lo), np.abs(hi))
-    scale = np.where(flat | (span <= 0), 0.0, 1.0 / np.where(span > 0, span, 1.0))
+    probe = (ph @ cams.astype(np.float64) @ pw.T).reshape(n, -1)
+    lo, hi = probe.min(axis=1), probe.max(axis=1)
     # Map to [2^-21, 1 - 2^-21] rather than [0, 1] so that float rounding inside the interpolation
     # never leaves [0, 1] and no clipping pass over the full-size maps is needed (error < 1e-6).
-    offset = np.where(scale > 0, _MARGIN, 0.0)
-    scale *= 1.0 - 2 * _MARGIN
+    # The few numbers per map in plain Python: a numpy call on them costs more than the arithmetic.
+    scale, offset = np.zeros(n), np.zeros(n)
+    for i, (a, b) in enumerate(zip(lo.tolist(), hi.tolist(), strict=True)):
+        span = b - a
+        # a span at float32 rounding level is a constant map: zeros, not amplified noise
+        if span > 0 and span > _FLAT * max(abs(a), abs(b)):
+            scale[i] = 1.0 / span * (1.0 - 2 * _MARGIN)
+            offset[i] = _MARGIN
     return ((cams - lo[:, None, None]) * scale[:, None, None] + offset[:, None, None]).astype(np.float32)
 
 

@@ -201,3 +201,14 @@ def test_normalisation_is_the_same_with_its_matrices_cached():
     np.testing.assert_allclose(got, (full - lo) / (hi - lo), atol=2e-6)
     maps = explain.upsample_normalized(cams, (1024, 1024))
     np.testing.assert_allclose(maps, got, atol=2e-6)
+
+
+def test_cams_for_all_classes_in_order_equal_those_asked_one_by_one():
+    rng = np.random.default_rng(6)
+    feats, weights = rng.random((64, 7, 7), dtype=np.float32), rng.standard_normal((5, 64)).astype(np.float32)
+    every = explain.class_activation_maps(feats, weights, [0, 1, 2, 3, 4])
+    np.testing.assert_array_equal(every, explain.class_activation_maps(feats, weights))
+    for c in (4, 0, 2):
+        np.testing.assert_allclose(explain.class_activation_maps(feats, weights, [c])[0], every[c], atol=1e-5)
+    some = explain.class_activation_maps(feats, weights, [3, 1])
+    np.testing.assert_allclose(some, every[[3, 1]], atol=1e-5)
