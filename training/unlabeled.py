@@ -3,9 +3,15 @@ training images (``--unlabeled DIR`` / ``data.unlabeled``).
 
 Any file the viewer's reader reads counts (DICOM, PNG, JPEG, found as the viewer's folder walk
 finds them), decoded and resized by the same path as the labelled images. Every label is unknown,
-so the masked BCE ignores them and only the distillation term learns from them. A file whose
-bytes or decoded pixels equal a validation or test image's is refused (an error naming it): the
-images that choose the epoch or report the figures must never be taught on.
+so the masked BCE ignores them and only the distillation term learns from them.
+
+The images that choose the epoch or report the figures must never be taught on, so a file is
+refused (an error naming it) when it is a validation or test image: the same bytes, the same
+decoded pixels, or the same picture at another size, bit depth, format or polarity. The last is
+judged on 32 × 32 thumbnails of the decoded model-size images: an absolute Pearson correlation of
+at least :data:`SAME_PICTURE` (the NIH image that ``../shared/data/dicom/nih_google_dx`` holds as a
+1024-pixel DICOM scores 1.000 against its 256-pixel PNG in val; the other chest files there score
+at most 0.891 against any val image).
 """
 
 from __future__ import annotations
@@ -15,6 +21,7 @@ import logging
 from pathlib import Path
 
 import numpy as np
+import torch
 
 from kdviewer.core.findings import NUM_FINDINGS
 from kdviewer.core.hashing import sha256_file
@@ -27,21 +34,33 @@ from training.workspace import Workspace
 log = logging.getLogger(__name__)
 
 HELD_OUT = ("val", "test")
+SAME_PICTURE = 0.98  # |correlation| of 32 x 32 thumbnails above which two images are one picture
+THUMB = 32
+
+
+def thumbnails(images: np.ndarray) -> torch.Tensor:
+    """(N, THUMB²) area-averaged thumbnails of (N, S, S) images, zero-mean and unit-norm each."""
+    t = torch.from_numpy(np.array(images, dtype=np.float32))[:, None]  # a copy: the cache is read-only
+    t = torch.nn.functional.adaptive_avg_pool2d(t, THUMB).flatten(1).double()
+    t = t - t.mean(dim=1, keepdim=True)
+    return t / t.norm(dim=1, keepdim=True).clamp(min=1e-12)
 
 
 def _pixel_hash(pixels: np.ndarray) -> str:
     return hashlib.sha256(np.ascontiguousarray(pixels, dtype=np.float32).tobytes()).hexdigest()
 
 
-def held_out_hashes(data: PreparedData, cfg: Config) -> set[str]:
-    """SHA-256 of the files and of the decoded pixels of every validation and test image."""
-    out = set()
+def held_out_images(data: PreparedData, cfg: Config) -> tuple[set[str], torch.Tensor]:
+    """SHA-256 of the files and of the decoded pixels of every validation and test image, and
+    their thumbnails."""
+    hashes, pixels = set(), []
     for split in HELD_OUT:
         for r in data.rows(split):
             f = data.table.files[r]
-            out.add(sha256_file(f))
-            out.add(_pixel_hash(data.array[r] if data.array is not None else load_grey(f, cfg.input)))
-    return out
+            image = data.array[r] if data.array is not None else load_grey(f, cfg.input)
+            hashes |= {sha256_file(f), _pixel_hash(image)}
+            pixels.append(np.asarray(image, dtype=np.float32))
+    return hashes, thumbnails(np.stack(pixels))
 
 
 def unlabeled_images(cfg: Config, ws: Workspace, data: PreparedData) -> GreyImages:
@@ -56,14 +75,17 @@ def unlabeled_images(cfg: Config, ws: Workspace, data: PreparedData) -> GreyImag
     mode = "memory" if cfg.data.cache == "none" else cfg.data.cache
     cache_dir = Path(cfg.data.cache_dir) if cfg.data.cache_dir else ws.cache
     array = build_image_array(files, cfg.input, mode, cache_dir, 0, False)
-    held_out = held_out_hashes(data, cfg)
+    hashes, held_thumbs = held_out_images(data, cfg)
+    same_picture = (thumbnails(array) @ held_thumbs.T).abs().max(dim=1).values >= SAME_PICTURE
     clash = [
-        f for i, f in enumerate(files) if sha256_file(f) in held_out or _pixel_hash(array[i]) in held_out
+        f
+        for i, f in enumerate(files)
+        if sha256_file(f) in hashes or _pixel_hash(array[i]) in hashes or bool(same_picture[i])
     ]
     if clash:
         raise ValueError(
-            f"{len(clash)} of the unlabelled images are validation or test images (same file or same "
-            f"pixels), e.g. {', '.join(clash[:3])}; remove them from {folder}"
+            f"{len(clash)} of the unlabelled images are validation or test images (same file, same "
+            f"pixels or the same picture), e.g. {', '.join(clash[:3])}; remove them from {folder}"
         )
     log.info("unlabelled transfer set: %d images from %s (distillation term only)", len(files), folder)
     labels = np.full((len(files), NUM_FINDINGS), np.nan, dtype=np.float32)

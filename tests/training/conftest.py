@@ -25,6 +25,11 @@ TINY_OVERRIDES = [
 ]
 
 
+def tiny_sets(extra=()) -> list[str]:
+    """``--set`` arguments of :data:`TINY_OVERRIDES` followed by ``extra``."""
+    return [arg for o in (*TINY_OVERRIDES, *extra) for arg in ("--set", o)]
+
+
 def _pattern(key_index: int, size: int) -> np.ndarray:
     """A distinct bright blob per finding, so labels are learnable from pixels."""
     yy, xx = np.mgrid[0:size, 0:size] / size

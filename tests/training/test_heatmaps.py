@@ -11,7 +11,7 @@ import pytest
 from training.cli import main
 from training.heatmaps import border_mask, border_shares, flat_share
 
-from .conftest import TINY_OVERRIDES
+from .conftest import tiny_sets
 
 
 def test_the_border_band_is_a_tenth_of_each_side():
@@ -30,10 +30,6 @@ def test_evidence_in_the_centre_scores_low_on_the_rim_high_and_none_is_left_out(
     assert np.isnan(shares[:, 1]).all()
 
 
-def _sets(extra=()):
-    return [x for o in (*TINY_OVERRIDES, *extra) for x in ("--set", o)]
-
-
 @pytest.fixture(scope="module")
 def exported(tiny_data, tmp_path_factory):
     work = tmp_path_factory.mktemp("hm")
@@ -43,7 +39,7 @@ def exported(tiny_data, tmp_path_factory):
         str(tiny_data),
         "--workdir",
         str(work),
-        *_sets(["train.epochs=1", "input.size=64"]),
+        *tiny_sets(["train.epochs=1", "input.size=64"]),
     ]
     for stage in ("teacher", "student"):
         assert main([stage, *common]) == 0

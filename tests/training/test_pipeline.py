@@ -12,14 +12,7 @@ from training import checkpoint
 from training.cli import main
 from training.runlog import read_jsonl
 
-from .conftest import TINY_OVERRIDES
-
-
-def _sets(extra=()):
-    out = []
-    for o in (*TINY_OVERRIDES, *extra):
-        out += ["--set", o]
-    return out
+from .conftest import tiny_sets
 
 
 @pytest.fixture(scope="module")
@@ -35,7 +28,7 @@ def all_run(tiny_data, tmp_path_factory):
             str(work),
             "--out",
             str(out),
-            *_sets(["train.epochs=1"]),
+            *tiny_sets(["train.epochs=1"]),
         ]
     )
     assert rc == 0
@@ -127,7 +120,12 @@ def _losses(run_dir):
 
 
 def test_resume_gives_the_same_result_as_an_uninterrupted_run(tiny_data, tmp_path):
-    args = ["student", "--data-root", str(tiny_data), *_sets(["train.epochs=3", "train.plateau_patience=0"])]
+    args = [
+        "student",
+        "--data-root",
+        str(tiny_data),
+        *tiny_sets(["train.epochs=3", "train.plateau_patience=0"]),
+    ]
     assert main([*args, "--workdir", str(tmp_path / "a")]) == 0
     assert main([*args, "--workdir", str(tmp_path / "b"), "--stop-after-epochs", "1"]) == 0
     b = tmp_path / "b" / "student_plain"
@@ -161,7 +159,7 @@ def test_resume_from_a_mid_epoch_checkpoint_after_a_crash(tiny_data, tmp_path, m
         "student",
         "--data-root",
         str(tiny_data),
-        *_sets(["train.epochs=2", "train.checkpoint_every_steps=1"]),
+        *tiny_sets(["train.epochs=2", "train.checkpoint_every_steps=1"]),
     ]
     assert main([*args, "--workdir", str(tmp_path / "a")]) == 0
 
@@ -192,7 +190,7 @@ def test_a_time_budget_ends_the_run_as_finished_after_the_epoch_that_reaches_it(
         str(tiny_data),
         "--workdir",
         str(tmp_path),
-        *_sets(["train.epochs=5", "train.time_budget_s=1e-6"]),
+        *tiny_sets(["train.epochs=5", "train.time_budget_s=1e-6"]),
     ]
     assert main(args) == 0
     result = json.loads((tmp_path / "student_plain" / "result.json").read_text())
@@ -201,7 +199,7 @@ def test_a_time_budget_ends_the_run_as_finished_after_the_epoch_that_reaches_it(
 
 
 def test_prepare_writes_splits_and_the_image_cache_only(tiny_data, tmp_path, capsys):
-    assert main(["prepare", "--data-root", str(tiny_data), "--workdir", str(tmp_path), *_sets()]) == 0
+    assert main(["prepare", "--data-root", str(tiny_data), "--workdir", str(tmp_path), *tiny_sets()]) == 0
     described = json.loads(capsys.readouterr().out)
     assert sum(described["splits"].values()) == 32
     assert (tmp_path / "splits.csv").is_file()

@@ -18,14 +18,7 @@ from training.reproducibility import derived_seed
 from training.runlog import read_jsonl
 from training.teaching import VIEWS_FILE, combine_logits, load_teacher
 
-from .conftest import TINY_OVERRIDES
-
-
-def _sets(extra=()):
-    out = []
-    for o in (*TINY_OVERRIDES, *extra):
-        out += ["--set", o]
-    return out
+from .conftest import TINY_OVERRIDES, tiny_sets
 
 
 @pytest.fixture(scope="module")
@@ -34,7 +27,9 @@ def teachers(tiny_data, tmp_path_factory):
     work = tmp_path_factory.mktemp("teach")
     for stage in ("teacher", "student"):
         assert (
-            main([stage, "--data-root", str(tiny_data), "--workdir", str(work), *_sets(["train.epochs=1"])])
+            main(
+                [stage, "--data-root", str(tiny_data), "--workdir", str(work), *tiny_sets(["train.epochs=1"])]
+            )
             == 0
         )
     return work
@@ -65,7 +60,7 @@ def test_ensemble_means_logits_or_probabilities():
 def test_distilling_on_views_uses_the_teachers_logits_of_exactly_those_views(teachers, tiny_data):
     args = ["distill", "--data-root", str(tiny_data), "--workdir", str(teachers)]
     extra = ["train.epochs=2", "distill.views=2", "train.scale=0.1", "train.brightness=0.1"]
-    assert main([*args, *_sets(extra)]) == 0
+    assert main([*args, *tiny_sets(extra)]) == 0
     run = teachers / "student"
     saved = torch.load(run / VIEWS_FILE, weights_only=True)
     cfg = load_config(None, [*TINY_OVERRIDES, *extra, f'data.root="{tiny_data}"'])
@@ -85,14 +80,14 @@ def test_distilling_on_views_uses_the_teachers_logits_of_exactly_those_views(tea
     torch.testing.assert_close(saved["logits"][1, :4], expect, rtol=1e-4, atol=1e-4)
     # a second run with the same teacher and views reuses them: the file is not rewritten
     stamp = (run / VIEWS_FILE).stat().st_mtime_ns
-    assert main([*args, *_sets(extra)]) == 0
+    assert main([*args, *tiny_sets(extra)]) == 0
     assert (run / VIEWS_FILE).stat().st_mtime_ns == stamp
 
 
 def test_an_ensemble_of_run_folders_teaches_and_is_recorded(teachers, tiny_data):
     args = ["distill", "--data-root", str(tiny_data), "--workdir", str(teachers)]
     ens = ["--teacher", str(teachers / "teacher"), "--teacher", str(teachers / "student_plain")]
-    assert main([*args, *ens, *_sets(['distill.ensemble="probs"'])]) == 0
+    assert main([*args, *ens, *tiny_sets(['distill.ensemble="probs"'])]) == 0
     cfg = (teachers / "student" / "config.json").read_text()
     assert "student_plain" in cfg and '"probs"' in cfg
     assert len(read_jsonl(teachers / "student" / "log.jsonl")) == 2
@@ -110,7 +105,7 @@ def test_unlabelled_images_join_the_distillation_only(teachers, tiny_data, tmp_p
         _write_png(extra / f"u{i}.png", 100 + i)
     args = ["distill", "--data-root", str(tiny_data), "--workdir", str(teachers), "--unlabeled", str(extra)]
     with caplog.at_level("INFO"):
-        assert main([*args, *_sets(["train.epochs=1", "distill.views=1"])]) == 0
+        assert main([*args, *tiny_sets(["train.epochs=1", "distill.views=1"])]) == 0
     assert "unlabelled transfer set: 3 images" in caplog.text
     n_train = sum(line.endswith(",train") for line in (teachers / "splits.csv").read_text().splitlines())
     logits = torch.load(teachers / "student" / VIEWS_FILE, weights_only=True)["logits"]
@@ -129,7 +124,12 @@ def test_a_val_or_test_image_in_the_unlabelled_folder_is_refused(teachers, tiny_
     _write_png(extra / "fine.png", 5)
     # the same pixels under another name and format (a re-encoded copy) count as the same image
     Image.open(tiny_data / held_out).save(extra / "renamed.png", optimize=True)
+    # the same picture at another size, and inverted (a MONOCHROME1-style copy)
+    big = Image.open(tiny_data / held_out).resize((97, 97), Image.Resampling.LANCZOS)
+    big.save(extra / "bigger.png")
+    Image.eval(big, lambda v: 255 - v).save(extra / "inverted.jpg", quality=95)
     args = ["distill", "--data-root", str(tiny_data), "--workdir", str(teachers), "--unlabeled", str(extra)]
     with caplog.at_level("ERROR"):
-        assert main([*args, *_sets(["train.epochs=1"])]) == 2
-    assert "renamed.png" in caplog.text and "validation or test" in caplog.text
+        assert main([*args, *tiny_sets(["train.epochs=1"])]) == 2
+    assert "3 of the unlabelled images are validation or test images" in caplog.text
+    assert "renamed.png" in caplog.text and "bigger.png" in caplog.text
