@@ -2,6 +2,7 @@
 
     .venv/bin/python benchmarks/engine_study.py [--runs 30] [--json out.json]
     .venv/bin/python benchmarks/engine_study.py --spinning GRAPH [--runs 80]
+    .venv/bin/python benchmarks/engine_study.py --preprocess [--runs 300]
 
 Prints median/p90 ms for: ONNX Runtime thread counts, thread spinning (back to back, and one
 image every 50 ms with the CPU time each inference costs) and graph optimisation levels; the
@@ -15,6 +16,11 @@ Untrained (seeded) weights; the machine may be shared, so compare numbers from o
 bounded spins, interleaved in random order (so a changing load on a shared machine hits all alike),
 one inference every 10 ms: median, p90 and CPU time per inference. ("on" is left out: its threads
 keep spinning after a run, into the next setting's.)
+
+``--preprocess`` times the one preprocessing path (decoded pixels → model input) for a 1024×1024
+image, float32 and uint16, warm (called back to back) and as in the pipeline (each call right after
+a forward pass of the shipped student, which leaves the caches cold), beside PIL's own
+``Image.resize`` of the same float32 image (what the path is tested equal to).
 """
 
 from __future__ import annotations
@@ -31,12 +37,13 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from PIL import Image
 from torch.utils.flop_counter import FlopCounterMode
 
 from kdviewer.core import explain
 from kdviewer.core import runtime as rt
-from kdviewer.core.engine import DEFAULT_ARCH, InferenceEngine, reference_image
-from kdviewer.core.preprocess import InputSpec, image_to_model_input
+from kdviewer.core.engine import DEFAULT_ARCH, InferenceEngine, load_engine, reference_image
+from kdviewer.core.preprocess import InputSpec, image_to_model_input, to_model_input
 from kdviewer.core.untrained import untrained_model, write_untrained_card
 
 
@@ -199,6 +206,37 @@ def spinning_study(graph: Path, runs: int, pause_s: float = 0.01) -> dict:
     } | {"load_avg_1_5_15": [round(v, 2) for v in os.getloadavg()], "runs": runs}
 
 
+def preprocess_study(runs: int) -> dict:
+    """Medians (ms) of :func:`image_to_model_input` for a 1024² image, warm and after a forward pass."""
+    spec = InputSpec()
+    student = load_engine("student")
+    feed = image_to_model_input(reference_image((224, 224)), spec)[None]
+    image = reference_image((1024, 1024))
+    as_uint16 = image.pixels.astype(np.uint16)
+    cases = {
+        "float32": lambda: image_to_model_input(image, spec),
+        "uint16": lambda: to_model_input(as_uint16, spec, image.value_range),
+        "pil_resize_float32": lambda: Image.fromarray(image.pixels, mode="F").resize(
+            (spec.size, spec.size), Image.Resampling.BILINEAR, reducing_gap=spec.reducing_gap
+        ),
+    }
+    out = {"load_avg_1_5_15": [round(v, 2) for v in os.getloadavg()], "runs": runs}
+    for name, fn in cases.items():
+        out[f"{name}_warm_ms"] = timeit(fn, runs)["median_ms"]
+
+        def after_forward(fn=fn):
+            student.predict_pixels(feed, heatmaps=False)
+            t0 = time.perf_counter()
+            fn()
+            return time.perf_counter() - t0
+
+        for _ in range(3):
+            after_forward()
+        times = [after_forward() for _ in range(runs)]
+        out[f"{name}_after_forward_ms"] = round(float(np.median(times)) * 1e3, 3)
+    return out
+
+
 _CHILD = r"""
 import sys, time
 t0 = time.perf_counter()
@@ -228,8 +266,14 @@ def main(argv=None):
     p.add_argument("--runs", type=int, default=30)
     p.add_argument("--json", type=Path, help="also write the results here")
     p.add_argument("--spinning", type=Path, metavar="GRAPH", help="only the spinning study of this graph")
+    p.add_argument("--preprocess", action="store_true", help="only the preprocessing study")
     a = p.parse_args(argv)
-    res = spinning_study(a.spinning, a.runs) if a.spinning else study(a.runs)
+    if a.spinning:
+        res = spinning_study(a.spinning, a.runs)
+    elif a.preprocess:
+        res = preprocess_study(a.runs)
+    else:
+        res = study(a.runs)
     text = json.dumps(res, indent=2)
     print(text)
     if a.json:
