@@ -11,7 +11,7 @@ decoded pixels, or the same picture at another size, bit depth, format or polari
 judged on 32 × 32 thumbnails of the decoded model-size images: an absolute Pearson correlation of
 at least :data:`SAME_PICTURE` (the NIH image that ``../shared/data/dicom/nih_google_dx`` holds as a
 1024-pixel DICOM scores 1.000 against its 256-pixel PNG in val; the other chest files there score
-at most 0.891 against any val image).
+at most 0.891 against any val image: ``tests/training/test_teaching.py`` measures both).
 """
 
 from __future__ import annotations
@@ -50,6 +50,12 @@ def _pixel_hash(pixels: np.ndarray) -> str:
     return hashlib.sha256(np.ascontiguousarray(pixels, dtype=np.float32).tobytes()).hexdigest()
 
 
+def same_picture_scores(images: np.ndarray, held_out: torch.Tensor) -> np.ndarray:
+    """For each of ``images`` (N, S, S), the largest |correlation| of its thumbnail with the
+    ``held_out`` thumbnails (:func:`thumbnails`); at least :data:`SAME_PICTURE` means one picture."""
+    return (thumbnails(images) @ held_out.T).abs().max(dim=1).values.numpy()
+
+
 def held_out_images(data: PreparedData, cfg: Config) -> tuple[set[str], torch.Tensor]:
     """SHA-256 of the files and of the decoded pixels of every validation and test image, and
     their thumbnails."""
@@ -76,7 +82,7 @@ def unlabeled_images(cfg: Config, ws: Workspace, data: PreparedData) -> GreyImag
     cache_dir = Path(cfg.data.cache_dir) if cfg.data.cache_dir else ws.cache
     array = build_image_array(files, cfg.input, mode, cache_dir, 0, False)
     hashes, held_thumbs = held_out_images(data, cfg)
-    same_picture = (thumbnails(array) @ held_thumbs.T).abs().max(dim=1).values >= SAME_PICTURE
+    same_picture = same_picture_scores(array, held_thumbs) >= SAME_PICTURE
     clash = [
         f
         for i, f in enumerate(files)

@@ -3,12 +3,14 @@ of unlabelled images (tiny runs)."""
 
 from __future__ import annotations
 
+import csv
+
 import numpy as np
 import pytest
 import torch
 from PIL import Image
 
-from kdviewer.core.preprocess import normalize
+from kdviewer.core.preprocess import InputSpec, normalize
 from training.augment import AugmentedViews, Jitter
 from training.cli import main
 from training.config import load_config
@@ -17,6 +19,7 @@ from training.losses import distillation_loss, kd_term
 from training.reproducibility import derived_seed
 from training.runlog import read_jsonl
 from training.teaching import VIEWS_FILE, combine_logits, load_teacher
+from training.unlabeled import SAME_PICTURE, same_picture_scores, thumbnails
 
 from .conftest import TINY_OVERRIDES, tiny_sets
 
@@ -133,3 +136,18 @@ def test_a_val_or_test_image_in_the_unlabelled_folder_is_refused(teachers, tiny_
         assert main([*args, *tiny_sets(["train.epochs=1"])]) == 2
     assert "3 of the unlabelled images are validation or test images" in caplog.text
     assert "renamed.png" in caplog.text and "bigger.png" in caplog.text
+
+
+def test_the_shared_dicom_copy_of_a_val_image_is_the_same_picture_and_the_other_chests_are_not(
+    nih_dir, dicom_dir
+):
+    spec = InputSpec()
+    with open(nih_dir / "labels.csv", newline="") as f:
+        val = [r["image"] for r in csv.DictReader(f) if r["split"] == "val"]
+    held = thumbnails(np.stack([load_grey(str(nih_dir / v), spec) for v in val]))
+    copy = dicom_dir / "nih_google_dx" / "tfio_dicom_00000001_000.dcm"  # NIH 00000001_000, a val image
+    assert "images/00000001_000.png" in val
+    others = sorted((dicom_dir / "cxr").glob("*.dcm"))
+    scores = same_picture_scores(np.stack([load_grey(str(p), spec) for p in [copy, *others]]), held)
+    assert scores[0] >= 0.999 and scores[0] >= SAME_PICTURE
+    assert len(others) == 6 and scores[1:].max() < 0.9 < SAME_PICTURE
