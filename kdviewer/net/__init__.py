@@ -7,3 +7,5 @@ Qt-free, like :mod:`kdviewer.core`; built on pynetdicom and highdicom. Research 
 #: The node's defaults (the registered DICOM port, and the AE title peers address it by).
 DEFAULT_PORT = 11112
 DEFAULT_AE_TITLE = "KDVIEWER"
+#: Seconds a silent peer keeps an association: a stalled peer cannot hold a slot, or a query, for ever.
+NETWORK_TIMEOUT_S = 30

@@ -20,7 +20,8 @@ from kdviewer.core import audit
 from kdviewer.core.readpool import read_image_isolated
 from kdviewer.core.records import error_record, prediction_record
 from kdviewer.net import DEFAULT_AE_TITLE, results
-from kdviewer.net.scu import Peer, send
+from kdviewer.net.association import Caller, Peer
+from kdviewer.net.scu import send
 from kdviewer.net.store import ReceiveStore, short_id
 
 log = logging.getLogger(__name__)
@@ -107,7 +108,7 @@ class ArrivalScorer:
         log.info("scored instance %s", short_id(path.stem))
         if self.send_to is not None:
             try:
-                statuses = send(self.send_to, outgoing, calling_ae=self.calling_ae)
+                statuses = send(self.send_to, outgoing, Caller(self.calling_ae))
                 log.info(
                     "sent %d result(s) for instance %s to %s: statuses %s",
                     len(outgoing),

@@ -16,6 +16,7 @@ import threading
 from pathlib import Path
 
 from kdviewer.net import DEFAULT_AE_TITLE, DEFAULT_PORT
+from kdviewer.net.association import Caller, MoveVia, Peer
 from kdviewer.net.config import check_ae_title, check_port
 
 DEFAULT_STORE_GB = 20.0
@@ -35,9 +36,7 @@ def _port(text: str) -> int:
         raise argparse.ArgumentTypeError(str(exc)) from None
 
 
-def _peer(text: str):
-    from kdviewer.net.scu import Peer
-
+def _peer(text: str) -> Peer:
     try:
         return Peer.parse(text)
     except ValueError as exc:
@@ -213,7 +212,7 @@ def pacs_command(args) -> int:
     """``pacs find`` prints the matching studies; ``pacs get`` retrieves one. Exit status 0 on
     success, 1 when the PACS refused or some images failed, 2 for bad arguments."""
     from kdviewer.net.listener import quiet_libraries
-    from kdviewer.net.scu import FIND_KEYS, MoveVia, Peer, find_studies, retrieve_study, study_query
+    from kdviewer.net.scu import FIND_KEYS, find_studies, retrieve_study, study_query
     from kdviewer.net.store import ReceiveStore
 
     quiet_libraries()
@@ -227,7 +226,7 @@ def pacs_command(args) -> int:
                 date_to=args.date_to,
                 modality=args.modality,
             )
-            studies = find_studies(peer, query, calling_ae=args.calling_ae)
+            studies = find_studies(peer, query, Caller(args.calling_ae))
             if args.json:
                 print(json.dumps(studies, indent=1, ensure_ascii=False))
             else:
@@ -240,7 +239,7 @@ def pacs_command(args) -> int:
             peer,
             args.study_uid,
             store,
-            calling_ae=args.calling_ae,
+            Caller(args.calling_ae),
             move=MoveVia(args.listen_port, args.bind) if args.move else None,
         )
     except ValueError as exc:

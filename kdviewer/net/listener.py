@@ -20,7 +20,7 @@ import pydicom.config
 from pynetdicom import AE, evt
 from pynetdicom.sop_class import Verification
 
-from kdviewer.net import DEFAULT_AE_TITLE, DEFAULT_PORT
+from kdviewer.net import DEFAULT_AE_TITLE, DEFAULT_PORT, NETWORK_TIMEOUT_S
 from kdviewer.net.contexts import STORAGE_CLASSES, transfer_syntaxes
 from kdviewer.net.store import ReceiveStore, StoreFullError, is_valid_uid, short_id
 
@@ -32,8 +32,6 @@ OUT_OF_RESOURCES = 0xA700
 DATASET_MISMATCH = 0xA900
 CANNOT_UNDERSTAND = 0xC000
 
-# Seconds a silent peer keeps its association: a stalled sender cannot hold a slot for ever.
-NETWORK_TIMEOUT_S = 30
 # pynetdicom holds a data set in memory until it is complete: an association that sends more than
 # this for one image is aborted, so memory stays under max_associations times this.
 MAX_DATASET_BYTES = 256 * 1024 * 1024

@@ -20,6 +20,19 @@ _UID = re.compile(r"(0|[1-9][0-9]*)(\.(0|[1-9][0-9]*))*")
 MAX_UID_LENGTH = 64
 
 
+def folder_bytes(root: Path) -> int:
+    """The size of the files below ``root`` (links not followed); a walk of the whole folder, so
+    slow for a large store."""
+    total = 0
+    for dirpath, _dirs, files in os.walk(root):
+        for name in files:
+            try:
+                total += os.lstat(os.path.join(dirpath, name)).st_size
+            except OSError:
+                pass  # removed meanwhile
+    return total
+
+
 class StoreFullError(Exception):
     """Writing an instance would exceed the store's disk budget."""
 
@@ -45,9 +58,9 @@ class Stored:
 class ReceiveStore:
     """A folder of received instances with a byte budget.
 
-    ``max_bytes`` bounds the store's total size (counted once at start, then kept up to date);
-    ``min_free_bytes`` keeps that much of the file system free whatever the budget says. Thread
-    safe: one association thread per peer writes through :meth:`put`.
+    ``max_bytes`` bounds the store's total size (counted once at start by :func:`folder_bytes`,
+    then kept up to date); ``min_free_bytes`` keeps that much of the file system free whatever
+    the budget says. Thread safe: one association thread per peer writes through :meth:`put`.
     """
 
     def __init__(self, root: str | os.PathLike, *, max_bytes: int, min_free_bytes: int = 256 * 1024 * 1024):
@@ -55,17 +68,7 @@ class ReceiveStore:
         self.root.mkdir(parents=True, exist_ok=True)
         self.max_bytes, self.min_free_bytes = int(max_bytes), int(min_free_bytes)
         self._lock = threading.Lock()
-        self.used_bytes = self._measure()
-
-    def _measure(self) -> int:
-        total = 0
-        for dirpath, _dirs, files in os.walk(self.root):
-            for name in files:
-                try:
-                    total += os.lstat(os.path.join(dirpath, name)).st_size
-                except OSError:
-                    pass  # removed meanwhile
-        return total
+        self.used_bytes = folder_bytes(self.root)
 
     def path_for(self, study_uid: str, sop_uid: str, suffix: str = ".dcm") -> Path:
         """The path of an instance (or a file beside it); ValueError unless both are valid UIDs."""

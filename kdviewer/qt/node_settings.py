@@ -123,7 +123,7 @@ class NodeSettingsDialog(QDialog):
         return True
 
     def _on_start_clicked(self) -> None:
-        if self.receiver.running:
+        if self.receiver.running or self.receiver.starting:
             self.receiver.stop()
         elif self.save():
             self.receiver.start()
@@ -132,7 +132,7 @@ class NodeSettingsDialog(QDialog):
         error = self.receiver.error if error is None else error
         self.state.setText(text)
         self.state.setStyleSheet("color: #e06060; font-weight: bold;" if error else "")
-        self.start_button.setText("Stop" if self.receiver.running else "Start")
+        self.start_button.setText("Stop" if self.receiver.running or self.receiver.starting else "Start")
 
     def threads(self) -> list:
         return []

@@ -2,9 +2,11 @@
 C-MOVE when a move destination is set) into the node's store; what arrives joins the study list
 through the receiver's one arrival path and is scored in the background.
 
-The network work runs on a :class:`NetJob` thread; the GUI thread never waits for the PACS.
-Errors (refused, no answer within the timeout, nothing listening) are shown in the dialog, never
-as a modal box. Patient names and IDs are shown here (it is the user's own PACS) but never logged.
+The network work runs on :class:`~kdviewer.qt.net_job.NetJob` threads; the GUI thread never waits
+for the PACS, the store folder or the network library (loaded on a job while the dialog opens; the
+buttons are enabled once it is there). Errors (refused, no answer within the timeout, nothing
+listening) are shown in the dialog, never as a modal box. Patient names and IDs are shown here
+(it is the user's own PACS) but never logged.
 """
 
 from __future__ import annotations
@@ -36,62 +38,16 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from kdviewer.net.association import Caller, MoveVia, Peer, Retrieved
 from kdviewer.net.config import PacsConfig
-from kdviewer.net.listener import quiet_libraries
-from kdviewer.net.scu import (
-    Cancel,
-    Cancelled,
-    MoveVia,
-    Peer,
-    Retrieved,
-    find_studies,
-    request_move,
-    retrieve_study,
-    study_query,
-)
 from kdviewer.net.store import is_valid_uid
+from kdviewer.qt.net_job import NetJob, NetJobs, load_network
 
 log = logging.getLogger(__name__)
 
 MODALITIES = ("Any", "CR", "DX", "CR\\DX")
 COLUMNS = ("Date", "Modality", "Description", "Images", "Patient", "Patient ID", "Accession")
-
-
-class NetJob(QThread):
-    """Runs ``work(cancel, progress)`` once; reports ``succeeded`` (its result), ``failed`` (a
-    line for the user) or ``cancelled``. :meth:`cancel` may be called from the GUI thread."""
-
-    progress = Signal(int, int)  # done, total
-    succeeded = Signal(object)
-    failed = Signal(str)
-    cancelled = Signal()
-
-    def __init__(self, name: str, work: Callable, parent=None):
-        super().__init__(parent)
-        self.setObjectName(name)
-        self._work = work
-        self._cancel = Cancel()
-
-    def cancel(self) -> None:
-        self._cancel.cancel()
-
-    def run(self) -> None:
-        try:
-            result = self._work(self._cancel, self.progress.emit)
-        except Cancelled:
-            self.cancelled.emit()
-        except (ConnectionError, RuntimeError, ValueError) as exc:  # kdviewer.net's own messages
-            log.warning("%s failed: %s", self.objectName(), exc)
-            self.failed.emit(str(exc))
-        except OSError as exc:
-            log.warning("%s failed: %s", self.objectName(), exc.strerror or type(exc).__name__)
-            self.failed.emit(f"{exc.strerror or exc}")
-        except Exception as exc:  # noqa: BLE001 - the dialog outlives a library's surprise
-            # The type only in the log: a DICOM library's message can quote the data set's values.
-            log.error("%s failed (%s)", self.objectName(), type(exc).__name__)
-            self.failed.emit(f"{type(exc).__name__}: {exc}")
-        else:
-            self.succeeded.emit(result)
+LOADING = "Loading the DICOM network library…"
 
 
 def display_date(value: str) -> str:
@@ -147,15 +103,20 @@ class PacsDialog(QDialog):
     def __init__(self, receiver, parent: QWidget | None = None):
         super().__init__(parent)
         self.setWindowTitle("Query PACS — research use only")
-        quiet_libraries()  # no data set (names, IDs) in pynetdicom's log
         self.receiver = receiver
         self.settings = receiver.settings
+        self.net = None  # kdviewer.net.scu, once a job has loaded it
         self.job: NetJob | None = None  # the search or retrieval in progress
-        self._jobs: list[NetJob] = []  # threads not yet ended
+        self._jobs = NetJobs()
         self.studies: list[dict[str, str]] = []
         self._build()
         self._load(self.settings.pacs if self.settings is not None else PacsConfig())
         self.resize(940, 560)
+        loader = NetJob("pacs-load", lambda _cancel, _progress: load_network(), self)
+        loader.succeeded.connect(self._on_network_loaded)
+        loader.failed.connect(self._on_failed)
+        self.show_message(LOADING)
+        self._jobs.start(loader)
 
     # -- layout -------------------------------------------------------------------------------
     def _build(self) -> None:
@@ -285,11 +246,20 @@ class PacsDialog(QDialog):
         self.message.setProperty("error", error)
         self.message.setStyleSheet("color: #e06060; font-weight: bold;" if error else "")
 
+    def is_ready(self) -> bool:
+        """The network library is loaded and no search or retrieval runs."""
+        return self.net is not None and self.job is None
+
     def _update_buttons(self) -> None:
-        busy = self.job is not None
-        self.search_button.setEnabled(not busy)
-        self.retrieve_button.setEnabled(not busy and bool(self.table.selectionModel().selectedRows()))
-        self.cancel_button.setEnabled(busy)
+        self.search_button.setEnabled(self.is_ready())
+        self.retrieve_button.setEnabled(self.is_ready() and bool(self.table.selectionModel().selectedRows()))
+        self.cancel_button.setEnabled(self.job is not None)
+
+    def _on_network_loaded(self, scu) -> None:
+        self.net = scu
+        if self.message.text() == LOADING:
+            self.show_message("")
+        self._update_buttons()
 
     def _start(self, name: str, work: Callable, on_success: Callable) -> None:
         job = NetJob(name, work, self)
@@ -300,22 +270,14 @@ class PacsDialog(QDialog):
         job.failed.connect(self._on_failed)
         job.cancelled.connect(self._on_cancelled)
         job.progress.connect(self._on_progress)
-        job.finished.connect(lambda: self._on_finished(job))
         self.job = job
-        self._jobs.append(job)
         self._update_buttons()
-        job.start()
+        self._jobs.start(job)
 
     def _on_reported(self, job: NetJob) -> None:
         if self.job is job:
             self.job = None
         self._update_buttons()
-
-    def _on_finished(self, job: NetJob) -> None:
-        job.wait()
-        if job in self._jobs:
-            self._jobs.remove(job)
-        job.deleteLater()
 
     def _on_failed(self, text: str) -> None:
         self.progress.setVisible(False)
@@ -346,7 +308,7 @@ class PacsDialog(QDialog):
     # -- intents ------------------------------------------------------------------------------
     def search(self) -> None:
         """C-FIND at study level with the search fields, on a worker thread."""
-        if self.job is not None or (checked := self._check()) is None:
+        if not self.is_ready() or (checked := self._check()) is None:
             return
         config, node = checked
         name = self.patient_name_edit.text().strip()
@@ -354,7 +316,7 @@ class PacsDialog(QDialog):
             name += "*"
         modality = self.modality_combo.currentText().strip()
         try:
-            query = study_query(
+            query = self.net.study_query(
                 patient_id=self.patient_id_edit.text().strip() or None,
                 patient_name=name or None,
                 date_from=self.date_from.date().toString("yyyyMMdd") if self.date_check.isChecked() else None,
@@ -367,10 +329,10 @@ class PacsDialog(QDialog):
         peer = Peer(config.host, config.port, config.ae_title)
         self.show_message(f"Searching {config.ae_title} at {config.host}:{config.port}…")
 
+        find_studies = self.net.find_studies
+
         def work(cancel, _progress):
-            return find_studies(
-                peer, query, calling_ae=node.ae_title, timeout=config.timeout_s, cancel=cancel
-            )
+            return find_studies(peer, query, Caller(node.ae_title, config.timeout_s, cancel))
 
         self._start("pacs-find", work, self._on_found)
 
@@ -422,16 +384,11 @@ class PacsDialog(QDialog):
         """Retrieve the selected studies into the node's store, on a worker thread; each image
         joins the study list as it arrives."""
         studies = self.selected_studies()
-        if self.job is not None or not studies or (checked := self._check()) is None:
+        if not self.is_ready() or not studies or (checked := self._check()) is None:
             return
         config, node = checked
         peer = Peer(config.host, config.port, config.ae_title)
-        receiver = self.receiver
-        try:
-            store = receiver.store()
-        except OSError as exc:
-            self.show_message(f"Cannot use the store folder: {exc.strerror or exc}", error=True)
-            return
+        receiver, net = self.receiver, self.net
         # C-MOVE to a running listener: the images come in through it; else one listens for the transfer.
         to_listener = bool(config.move_destination) and receiver.running
         move = None if not config.move_destination else MoveVia(node.port, node.bind, config.move_destination)
@@ -443,6 +400,10 @@ class PacsDialog(QDialog):
         uids = [s["StudyInstanceUID"] for s in studies]
 
         def work(cancel, progress):
+            try:
+                store = receiver.store()  # measures the folder the first time: here, not on the GUI thread
+            except OSError as exc:
+                raise RuntimeError(f"cannot use the store folder: {exc.strerror or exc}") from exc
             counts = {"stored": 0, "before": 0, "pacs": 0}
 
             def report():
@@ -458,18 +419,15 @@ class PacsDialog(QDialog):
                 counts["pacs"] = done
                 report()
 
+            caller = Caller(node.ae_title, config.timeout_s, cancel, on_progress)
             results = []
             for uid in uids:
-                common = {
-                    "calling_ae": node.ae_title,
-                    "on_progress": on_progress,
-                    "timeout": config.timeout_s,
-                    "cancel": cancel,
-                }
                 if to_listener:
-                    results.append(request_move(peer, uid, config.move_destination, **common))
+                    results.append(net.request_move(peer, uid, config.move_destination, caller))
                 else:
-                    results.append(retrieve_study(peer, uid, store, move=move, on_stored=on_stored, **common))
+                    results.append(
+                        net.retrieve_study(peer, uid, store, caller, move=move, on_stored=on_stored)
+                    )
                 counts["before"] += max(
                     counts["pacs"], results[-1].completed + results[-1].failed + results[-1].warning
                 )
@@ -486,7 +444,9 @@ class PacsDialog(QDialog):
         self.progress.setVisible(True)
         how = f"C-MOVE to {config.move_destination}" if move else "C-GET"
         n = len(uids)
-        self.show_message(f"Retrieving {n} stud{'y' if n == 1 else 'ies'} by {how} into {store.root}…")
+        self.show_message(
+            f"Retrieving {n} stud{'y' if n == 1 else 'ies'} by {how} into {receiver.store_folder()}…"
+        )
         self._start("pacs-retrieve", work, self._on_retrieved)
 
     def _on_retrieved(self, result: Retrieved) -> None:
@@ -503,11 +463,9 @@ class PacsDialog(QDialog):
 
     # -- lifetime -----------------------------------------------------------------------------
     def threads(self) -> list[QThread]:
-        return list(self._jobs)
+        return self._jobs.threads()
 
     def shutdown(self) -> None:
         """Cancel what runs and wait for it (the window is closing)."""
-        for job in self._jobs:
-            job.cancel()
-            job.wait()
+        self._jobs.shutdown()
         self.close()

@@ -1,21 +1,44 @@
 """File > Receive over DICOM: images sent to the viewer's listener appear in the study list, are
 scored in the background, and the image on screen stays where it was. File > DICOM node settings…
-keeps the listener's settings and shows its state (listening, stopped, port in use)."""
+keeps the listener's settings and shows its state (listening, stopped, port in use). The store
+folder is measured on a worker thread, never on the GUI thread."""
 
 from __future__ import annotations
 
 import socket
+import subprocess
+import sys
 
 from pydicom.uid import ExplicitVRLittleEndian, generate_uid
 from pynetdicom import AE
 from pynetdicom.sop_class import ComputedRadiographyImageStorage, Verification
-from PySide6.QtCore import Qt
+from PySide6.QtCore import QCoreApplication, Qt, QThread
 from PySide6.QtWidgets import QLabel
 
+from kdviewer.net import store as store_module
 from kdviewer.net.config import NodeConfig
+from kdviewer.qt.dicom_node import DicomReceiver
 from kdviewer.qt.node_settings import NodeSettingsDialog
 from tests.core.dicom_factory import make_dataset, ramp
 from tests.qt.conftest import write_png
+
+
+def record_scan_threads(monkeypatch) -> list[bool]:
+    """Each measurement of a store folder from now on appends whether it ran on the GUI thread."""
+    on_gui_thread = []
+    measure = store_module.folder_bytes
+
+    def recording(root):
+        on_gui_thread.append(QThread.currentThread() is QCoreApplication.instance().thread())
+        return measure(root)
+
+    monkeypatch.setattr(store_module, "folder_bytes", recording)
+    return on_gui_thread
+
+
+def test_the_viewer_loads_no_network_library_until_the_node_is_used():
+    code = "import sys, kdviewer.qt.dicom_node; sys.exit('pynetdicom' in sys.modules)"
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=120)
 
 
 def _send(port: int, ds) -> int:
@@ -40,6 +63,7 @@ def test_arrivals_join_the_study_list_and_are_scored(
     monkeypatch.setenv("KDVIEWER_DICOM_PORT", "0")  # any free port
     shown = write_png(tmp_path / "open.png")
     other = write_png(tmp_path / "other.png", seed=1)
+    scans = record_scan_threads(monkeypatch)
     w = make_window()
     with qtbot.waitSignal(w.view_ready, timeout=60_000):
         w.start([shown, other])
@@ -49,7 +73,9 @@ def test_arrivals_join_the_study_list_and_are_scored(
     file_menu = w.menuBar().actions()[0].menu()
     assert w.dicom_receiver.action in file_menu.actions()
     w.dicom_receiver.action.trigger()  # File > Receive over DICOM
-    assert w.dicom_receiver.running
+    assert w.dicom_receiver.starting and w.dicom_receiver.action.isChecked()
+    qtbot.waitUntil(lambda: w.dicom_receiver.running, timeout=30_000)
+    assert scans == [False]  # the store was measured once, on a worker thread
     assert "Receiving over DICOM as KDVIEWER on 127.0.0.1" in w.statusBar().currentMessage()
     _, port = w.dicom_receiver.address
     ds = make_dataset(
@@ -75,15 +101,28 @@ def test_arrivals_join_the_study_list_and_are_scored(
 def test_a_busy_port_is_reported_not_raised(make_window, qtbot, tmp_path):
     w = make_window()
     first = w.dicom_receiver
-    assert first.start(tmp_path / "a", port=0)
-    from kdviewer.qt.dicom_node import DicomReceiver
-
+    first.start(tmp_path / "a", port=0)
+    qtbot.waitUntil(lambda: first.running, timeout=30_000)
     second = DicomReceiver(w)
     messages = []
     second.state_changed.connect(messages.append)
-    assert not second.start(tmp_path / "b", port=first.address[1])
-    assert "Cannot receive over DICOM" in messages[-1] and not second.running
+    second.start(tmp_path / "b", port=first.address[1])
+    qtbot.waitUntil(lambda: not second.starting, timeout=30_000)
+    assert "Cannot receive over DICOM" in messages[-1] and not second.running and second.error
     first.stop()
+    second.shutdown()
+
+
+def test_stopping_while_it_starts_leaves_it_stopped(make_window, qtbot, tmp_path):
+    w = make_window()
+    receiver = w.dicom_receiver
+    receiver.start(tmp_path / "a", port=0)
+    assert receiver.starting and receiver.action.isChecked()
+    receiver.action.trigger()  # File > Receive over DICOM again, before it listens: stop
+    assert not receiver.starting and not receiver.action.isChecked()
+    qtbot.waitUntil(lambda: not receiver.threads(), timeout=30_000)  # the store was readied meanwhile
+    assert not receiver.running and receiver.address is None
+    assert receiver.state == "Stopped receiving over DICOM"
 
 
 def _echo(port: int, calling_ae: str) -> bool:
@@ -125,7 +164,8 @@ def test_node_settings_are_kept_and_the_listener_state_is_shown(
     dialog.ae_edit.setText("KDTEST")
 
     qtbot.mouseClick(dialog.start_button, Qt.MouseButton.LeftButton)
-    assert receiver.running and receiver.action.isChecked() and dialog.start_button.text() == "Stop"
+    qtbot.waitUntil(lambda: receiver.running, timeout=30_000)
+    assert receiver.action.isChecked() and dialog.start_button.text() == "Stop"
     host, port = receiver.address
     assert dialog.state.text().startswith(f"Receiving over DICOM as KDTEST on 127.0.0.1:{port} into {store}")
     assert w.findChild(QLabel, "dicomState").text() == f"DICOM: 127.0.0.1:{port}"
@@ -140,6 +180,8 @@ def test_node_settings_are_kept_and_the_listener_state_is_shown(
         busy.listen(1)
         dialog.port_edit.setText(str(busy.getsockname()[1]))
         qtbot.mouseClick(dialog.start_button, Qt.MouseButton.LeftButton)
+        assert dialog.start_button.text() == "Stop"  # while it starts, the button stops it
+        qtbot.waitUntil(lambda: not receiver.starting, timeout=30_000)
     assert not receiver.running and receiver.error and not receiver.action.isChecked()
     assert "Cannot receive over DICOM" in dialog.state.text() and "in use" in dialog.state.text()
     assert w.findChild(QLabel, "dicomState").text() == "DICOM: error"

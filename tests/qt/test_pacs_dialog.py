@@ -11,15 +11,17 @@ import socket
 
 import pydicom
 import pytest
-from PySide6.QtCore import Qt
+from PySide6.QtCore import QCoreApplication, Qt, QThread
 
 from kdviewer.net.config import NodeConfig, PacsConfig
 from kdviewer.net.listener import Listener
 from kdviewer.net.store import ReceiveStore
-from kdviewer.qt.pacs_dialog import COLUMNS, PacsDialog
+from kdviewer.qt import pacs_dialog
+from kdviewer.qt.pacs_dialog import COLUMNS, LOADING, PacsDialog
 from tests.core.dicom_factory import make_dataset, ramp
 from tests.net.peers import LISTENER_AE, MOVE_AE, ORTHANC_AE, free_port
 from tests.qt.conftest import write_png
+from tests.qt.test_dicom_node import record_scan_threads
 
 PATIENT_NAME = "Kdtest^Alice"
 PATIENT_ID = "PID-7734-XQ"
@@ -44,9 +46,11 @@ def study(orthanc, tmp_path):
     return ds
 
 
-def _open_dialog(w) -> PacsDialog:
+def _open_dialog(w, qtbot) -> PacsDialog:
     w.dicom_receiver.query_action.trigger()  # File > Query PACS…
-    return next(d for d in w.dicom_receiver.dialogs if isinstance(d, PacsDialog))
+    dialog = next(d for d in w.dicom_receiver.dialogs if isinstance(d, PacsDialog))
+    qtbot.waitUntil(dialog.is_ready, timeout=30_000)  # the network library is loaded on a worker
+    return dialog
 
 
 def _fill(qtbot, dialog: PacsDialog, port: int, ae_title: str = ORTHANC_AE) -> None:
@@ -77,12 +81,35 @@ def _assert_arrived(w, qtbot, path, shown) -> None:
     assert w.current_path == shown  # the image on screen stays
 
 
-def test_find_and_retrieve_by_c_get(make_window, qtbot, tmp_path, settings, orthanc, study, caplog):
+def test_the_dialog_opens_at_once_and_loads_the_network_library_on_a_worker(make_window, qtbot, monkeypatch):
+    loaded_on_gui_thread = []
+    load = pacs_dialog.load_network
+
+    def recording():
+        loaded_on_gui_thread.append(QThread.currentThread() is QCoreApplication.instance().thread())
+        return load()
+
+    monkeypatch.setattr(pacs_dialog, "load_network", recording)
+    w = make_window()
+    w.dicom_receiver.query_action.trigger()  # File > Query PACS…
+    dialog = next(d for d in w.dicom_receiver.dialogs if isinstance(d, PacsDialog))
+    assert dialog.isVisible() and dialog.message.text() == LOADING
+    assert not dialog.search_button.isEnabled() and not dialog.retrieve_button.isEnabled()
+    dialog.search()  # too early: nothing starts
+    assert dialog.job is None
+    qtbot.waitUntil(dialog.search_button.isEnabled, timeout=30_000)
+    assert loaded_on_gui_thread == [False] and dialog.message.text() == ""
+
+
+def test_find_and_retrieve_by_c_get(
+    make_window, qtbot, tmp_path, settings, orthanc, study, caplog, monkeypatch
+):
     caplog.set_level(logging.DEBUG)
+    scans = record_scan_threads(monkeypatch)
     store = tmp_path / "store"
     settings.dicom_node = NodeConfig(store=str(store))
     w, shown = _started_window(make_window, qtbot, tmp_path)
-    dialog = _open_dialog(w)
+    dialog = _open_dialog(w, qtbot)
     assert dialog.isVisible() and w.dicom_receiver.query_action in w.menuBar().actions()[0].menu().actions()
     _fill(qtbot, dialog, orthanc.dicom_port)
     qtbot.keyClicks(dialog.patient_name_edit, "KDTEST")  # a prefix: the dialog adds the wildcard
@@ -108,6 +135,7 @@ def test_find_and_retrieve_by_c_get(make_window, qtbot, tmp_path, settings, orth
         qtbot.mouseClick(dialog.retrieve_button, Qt.MouseButton.LeftButton)
         assert dialog.progress.isVisible() and dialog.cancel_button.isEnabled()
     assert shown_progress[-1] == (1, 1)  # 1 of 1 images
+    assert scans == [False]  # the store was measured once, on the retrieval's thread
     result = done.args[0]
     assert (result.completed, result.failed, result.status) == (1, 0, 0)
     got = store / study.StudyInstanceUID / f"{study.SOPInstanceUID}.dcm"
@@ -123,7 +151,7 @@ def test_find_and_retrieve_by_c_get(make_window, qtbot, tmp_path, settings, orth
 
 def test_no_match_is_said_not_failed(make_window, qtbot, tmp_path, orthanc, study):
     w, _ = _started_window(make_window, qtbot, tmp_path)
-    dialog = _open_dialog(w)
+    dialog = _open_dialog(w, qtbot)
     _fill(qtbot, dialog, orthanc.dicom_port)
     qtbot.keyClicks(dialog.patient_id_edit, "no-such-patient")
     with qtbot.waitSignal(dialog.search_done, timeout=30_000) as found:
@@ -140,7 +168,7 @@ def test_retrieve_by_c_move_with_remembered_settings(make_window, qtbot, tmp_pat
         host="127.0.0.1", port=orthanc.dicom_port, ae_title=ORTHANC_AE, move_destination=MOVE_AE
     )
     w, shown = _started_window(make_window, qtbot, tmp_path)
-    dialog = _open_dialog(w)
+    dialog = _open_dialog(w, qtbot)
     assert dialog.move_radio.isChecked() and dialog.move_edit.text() == MOVE_AE
     with qtbot.waitSignal(dialog.search_done, timeout=30_000):
         dialog.search()
@@ -166,7 +194,7 @@ def test_unreachable_silent_and_rejecting_peers_are_reported_inline(
     make_window, qtbot, tmp_path, settings, recorded_warnings
 ):
     w, _ = _started_window(make_window, qtbot, tmp_path)
-    dialog = _open_dialog(w)
+    dialog = _open_dialog(w, qtbot)
 
     dialog.host_edit.clear()
     dialog.search()  # nothing to ask: no job starts
@@ -200,7 +228,7 @@ def test_unreachable_silent_and_rejecting_peers_are_reported_inline(
 
 def test_cancel_stops_a_search_that_waits_for_a_silent_peer(make_window, qtbot, tmp_path):
     w, _ = _started_window(make_window, qtbot, tmp_path)
-    dialog = _open_dialog(w)
+    dialog = _open_dialog(w, qtbot)
     with socket.socket() as silent:
         silent.bind(("127.0.0.1", 0))
         silent.listen(4)
@@ -224,8 +252,8 @@ def test_c_move_to_the_running_listener_arrives_through_it(
     )
     w, shown = _started_window(make_window, qtbot, tmp_path)
     w.dicom_receiver.action.trigger()  # File > Receive over DICOM, on the port Orthanc moves to
-    assert w.dicom_receiver.running
-    dialog = _open_dialog(w)
+    qtbot.waitUntil(lambda: w.dicom_receiver.running, timeout=30_000)
+    dialog = _open_dialog(w, qtbot)
     with qtbot.waitSignal(dialog.search_done, timeout=30_000):
         dialog.search()
     # A second listener on that port could not start: the images must come through the running one.
@@ -239,7 +267,7 @@ def test_c_move_to_the_running_listener_arrives_through_it(
 
 
 def _retrieve_first_study(w, qtbot):
-    dialog = _open_dialog(w)
+    dialog = _open_dialog(w, qtbot)
     with qtbot.waitSignal(dialog.search_done, timeout=30_000):
         dialog.search()
     with qtbot.waitSignal(dialog.retrieve_done, timeout=60_000) as done:
