@@ -3,6 +3,7 @@
     .venv/bin/python benchmarks/engine_study.py [--runs 30] [--json out.json]
     .venv/bin/python benchmarks/engine_study.py --spinning GRAPH [--runs 80]
     .venv/bin/python benchmarks/engine_study.py --preprocess [--runs 300]
+    .venv/bin/python benchmarks/engine_study.py --profile GRAPH [--runs 100]
 
 Prints median/p90 ms for: ONNX Runtime thread counts, thread spinning (back to back, and one
 image every 50 ms with the CPU time each inference costs) and graph optimisation levels; the
@@ -21,11 +22,17 @@ keep spinning after a run, into the next setting's.)
 image, float32 and uint16, warm (called back to back) and as in the pipeline (each call right after
 a forward pass of the shipped student, which leaves the caches cold), beside PIL's own
 ``Image.resize`` of the same float32 image (what the path is tested equal to).
+
+``--profile GRAPH`` runs ONNX Runtime's profiler (``SessionOptions.enable_profiling``) over ``runs``
+forward passes of one graph with the engine's session options and prints each operator type's share
+of the kernel time and the costliest nodes (which nodes the int8 graph still runs in float32, what
+the convolutions cost against the rest).
 """
 
 from __future__ import annotations
 
 import argparse
+import collections
 import json
 import os
 import random
@@ -237,6 +244,37 @@ def preprocess_study(runs: int) -> dict:
     return out
 
 
+def profile_study(graph: Path, runs: int) -> dict:
+    """Kernel time per operator type and the ten costliest nodes of ``graph``, from ORT's profiler."""
+    ort = rt.onnxruntime_module()
+    with tempfile.TemporaryDirectory() as tmp:
+        so = rt.session_options(2)
+        so.enable_profiling = True
+        so.profile_file_prefix = str(Path(tmp) / "profile")
+        session = ort.InferenceSession(str(graph), so, providers=["CPUExecutionProvider"])
+        feed = {"input": image_to_model_input(reference_image((224, 224)), InputSpec())[None]}
+        for _ in range(runs):
+            session.run(None, feed)
+        events = json.loads(Path(session.end_profiling()).read_text())
+    by_op, by_node, count = collections.Counter(), collections.Counter(), collections.Counter()
+    for e in events:
+        if e.get("cat") == "Node" and e["name"].endswith("_kernel_time"):
+            by_op[e["args"]["op_name"]] += e["dur"]
+            by_node[e["name"].removesuffix("_kernel_time")] += e["dur"]
+            count[e["args"]["op_name"]] += 1
+    total = sum(by_op.values())
+    calls = runs
+    return {
+        "kernel_ms_per_run": round(total / calls / 1e3, 3),
+        "ops": {
+            op: {"share_pct": round(100 * t / total, 1), "nodes": round(count[op] / calls)}
+            for op, t in by_op.most_common()
+        },
+        "costliest_nodes_pct": {n: round(100 * t / total, 1) for n, t in by_node.most_common(10)},
+        "load_avg_1_5_15": [round(v, 2) for v in os.getloadavg()],
+    }
+
+
 _CHILD = r"""
 import sys, time
 t0 = time.perf_counter()
@@ -267,8 +305,11 @@ def main(argv=None):
     p.add_argument("--json", type=Path, help="also write the results here")
     p.add_argument("--spinning", type=Path, metavar="GRAPH", help="only the spinning study of this graph")
     p.add_argument("--preprocess", action="store_true", help="only the preprocessing study")
+    p.add_argument("--profile", type=Path, metavar="GRAPH", help="only ORT's profile of this graph")
     a = p.parse_args(argv)
-    if a.spinning:
+    if a.profile:
+        res = profile_study(a.profile, a.runs)
+    elif a.spinning:
         res = spinning_study(a.spinning, a.runs)
     elif a.preprocess:
         res = preprocess_study(a.runs)
