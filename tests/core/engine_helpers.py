@@ -11,6 +11,25 @@ import functools
 import numpy as np
 
 
+def save_untrained_student(folder, seed: int):
+    """An untrained MobileNetV2 student given its reference scores and saved in ``folder`` as a
+    trained card: (model, card path, saved card)."""
+    from kdviewer.core.engine import with_reference
+    from kdviewer.core.modelcard import ModelCard, save_model
+    from kdviewer.core.untrained import untrained_model
+
+    model = untrained_model("mobilenet_v2", seed=seed)
+    card = ModelCard(
+        name="student",
+        architecture="mobilenet_v2",
+        weights_file="student.safetensors",
+        weights_sha256="",
+        trained=True,
+    )
+    path, card = save_model(model, with_reference(model, card), folder)
+    return model, path, card
+
+
 @functools.cache
 def engine(name: str, runtime: str = "onnxruntime"):
     from kdviewer.core.engine import DEFAULT_ARCH, InferenceEngine

@@ -15,12 +15,10 @@ from kdviewer.core.engine import (
     load_engine,
     reference_image,
     reference_scores,
-    with_reference,
 )
 from kdviewer.core.errors import ModelLoadError
 from kdviewer.core.findings import FINDING_KEYS
-from kdviewer.core.modelcard import ModelCard, save_model
-from kdviewer.core.untrained import untrained_model, write_untrained_card
+from kdviewer.core.untrained import write_untrained_card
 from tests.core import engine_helpers as H
 
 
@@ -202,16 +200,7 @@ def test_reference_image_is_deterministic():
 
 @pytest.fixture()
 def saved_student(tmp_path):
-    model = untrained_model("mobilenet_v2", seed=0)
-    card = ModelCard(
-        name="student",
-        architecture="mobilenet_v2",
-        weights_file="student.safetensors",
-        weights_sha256="",
-        trained=True,
-    )
-    card = with_reference(model, card)
-    path, card = save_model(model, card, tmp_path)
+    model, path, card = H.save_untrained_student(tmp_path, seed=0)
     return path, card, model
 
 

@@ -11,23 +11,20 @@ import numpy as np
 import pytest
 
 from kdviewer.core import explain
-from kdviewer.core.engine import InferenceEngine, with_reference
+from kdviewer.core.engine import InferenceEngine
 from kdviewer.core.errors import ModelLoadError
 from kdviewer.core.extras import MissingExtraError
 from kdviewer.core.findings import FINDING_KEYS
 from kdviewer.core.modelcard import (
-    ModelCard,
     find_cards,
     load_model,
     parameter_count,
     read_card,
-    save_model,
     verified_graph,
     verified_weights,
 )
 from kdviewer.core.models import count_parameters
 from kdviewer.core.resources import resources_dir
-from kdviewer.core.untrained import untrained_model
 from tests.core import engine_helpers as H
 from training.cli import main as train_main
 from training.export import FEATURE_TOLERANCE, GRAPH_TOLERANCE, graph_deviation
@@ -37,15 +34,7 @@ from training.export import FEATURE_TOLERANCE, GRAPH_TOLERANCE, graph_deviation
 def _with_graph(tmp_path_factory):
     """An untrained student card, saved, then given its graph by ``kdviewer-train graphs``."""
     folder = tmp_path_factory.mktemp("graph-card")
-    model = untrained_model("mobilenet_v2", seed=2)
-    card = ModelCard(
-        name="student",
-        architecture="mobilenet_v2",
-        weights_file="student.safetensors",
-        weights_sha256="",
-        trained=True,
-    )
-    path, _ = save_model(model, with_reference(model, card), folder)
+    model, path, _ = H.save_untrained_student(folder, seed=2)
     before = json.loads(path.read_text())
     weights = (folder / "student.safetensors").read_bytes()
     assert train_main(["graphs", "--models", str(folder)]) == 0
