@@ -405,6 +405,7 @@ class PacsDialog(QDialog):
             except OSError as exc:
                 raise RuntimeError(f"cannot use the store folder: {exc.strerror or exc}") from exc
             counts = {"stored": 0, "before": 0, "pacs": 0}
+            delivered: set = set()  # paths on_stored has handed to the study list already
 
             def report():
                 done = max(counts["stored"], counts["before"] + counts["pacs"])
@@ -412,6 +413,7 @@ class PacsDialog(QDialog):
 
             def on_stored(path):
                 counts["stored"] += 1
+                delivered.add(path)
                 receiver.deliver(path)
                 report()
 
@@ -435,7 +437,8 @@ class PacsDialog(QDialog):
                 # Images stored before (an earlier retrieval) are not new to the store, but are
                 # what the user asked for: they join the list too (it ignores paths it has).
                 for path in sorted((store.root / uid).glob("*.dcm")):
-                    if is_valid_uid(path.stem):  # <SOP>.dcm, not a result such as <SOP>.sr.dcm
+                    # <SOP>.dcm, not a result such as <SOP>.sr.dcm
+                    if path not in delivered and is_valid_uid(path.stem):
                         receiver.deliver(path)
             return _sum(results)
 
