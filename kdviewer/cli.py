@@ -454,7 +454,7 @@ def gather_info() -> dict[str, Any]:
         verified_weights,
     )
     from kdviewer.core.power import meter_report
-    from kdviewer.core.runtime import thread_count
+    from kdviewer.core.runtime import model_threads, thread_count
 
     found, problems = scan_cards()
     models = []
@@ -481,6 +481,7 @@ def gather_info() -> dict[str, Any]:
                 "version": card.version,
                 "onnx_sha256": card.onnx_sha256,
                 "precision": precision_of(card) if card.onnx_file else "float32",  # what an engine would run
+                "threads": model_threads(name),  # its ONNX Runtime session's intra-op threads
             }
         )
     for exc in problems:
@@ -496,6 +497,7 @@ def gather_info() -> dict[str, Any]:
                 "version": None,
                 "onnx_sha256": None,
                 "precision": None,
+                "threads": None,
             }
         )
     meters = [
@@ -523,7 +525,7 @@ def gather_info() -> dict[str, Any]:
         "versions": library_versions(INFO_DISTRIBUTIONS, keep_missing=True),
         "architectures": architectures,
         "extras": {"pytorch": torch_available(), "library_heatmaps": library_methods_available()},
-        "threads": {"engine": threads, "torch": torch_threads, "cpu_count": os.cpu_count()},
+        "threads": {"budget": threads, "torch": torch_threads, "cpu_count": os.cpu_count()},
         "models_dirs": [str(d) for d in models_dirs()],
         "models": models,
         "power_meters": meters,
@@ -545,7 +547,10 @@ def info_command(as_json: bool = False) -> int:
         print(f"  {k:20s} {v or 'not installed'}")
     t = info["threads"]
     torch_threads = t["torch"] if t["torch"] is not None else "not installed"
-    print(f"threads: engine {t['engine']}, torch {torch_threads}, logical CPUs {t['cpu_count']}")
+    print(
+        f"threads: budget {t['budget']} (ONNX Runtime: 1 for a student, the rest for the teacher; "
+        f"each model's below), torch {torch_threads}, logical CPUs {t['cpu_count']}"
+    )
     if not info["extras"]["library_heatmaps"]:
         print(f"heat maps: Grad-CAM only (the other methods need PyTorch: {EXPLAIN_INSTALL})")
     for arch, a in info["architectures"].items():
@@ -562,7 +567,7 @@ def info_command(as_json: bool = False) -> int:
         print(
             f"  {m['name']:14s} {m['architecture']:13s} sha256 {m['weights_sha256'][:16]}… "
             f"{state}, {trained}, "
-            f"{m['precision']}"
+            f"{m['precision']}, {m['threads']} intra-op thread{'s' if m['threads'] != 1 else ''}"
         )
     print("power meters:")
     for m in info["power_meters"]:

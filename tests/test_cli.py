@@ -318,7 +318,10 @@ def test_info_lists_versions_meter_and_threads(capsys):
     assert code == 0
     info = json.loads(out)
     assert info["versions"]["torch"]
-    assert info["threads"]["engine"] >= 1
+    assert info["threads"]["budget"] >= 1
+    # each model's own intra-op threads (kdviewer.core.runtime.model_threads)
+    threads = {m["name"]: m["threads"] for m in info["models"]}
+    assert threads["student"] == 1 and threads["teacher"] == max(1, info["threads"]["budget"] - 1)
     # the paper's sizes: 6.96 M (teacher) and 2.23 M (student) parameters
     assert round(info["architectures"]["densenet121"]["parameters"] / 1e6, 2) == 6.96
     assert round(info["architectures"]["mobilenet_v2"]["parameters"] / 1e6, 2) == 2.23

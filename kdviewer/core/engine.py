@@ -60,7 +60,7 @@ from kdviewer.core.modelcard import (
 )
 from kdviewer.core.power import EnergyMeasurement, shared_meter
 from kdviewer.core.preprocess import image_to_model_input
-from kdviewer.core.runtime import OnnxRuntime, make_runtime, state_sha256, thread_count
+from kdviewer.core.runtime import OnnxRuntime, make_runtime, model_threads, state_sha256, thread_count
 from kdviewer.core.telemetry import InferenceSample, Telemetry
 
 __all__ = [
@@ -265,7 +265,8 @@ class InferenceEngine:
     """One model behind one forward runtime; see the module docstring.
 
     Attributes: ``name`` (card name), ``card``, ``status``, ``runtime_name`` ("onnxruntime" or
-    "torch-eager"), ``threads`` (intra-op threads of this process), ``telemetry`` (bounded buffer
+    "torch-eager"), ``threads`` (its runtime's intra-op threads: :func:`~kdviewer.core.runtime.model_threads`
+    for ONNX Runtime, PyTorch's process-wide count for eager PyTorch), ``telemetry`` (bounded buffer
     of samples), ``model`` (the eager PyTorch model, for explanations that need gradients).
     """
 
@@ -285,12 +286,17 @@ class InferenceEngine:
         self.card = card
         self.name = card.name
         self.card_path = Path(card_path) if card_path else None
-        self.threads = thread_count()
         if forward is None:
             forward = make_runtime(
-                runtime, self.model, card.weights_sha256, card.input.size, card.input.channels
+                runtime,
+                self.model,
+                card.weights_sha256,
+                card.input.size,
+                card.input.channels,
+                threads=model_threads(card.name),
             )
         self._runtime = forward
+        self.threads: int = getattr(forward, "threads", None) or thread_count()
         self.runtime_name: str = self._runtime.name
         self._weights = head_weights if head_weights is not None else cam_weights(self.model)
         self._class_index = {k: i for i, k in enumerate(card.findings)}
@@ -366,7 +372,7 @@ class InferenceEngine:
                 graph = verified_int8_graph(card, card_path)
                 gpath = int8_graph_path(card, card_path)
             try:
-                forward = OnnxRuntime.from_graph(graph, gpath)
+                forward = OnnxRuntime.from_graph(graph, gpath, threads=model_threads(card.name))
             except Exception as exc:  # onnxruntime's own errors: this file's failure
                 raise ModelLoadError(gpath, f"ONNX graph does not load: {exc}") from exc
             log.info(
@@ -375,7 +381,9 @@ class InferenceEngine:
             engine = cls(None, card, card_path=card_path, forward=forward, head_weights=head)
             engine.precision = precision
             return engine
-        forward = OnnxRuntime.from_cache(card.architecture, card.weights_sha256, card.input.size)
+        forward = OnnxRuntime.from_cache(
+            card.architecture, card.weights_sha256, card.input.size, threads=model_threads(card.name)
+        )
         if forward is None or head is None:
             return None
         log.info("%s: started from cached ONNX export %s (PyTorch not loaded)", card.name, forward.path)

@@ -8,9 +8,10 @@ A model card that ships its ONNX graph (``kdviewer-train export`` writes one bes
 runs from that graph, verified by its SHA-256 (:meth:`OnnxRuntime.from_graph`), and PyTorch is never
 imported. For a card without one, the graph is exported on first use and cached in :func:`cache_dir`
 with the weights' SHA-256 in its name; a sidecar file holds the ONNX file's own SHA-256 so that a
-truncated or corrupted cache is detected and rebuilt. The intra-op thread count is resolved once per
-process (:func:`thread_count`: ``KDVIEWER_THREADS`` or the number of physical cores) and used by every
-ONNX Runtime session and by PyTorch.
+truncated or corrupted cache is detected and rebuilt. The thread budget is resolved once per process
+(:func:`thread_count`: ``KDVIEWER_THREADS`` or the number of physical cores); PyTorch uses all of it,
+and each model's ONNX Runtime session gets its share (:func:`model_threads`): one intra-op thread for
+the student, the rest of the budget for the teacher.
 
 This is the only module that imports onnxruntime, and it turns the runtime's telemetry off before
 the import (:func:`onnxruntime_module`): see :data:`TELEMETRY_ENV`.
@@ -56,22 +57,30 @@ _threads_lock = threading.Lock()
 _threads: int | None = None
 
 
-def resolve_thread_count(env_value: str | None = None) -> int:
-    """Thread count from a ``KDVIEWER_THREADS`` value (a positive integer) or the physical cores."""
-    if env_value and env_value.strip():
+def _positive_int(variable: str, value: str | None) -> int | None:
+    """``value`` (of the environment variable ``variable``) as a positive integer; None, with a
+    warning, for anything else (None or blank: no warning)."""
+    if value and value.strip():
         try:
-            n = int(env_value)
+            n = int(value)
         except ValueError:
-            log.warning("ignoring KDVIEWER_THREADS=%r (not an integer)", env_value)
+            log.warning("ignoring %s=%r (not an integer)", variable, value)
         else:
             if n > 0:
                 return n
-            log.warning("ignoring KDVIEWER_THREADS=%r (not positive)", env_value)
-    return int(physical_cores() or os.cpu_count() or 1)
+            log.warning("ignoring %s=%r (not positive)", variable, value)
+    return None
+
+
+def resolve_thread_count(env_value: str | None = None) -> int:
+    """Thread count from a ``KDVIEWER_THREADS`` value (a positive integer) or the physical cores."""
+    n = _positive_int("KDVIEWER_THREADS", env_value)
+    return n if n is not None else int(physical_cores() or os.cpu_count() or 1)
 
 
 def thread_count() -> int:
-    """The intra-op thread count of this process, resolved once.
+    """The thread budget of this process, resolved once: PyTorch's thread count, and what
+    :func:`model_threads` shares between the models' ONNX Runtime sessions.
 
     ``KDVIEWER_THREADS`` (a positive integer) wins; otherwise the number of physical cores. The first
     call limits numpy's BLAS to one thread for the rest of the process. Every
@@ -83,7 +92,7 @@ def thread_count() -> int:
     with _threads_lock:
         if _threads is None:
             _threads = resolve_thread_count(os.environ.get("KDVIEWER_THREADS"))
-            log.info("inference threads: %d", _threads)
+            log.info("thread budget: %d", _threads)
             # numpy's BLAS (the preprocessing's resize products) single-threaded: the runtime owns
             # the cores, and OpenBLAS workers that spin after each small product took them from it
             # (1024² preprocessing median 15 ms instead of 1.5 ms on 2 busy cores).
@@ -93,6 +102,44 @@ def thread_count() -> int:
         if torch is not None and torch.get_num_threads() != _threads:
             torch.set_num_threads(_threads)
         return _threads
+
+
+TEACHER = "teacher"  # the background model's card name; every other card is interactive (a student)
+STUDENT_THREADS = 1
+
+
+def model_role(name: str) -> str:
+    """ "teacher" for the card named so (the viewer's background model, the comparison), "student"
+    for every other (``student``, ``student_plain``: the model the reader waits for)."""
+    return TEACHER if name == TEACHER else "student"
+
+
+def model_threads(name: str, budget: int | None = None) -> int:
+    """Intra-op threads of the ONNX Runtime session of the model card ``name``; ``budget`` defaults
+    to :func:`thread_count`.
+
+    The student gets :data:`STUDENT_THREADS` (1), the teacher ``max(1, budget - 1)``: the two
+    never compete for a core when they run together (the student is not slowed by the teacher), and
+    the student spends no CPU time on a second thread that does not pay for itself. Measured on the
+    2-core development machine (int8 student graph, one session per count, interleaved, 35 runs
+    each, 2026-12-02): with a 50 ms pause between inferences, as in the viewer (one image, then
+    the reader looks), 1 thread took 4.01 ms and 2 threads 4.22 ms; back to back, 2 threads were
+    faster (2.97 against 3.25 ms) but used 4.53 against 3.26 ms of CPU time per inference. The
+    teacher, 10× the multiply-adds, does gain from threads (float32, back to back: 41.7 ms on 1,
+    28.8 ms on 2; ``benchmarks/engine_study.py``).
+
+    ``KDVIEWER_STUDENT_THREADS`` / ``KDVIEWER_TEACHER_THREADS`` (positive integers) override the
+    role's count. The PyTorch path does not use this: PyTorch's pool is process-wide
+    (:class:`TorchEagerRuntime` runs on the whole budget).
+    """
+    role = model_role(name)
+    variable = f"KDVIEWER_{role.upper()}_THREADS"
+    override = _positive_int(variable, os.environ.get(variable))
+    if override is not None:
+        return override
+    if role == "student":
+        return STUDENT_THREADS
+    return max(1, (budget if budget is not None else thread_count()) - 1)
 
 
 BACKGROUND_NICE = 19
@@ -176,13 +223,14 @@ def two_output_module(model):
 
 
 class TorchEagerRuntime:
-    """The reference path: the PyTorch model itself, no gradients."""
+    """The reference path: the PyTorch model itself, no gradients, on PyTorch's process-wide pool
+    of :func:`thread_count` threads (``threads``), whichever model it runs."""
 
     name = "torch-eager"
 
     def __init__(self, model):
         self.model = model.eval()
-        thread_count()
+        self.threads = thread_count()
 
     def run(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         import torch  # optional, as in two_output_module (this runtime is built on a torch model)
@@ -301,7 +349,8 @@ def spinning_mode(env_value: str | None = None) -> str:
 
 def session_options(threads: int | None = None, *, spinning: bool | str | None = None):
     """ONNX Runtime options used by the engine: all graph optimisations, sequential execution,
-    ``threads`` intra-op threads (default :func:`thread_count`), idle threads waiting as
+    ``threads`` intra-op threads (default :func:`thread_count`; an engine passes its model's
+    :func:`model_threads`), idle threads waiting as
     ``spinning`` says (a :func:`spinning_mode`; True is "on", False "off"; default the
     environment's).
 
@@ -401,12 +450,14 @@ class OnnxRuntime:
         return self
 
     @classmethod
-    def from_cache(cls, architecture: str, weights_sha256: str, size: int = 224) -> OnnxRuntime | None:
+    def from_cache(
+        cls, architecture: str, weights_sha256: str, size: int = 224, *, threads: int | None = None
+    ) -> OnnxRuntime | None:
         """A session over an intact cached export, without PyTorch; ``None`` if there is none."""
         if not _cache_intact(onnx_path(architecture, weights_sha256, size)):
             return None
         try:
-            return cls(None, weights_sha256, size, architecture=architecture)
+            return cls(None, weights_sha256, size, architecture=architecture, threads=threads)
         except Exception as exc:
             log.warning("cached ONNX graph for %s unusable (%s)", architecture, exc)
             return None
@@ -416,18 +467,27 @@ class OnnxRuntime:
         return logits[0], feats[0]
 
 
-def make_runtime(kind: str, model, weights_sha256: str, size: int = 224, channels: int = 3) -> ForwardRuntime:
+def make_runtime(
+    kind: str,
+    model,
+    weights_sha256: str,
+    size: int = 224,
+    channels: int = 3,
+    *,
+    threads: int | None = None,
+) -> ForwardRuntime:
     """Build the forward runtime ``kind``: "onnxruntime", "torch-eager" or "auto".
 
     "auto" is ONNX Runtime, falling back (with a warning) to eager PyTorch if the export or the
-    session fails.
+    session fails. ``threads``: the ONNX Runtime session's intra-op threads (default
+    :func:`thread_count`); eager PyTorch always runs on the whole budget.
     """
     if kind not in ("auto", *RUNTIMES):
         raise ValueError(f"unknown runtime {kind!r}; known: auto, {', '.join(RUNTIMES)}")
     if kind == "torch-eager":
         return TorchEagerRuntime(model)
     try:
-        return OnnxRuntime(model, weights_sha256, size, channels)
+        return OnnxRuntime(model, weights_sha256, size, channels, threads=threads)
     except Exception as exc:
         if kind == "onnxruntime":
             raise

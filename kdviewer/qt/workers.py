@@ -30,7 +30,7 @@ from kdviewer.core.errors import ImageReadError
 from kdviewer.core.imageio import iter_image_files
 from kdviewer.core.preprocess import MODEL_READ_MIN_SIDE
 from kdviewer.core.readpool import read_image_elsewhere
-from kdviewer.core.runtime import lower_thread_priority
+from kdviewer.core.runtime import TEACHER, lower_thread_priority, model_role
 from kdviewer.core.viewer_model import HeatmapJob, PredictRequest
 
 log = logging.getLogger(__name__)
@@ -215,7 +215,7 @@ class EngineWorker(_InboxThread):
         self._put_batch(list(paths))
 
     def run(self) -> None:
-        if self.name == "teacher":  # before loading: its ONNX Runtime threads inherit the priority
+        if model_role(self.name) == TEACHER:  # before loading: its ONNX Runtime threads inherit the priority
             lower_thread_priority()  # the teacher uses only what the student leaves (issue #14)
         t0 = time.perf_counter()
         try:

@@ -18,6 +18,7 @@ from kdviewer.core.engine import (
 )
 from kdviewer.core.errors import ModelLoadError
 from kdviewer.core.findings import FINDING_KEYS
+from kdviewer.core.runtime import model_threads, thread_count
 from kdviewer.core.untrained import write_untrained_card
 from tests.core import engine_helpers as H
 
@@ -36,6 +37,19 @@ def test_untrained_engine_is_loudly_labelled(student):
     assert student.status.state == "untrained" and "UNTRAINED" in student.status.message
     assert student.card.trained is False and student.runtime_name == "onnxruntime"
     assert student.threads >= 1 and student.describe()["threads"] == student.threads
+
+
+@pytest.mark.parametrize("name", ["student", "teacher"])
+def test_engine_runs_on_its_models_intra_op_threads(name):
+    """ONNX Runtime: the model's share of the budget, in the session and in describe(); eager
+    PyTorch: its process-wide pool, the whole budget."""
+    import torch  # the untrained engines are built with it
+
+    eng = H.engine(name)
+    opts = eng._runtime.session.get_session_options()
+    assert eng.threads == opts.intra_op_num_threads == eng.describe()["threads"] == model_threads(name)
+    eager = InferenceEngine(eng.model, eng.card, runtime="torch-eager", status=eng.status)
+    assert eager.threads == eager.describe()["threads"] == thread_count() == torch.get_num_threads()
 
 
 def test_prediction_is_complete_and_immutable(student):
@@ -333,15 +347,22 @@ def test_bench_result_has_the_documented_keys(monkeypatch, capsys):
         assert r["eager"][model]["runtime"] == "torch-eager"
     assert r["student"]["runtime"] == "onnxruntime"
     assert {"machine", "versions", "rss", "ratio", "targets"} <= set(r) and "32x40" in r["student_sizes"]
-    assert r["machine"]["threads"]["engine_intra_op"] >= 1 and "onnxruntime" in r["versions"]
+    assert r["machine"]["threads"]["budget"] >= 1 and "onnxruntime" in r["versions"]
+    intra_op = {m: r[m]["threads"] for m in ("student", "teacher")}
+    assert r["machine"]["threads"]["intra_op"] == intra_op == r["together"]["threads"]
+    assert intra_op == {m: model_threads(m) for m in intra_op}  # as the viewer's engines
+    assert all(r[m]["cpu"]["median_ms"] > 0 for m in intra_op) and r["ratio"]["teacher_over_student_cpu"] > 0
     fl = r["floor"]
-    assert fl["probe"]["fp32_gmacs_per_s"] > 0 and 0.1 < fl["student"]["gmacs"] < fl["teacher"]["gmacs"]
+    assert {p["threads"] for p in fl["probes"]} == set(intra_op.values())
+    assert all(p["fp32_gmacs_per_s"] > 0 for p in fl["probes"])
+    assert 0.1 < fl["student"]["gmacs"] < fl["teacher"]["gmacs"]
     assert fl["student"]["share_of_peak"] > 0 and fl["student"]["precision"] in ("float32", "int8")
     tg = r["together"]
     assert tg["student_alone_ms"] > 0 and tg["student_beside_teacher_ms"] > 0
     text = bench.format_text(r)
     assert "student" in text and "teacher/student" in text
     assert "matmul probe" in text and "beside a busy teacher" in text and "% of it" in text
+    assert "CPU time" in text and "CPU ms/inference" in text and "target <= +20 %" in text
     tiny = dict(
         warmup=0, image_shape=(64, 48), eager=False, example=False, subprocess_rss=False, energy=False
     )

@@ -1,5 +1,7 @@
 """Forward runtimes: ONNX export equals PyTorch, cache location, reuse and repair, threads."""
 
+import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -96,6 +98,46 @@ def test_thread_count_resolution():
     assert rt.resolve_thread_count("-2") == cores
     n = rt.thread_count()
     assert n >= 1 and rt.thread_count() == n  # resolved once
+
+
+@pytest.mark.parametrize(("budget", "teacher"), [(1, 1), (2, 1), (4, 3)])
+def test_model_threads_one_for_the_student_the_rest_for_the_teacher(budget, teacher, monkeypatch):
+    for role in ("STUDENT", "TEACHER"):
+        monkeypatch.delenv(f"KDVIEWER_{role}_THREADS", raising=False)
+    assert rt.model_threads("student", budget) == rt.model_threads("student_plain", budget) == 1
+    assert rt.model_threads("teacher", budget) == teacher
+    assert rt.model_threads("teacher") == max(1, rt.thread_count() - 1)  # the process's budget
+
+
+def test_model_threads_per_role_override(monkeypatch):
+    monkeypatch.setenv("KDVIEWER_TEACHER_THREADS", "3")
+    monkeypatch.setenv("KDVIEWER_STUDENT_THREADS", "2")
+    assert rt.model_threads("teacher", 2) == 3 and rt.model_threads("student_plain", 2) == 2
+    for bad in ("0", "two", " "):
+        monkeypatch.setenv("KDVIEWER_TEACHER_THREADS", bad)
+        assert rt.model_threads("teacher", 4) == 3  # ignored: the policy's count
+
+
+def test_sessions_get_their_models_threads_from_the_budget_in_kdviewer_threads(monkeypatch):
+    """KDVIEWER_THREADS sets the budget; the shipped cards' sessions get their model's share."""
+    for role in ("STUDENT", "TEACHER"):
+        monkeypatch.delenv(f"KDVIEWER_{role}_THREADS", raising=False)
+    code = (
+        "import json, sys\n"
+        "from kdviewer.core.engine import load_engine\n"
+        "out = {}\n"
+        "for name in ('student', 'teacher'):\n"
+        "    e = load_engine(name)\n"
+        "    opts = e._runtime.session.get_session_options()\n"
+        "    out[name] = [e.threads, opts.intra_op_num_threads, e.describe()['threads']]\n"
+        "print(json.dumps(out))\n"
+    )
+    for budget, teacher in ((1, 1), (4, 3)):
+        env = {**os.environ, "KDVIEWER_THREADS": str(budget)}
+        run = dict(check=True, capture_output=True, text=True, env=env)
+        out = subprocess.run([sys.executable, "-c", code], **run)
+        got = json.loads(out.stdout.strip().splitlines()[-1])
+        assert got == {"student": [1, 1, 1], "teacher": [teacher] * 3}, budget
 
 
 @pytest.mark.parametrize(
