@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 from functools import lru_cache
+from typing import NamedTuple
 
 import numpy as np
 from PIL import Image
@@ -104,38 +105,123 @@ def _filter_weights(in_size: int, in1: float, out_size: int, resample: str) -> n
     return np.divide(w, total, out=w, where=total != 0)
 
 
-# Output samples per banded matrix product: fewer wasted multiply-adds against more calls; 12 was
-# the fastest of 8-32 for a 1024² image on the development machine.
-_CHUNK = 12
+# How the banded products are cut (tuned on a 1024² image, benchmarks/engine_study.py --preprocess;
+# see _resize). Few outputs per product keep each product's window of input samples narrow, so
+# fewer multiply-adds land on the band's zeros; many products are batched into one np.matmul call
+# over windows at a common stride, so they cost one Python call.
+_PASS1_OUTPUTS = 4  # outputs per product along the full-size image's columns (first pass)
+_PASS2_OUTPUTS = 16  # along the rows of the small intermediate (second pass)
+_BATCH_SLACK = 1.15  # a batch's common window is at most this much wider than the widest band
+_CAST_BYTES = 1 << 20  # input rows cast to float32 per batch: half the core's 2 MB L2 cache
 
 
-@lru_cache(maxsize=16)
-def _resize_blocks(n: int, factor: int, out_size: int, resample: str) -> tuple:
+class _Batch(NamedTuple):
+    """Products ``k = 0..g-1`` over input samples ``[start + k*step, start + k*step + span)``,
+    giving outputs ``j0 + k*c ... j0 + k*c + c - 1``; ``weights`` is ``(g, c, span)`` float32
+    (``(g, span, c)`` for the second pass), read-only, zero where an output ignores a sample."""
+
+    start: int
+    step: int
+    span: int
+    j0: int
+    weights: np.ndarray
+
+
+def _resize_matrix(n: int, factor: int, out_size: int, resample: str) -> np.ndarray:
     """The 1-D resize of ``n`` samples as PIL's ``Image.resize(reducing_gap=…)`` does it: means of
     ``factor`` samples (``Image.reduce``; a partial block at the end is the mean of the samples it
     holds), then the antialiased filter over the exact source box (:func:`_filter_weights`).
-
-    Both steps are linear, so they are one ``(out_size, n)`` matrix, banded; returned as blocks of
-    ``_CHUNK`` outputs with the input span they need, ``((lo, hi, j0, j1, weights[j1-j0, hi-lo]),
-    ...)`` in float32, read-only.
-    """
+    Both steps are linear, so they are one ``(out_size, n)`` float64 matrix, banded."""
     blocks_in = -(-n // factor)
     filt = _filter_weights(blocks_in, n / factor, out_size, resample)
     block = np.arange(n) // factor
     counts = np.full(blocks_in, float(factor))
     counts[-1] = n - (blocks_in - 1) * factor
-    matrix = filt[:, block] / counts[block]
+    return filt[:, block] / counts[block]
+
+
+@lru_cache(maxsize=32)
+def _resize_plan(
+    n: int, factor: int, out_size: int, resample: str, outputs: int, max_window: int, transposed: bool
+) -> tuple[int, tuple[_Batch, ...]]:
+    """:func:`_resize_matrix` cut into products of ``outputs`` outputs, grouped into batches.
+
+    Each product needs the input samples between its outputs' first and last nonzero weight. A
+    batch takes consecutive products while one stride and one window length cover them all, the
+    window stays within ``_BATCH_SLACK`` times the widest product's band and ``max_window``
+    samples, and the last window ends inside the input. Returns the padded output count (a
+    multiple of ``outputs``; outputs past ``out_size`` have zero weights) and the batches.
+    """
+    matrix = _resize_matrix(n, factor, out_size, resample)
     used = matrix != 0
     first = np.argmax(used, axis=1)
     last = n - np.argmax(used[:, ::-1], axis=1)
-    blocks = []
-    for j0 in range(0, out_size, _CHUNK):
-        j1 = min(j0 + _CHUNK, out_size)
-        lo, hi = int(first[j0:j1].min()), int(last[j0:j1].max())
-        wt = np.ascontiguousarray(matrix[j0:j1, lo:hi], dtype=np.float32)
-        wt.flags.writeable = False
-        blocks.append((lo, hi, j0, j1, wt))
-    return tuple(blocks)
+    products = -(-out_size // outputs)
+    lo = [int(first[b * outputs : (b + 1) * outputs].min()) for b in range(products)]
+    hi = [int(last[b * outputs : (b + 1) * outputs].max()) for b in range(products)]
+    widest = max(b - a for a, b in zip(lo, hi, strict=True))
+    batches = []
+    b0 = 0
+    while b0 < products:
+        g, step, span = 1, 0, hi[b0] - lo[b0]
+        while b0 + g < products:
+            s = min((lo[b] - lo[b0]) // (b - b0) for b in range(b0 + 1, b0 + g + 1))
+            k = max(hi[b] - lo[b0] - (b - b0) * s for b in range(b0, b0 + g + 1))
+            window = g * s + k
+            if k > _BATCH_SLACK * widest or window > max_window or lo[b0] + window > n:
+                break
+            g, step, span = g + 1, s, k
+        weights = np.zeros((g, outputs, span), dtype=np.float32)
+        for i in range(g):
+            j = (b0 + i) * outputs
+            rows = matrix[j : min(j + outputs, out_size)]
+            a = lo[b0] + i * step
+            weights[i, : len(rows)] = rows[:, a : a + span]
+        if transposed:
+            weights = np.ascontiguousarray(weights.transpose(0, 2, 1))
+        weights.flags.writeable = False
+        batches.append(_Batch(lo[b0], step, span, b0 * outputs, weights))
+        b0 += g
+    return products * outputs, tuple(batches)
+
+
+def _resize_first_pass(pixels: np.ndarray, plan: tuple[int, tuple[_Batch, ...]]) -> np.ndarray:
+    """Resize the columns of the full-size ``pixels``: ``(padded outputs, w)`` float32.
+
+    float32 pixels in C order are read in place; any other dtype is cast batch by batch into one
+    float32 buffer of the batch's rows, so the full-size image is never copied whole."""
+    padded, batches = plan
+    w = pixels.shape[1]
+    out = np.empty((padded, w), dtype=np.float32)
+    direct = pixels.dtype == np.float32 and pixels.flags.c_contiguous and pixels.flags.aligned
+    if not direct:
+        rows = max(b.step * (len(b.weights) - 1) + b.span for b in batches)
+        scratch = np.empty(rows * w, dtype=np.float32)
+    for start, step, span, j0, weights in batches:
+        g, c, _ = weights.shape
+        end = start + step * (g - 1) + span
+        if direct:
+            src = pixels[start:end]
+        else:
+            src = scratch[: (end - start) * w].reshape(end - start, w)
+            np.copyto(src, pixels[start:end], casting="unsafe")
+        # the g windows as one (g, span, w) view (np.ndarray is ~8x cheaper than as_strided)
+        windows = np.ndarray((g, span, w), np.float32, src, 0, (step * w * 4, w * 4, 4))
+        np.matmul(weights, windows, out=out[j0 : j0 + g * c].reshape(g, c, w))
+    return out
+
+
+def _resize_second_pass(cols: np.ndarray, plan: tuple[int, tuple[_Batch, ...]]) -> np.ndarray:
+    """Resize the rows of the C-ordered float32 ``cols``: ``(rows, padded outputs)`` float32."""
+    padded, batches = plan
+    h, n = cols.shape
+    out = np.empty((h, padded), dtype=np.float32)
+    for start, step, span, j0, weights in batches:
+        g, _, c = weights.shape
+        windows = np.ndarray((g, h, span), np.float32, cols, start * 4, (step * 4, n * 4, 4))
+        dest = np.ndarray((g, h, c), np.float32, out, j0 * 4, (c * 4, padded * 4, 4))
+        np.matmul(windows, weights, out=dest)
+    return out
 
 
 def _resize(pixels: np.ndarray, spec: InputSpec) -> np.ndarray:
@@ -143,11 +229,11 @@ def _resize(pixels: np.ndarray, spec: InputSpec) -> np.ndarray:
     it (an integer box reduction down to at least ``reducing_gap`` times the target, then the
     antialiased filter over the exact source box), equal to it within float32 rounding.
 
-    Each direction is one banded matrix (:func:`_resize_blocks`, box means and filter together).
-    The columns of the image are resized first, block of rows by block of rows, so the full-size
-    image is read once, in order, in its own dtype (each block cast to float32 as it is used), with
-    no full-size temporary; then the rows of the small result. PIL reduces and filters float images
-    in double precision one pixel at a time, several times slower.
+    Each direction is one banded matrix (:func:`_resize_matrix`, box means and filter together),
+    applied as batched float32 matrix products (:func:`_resize_plan`). The columns of the image are
+    resized first, in order, in its own dtype (cast to float32 batch by batch), with no full-size
+    temporary; then the rows of the small result. PIL reduces and filters float images in double
+    precision one pixel at a time, several times slower.
     """
     h, w = pixels.shape
     size = spec.size
@@ -155,13 +241,11 @@ def _resize(pixels: np.ndarray, spec: InputSpec) -> np.ndarray:
     if spec.reducing_gap is not None:  # PIL's own rule (Image.resize)
         fx = int(w / size / spec.reducing_gap) or 1
         fy = int(h / size / spec.reducing_gap) or 1
-    cols = np.empty((size, w), dtype=np.float32)
-    for lo, hi, j0, j1, wt in _resize_blocks(h, fy, size, spec.resample):
-        np.matmul(wt, np.asarray(pixels[lo:hi], dtype=np.float32), out=cols[j0:j1])
-    out = np.empty((size, size), dtype=np.float32)
-    for lo, hi, j0, j1, wt in _resize_blocks(w, fx, size, spec.resample):
-        out[:, j0:j1] = cols[:, lo:hi] @ wt.T  # (numpy's matmul skips BLAS for a strided ``out=``)
-    return out
+    window = max(1, _CAST_BYTES // (4 * w))
+    plan1 = _resize_plan(h, fy, size, spec.resample, _PASS1_OUTPUTS, window, False)
+    plan2 = _resize_plan(w, fx, size, spec.resample, _PASS2_OUTPUTS, w, True)
+    cols = _resize_first_pass(pixels, plan1)[:size]
+    return _resize_second_pass(cols, plan2)[:, :size]
 
 
 def scale_and_resize(
@@ -198,19 +282,31 @@ def scale_and_resize(
     return np.clip(out, 0.0, 1.0, out=out)
 
 
+@lru_cache(maxsize=16)
+def _normalisation(mean: tuple[float, ...], std: tuple[float, ...]) -> tuple[np.ndarray, np.ndarray]:
+    """``(g - mean) / std`` as ``g * scale + offset``, per channel, (channels, 1, 1) float32
+    read-only: a multiply is cheaper than a divide (sums in double, rounded once)."""
+    scale = 1.0 / np.asarray(std, dtype=np.float64)
+    offset = -np.asarray(mean, dtype=np.float64) * scale
+    out = tuple(v.astype(np.float32).reshape(-1, 1, 1) for v in (scale, offset))
+    for v in out:
+        v.flags.writeable = False
+    return out
+
+
 def normalize(grey01: np.ndarray, spec: InputSpec) -> np.ndarray:
     """Replicate a [0, 1] grey image (…, H, W) to ``spec.channels`` and apply mean/std.
 
     Works on numpy arrays and on torch tensors (training normalises batches after augmentation).
     """
-    mean = np.asarray(spec.mean, dtype=np.float32).reshape(-1, 1, 1)
-    std = np.asarray(spec.std, dtype=np.float32).reshape(-1, 1, 1)
     if hasattr(grey01, "new_tensor"):  # torch tensor, shape (N, 1, H, W) or (1, H, W)
-        m, s = grey01.new_tensor(mean), grey01.new_tensor(std)
+        m = grey01.new_tensor(np.asarray(spec.mean, dtype=np.float32).reshape(-1, 1, 1))
+        s = grey01.new_tensor(np.asarray(spec.std, dtype=np.float32).reshape(-1, 1, 1))
         return (grey01 - m) / s
-    g = np.asarray(grey01, dtype=np.float32)
-    out = np.subtract(g[None], mean, dtype=np.float32)  # (channels, …): the grey image replicated
-    return np.divide(out, std, out=out)
+    scale, offset = _normalisation(spec.mean, spec.std)
+    out = np.multiply(np.asarray(grey01, dtype=np.float32)[None], scale)  # the grey image replicated
+    out += offset
+    return out
 
 
 def to_model_input(
