@@ -172,7 +172,8 @@ RESIZE_TOL = 2e-5  # of the value range: float32 sums against PIL's double-preci
     ids=["card", "no-gap", "gap1", "bicubic", "odd-size"],
 )
 @pytest.mark.parametrize(
-    "shape", [(1024, 1024), (977, 921), (1955, 1841), (450, 1201), (224, 224), (100, 60)]
+    "shape",
+    [(1024, 1024), (977, 921), (1955, 1841), (3000, 2500), (450, 1201), (2000, 300), (224, 224), (100, 60)],
 )
 def test_fast_resize_equals_pils(spec, shape):
     """The numpy box reduction + banded filter equal PIL's resize (partial edge blocks included)."""
@@ -203,10 +204,55 @@ def test_fast_resize_equals_pils_on_real_images(nih_dir, dicom_dir):
     assert checked >= 10
 
 
-def test_integer_pixels_give_the_float_result():
-    """Pixels in their native integer dtype are reduced without a full-size float copy, same result."""
+@pytest.mark.parametrize("dtype", [np.uint8, np.uint16, np.int16, np.float64, "strided", "fortran"])
+@pytest.mark.parametrize("shape", [(1031, 1029), (300, 200), (2000, 300), (90, 700)])
+def test_other_pixel_types_give_the_float32_result(dtype, shape):
+    """Integer and float64 pixels (cast batch of rows by batch of rows, never copied whole) and
+    float32 pixels that are not in C order give the result of C-ordered float32 pixels."""
     rng = np.random.default_rng(3)
-    pixels = rng.integers(0, 65536, size=(1031, 1029)).astype(np.uint16)
-    got = scale_and_resize(pixels, SPEC, (0.0, 65535.0))
-    want = scale_and_resize(pixels.astype(np.float32), SPEC, (0.0, 65535.0))
+    info = np.iinfo(dtype) if dtype in (np.uint8, np.uint16, np.int16) else np.iinfo(np.uint16)
+    values = rng.integers(info.min, info.max, size=shape, endpoint=True)
+    want = scale_and_resize(values.astype(np.float32), SPEC, (float(info.min), float(info.max)))
+    if dtype == "strided":  # every other column of a wider image
+        wide = np.zeros((shape[0], 2 * shape[1]), np.float32)
+        wide[:, ::2] = values
+        pixels = wide[:, ::2]
+    elif dtype == "fortran":
+        pixels = np.asfortranarray(values, dtype=np.float32)
+    else:
+        pixels = values.astype(dtype)
+    got = scale_and_resize(pixels, SPEC, (float(info.min), float(info.max)))
     np.testing.assert_allclose(got, want, atol=1e-6, rtol=0)
+
+
+@pytest.mark.parametrize("resample", ["bilinear", "bicubic"])
+@pytest.mark.parametrize(
+    ("n", "factor", "out_size", "outputs", "max_window"),
+    [(1024, 2, 224, 4, 256), (1024, 2, 224, 16, 1024), (1955, 4, 224, 4, 134), (3000, 6, 224, 4, 104),
+     (300, 1, 224, 4, 300), (60, 1, 224, 16, 60), (5, 1, 97, 4, 1), (2000, 4, 224, 3, 40)],
+)  # fmt: skip
+def test_resize_plan_covers_the_banded_matrix(n, factor, out_size, outputs, max_window, resample):
+    """The batched products (a common stride and window per batch) hold every nonzero weight of the
+    resize matrix, inside the input, each window at most ``max_window`` long unless one product
+    needs more: put back together, they are the matrix."""
+    from kdviewer.core.preprocess import _resize_matrix, _resize_plan
+
+    matrix = _resize_matrix(n, factor, out_size, resample)
+    padded, batches = _resize_plan(n, factor, out_size, resample, outputs, max_window, False)
+    assert padded % outputs == 0 and padded >= out_size
+    rebuilt = np.zeros((padded, n))
+    covered = 0
+    for start, step, span, j0, weights in batches:
+        g, c, k = weights.shape
+        assert (c, k) == (outputs, span) and j0 == covered
+        assert start >= 0 and start + step * (g - 1) + span <= n
+        assert g == 1 or step * (g - 1) + span <= max_window
+        for i in range(g):
+            rebuilt[j0 + i * c : j0 + (i + 1) * c, start + i * step : start + i * step + span] += weights[i]
+        covered += g * c
+    assert covered == padded
+    np.testing.assert_allclose(rebuilt[:out_size], matrix, atol=1e-7, rtol=1e-6)
+    assert not rebuilt[out_size:].any()
+    _, transposed = _resize_plan(n, factor, out_size, resample, outputs, max_window, True)
+    for a, b in zip(batches, transposed, strict=True):
+        np.testing.assert_array_equal(a.weights.transpose(0, 2, 1), b.weights)
