@@ -112,7 +112,10 @@ def _filter_weights(in_size: int, in1: float, out_size: int, resample: str) -> n
 _PASS1_OUTPUTS = 4  # outputs per product along the full-size image's columns (first pass)
 _PASS2_OUTPUTS = 16  # along the rows of the small intermediate (second pass)
 _BATCH_SLACK = 1.15  # a batch's common window is at most this much wider than the widest band
-_CAST_BYTES = 1 << 20  # input rows cast to float32 per batch: half the core's 2 MB L2 cache
+# A first-pass batch spans at most this many input rows (cast to float32 in one buffer), or more
+# when rows are narrow enough to stay within _CAST_BYTES: a quarter of the core's 2 MB L2 cache.
+_CAST_ROWS = 128
+_CAST_BYTES = 512 * 1024
 
 
 class _Batch(NamedTuple):
@@ -241,7 +244,7 @@ def _resize(pixels: np.ndarray, spec: InputSpec) -> np.ndarray:
     if spec.reducing_gap is not None:  # PIL's own rule (Image.resize)
         fx = int(w / size / spec.reducing_gap) or 1
         fy = int(h / size / spec.reducing_gap) or 1
-    window = max(1, _CAST_BYTES // (4 * w))
+    window = max(_CAST_ROWS, _CAST_BYTES // (4 * w))
     plan1 = _resize_plan(h, fy, size, spec.resample, _PASS1_OUTPUTS, window, False)
     plan2 = _resize_plan(w, fx, size, spec.resample, _PASS2_OUTPUTS, w, True)
     cols = _resize_first_pass(pixels, plan1)[:size]
