@@ -248,7 +248,8 @@ def _resize(pixels: np.ndarray, spec: InputSpec) -> np.ndarray:
     plan1 = _resize_plan(h, fy, size, spec.resample, _PASS1_OUTPUTS, window, False)
     plan2 = _resize_plan(w, fx, size, spec.resample, _PASS2_OUTPUTS, w, True)
     cols = _resize_first_pass(pixels, plan1)[:size]
-    return _resize_second_pass(cols, plan2)[:, :size]
+    out = _resize_second_pass(cols, plan2)
+    return out if out.shape[1] == size else np.ascontiguousarray(out[:, :size])
 
 
 def scale_and_resize(
@@ -274,14 +275,15 @@ def scale_and_resize(
         lo, hi = value_range
     else:
         lo, hi = float(pixels.min()), float(pixels.max())
-    if pixels.shape != (spec.size, spec.size):
-        arr = _resize(pixels, spec)
-    else:
-        arr = np.asarray(pixels, dtype=np.float32)
     span = hi - lo
     if span <= 0:
         return np.zeros((spec.size, spec.size), dtype=np.float32)
-    out = (arr - np.float32(lo)) * np.float32(1.0 / span)
+    if pixels.shape != (spec.size, spec.size):
+        out = _resize(pixels, spec)
+    else:
+        out = np.array(pixels, dtype=np.float32)  # a copy: scaled in place below
+    out -= np.float32(lo)
+    out *= np.float32(1.0 / span)
     return np.clip(out, 0.0, 1.0, out=out)
 
 
