@@ -19,9 +19,12 @@ one inference every 10 ms: median, p90 and CPU time per inference. ("on" is left
 keep spinning after a run, into the next setting's.)
 
 ``--preprocess`` times the one preprocessing path (decoded pixels → model input) for a 1024×1024
-image, float32 and uint16, warm (called back to back) and as in the pipeline (each call right after
-a forward pass of the shipped student, which leaves the caches cold), beside PIL's own
-``Image.resize`` of the same float32 image (what the path is tested equal to).
+image: float32 (what the image readers return), uint16, int16 and uint8 with the image's value range
+and uint16 without it (a min/max pass more), warm (called back to back); float32 and uint16 also as
+in the pipeline (each call right after a forward pass of the shipped student, which leaves the
+caches cold); the path's parts (first resize pass from float32 and from uint16, second pass, scaling
+and normalisation of the 224² result); and PIL's own ``Image.resize`` of the same float32 image (what
+the path is tested equal to). numpy's BLAS runs on one thread, as in the engine.
 
 ``--profile GRAPH`` runs ONNX Runtime's profiler (``SessionOptions.enable_profiling``) over ``runs``
 forward passes of one graph with the engine's session options and prints each operator type's share
@@ -214,15 +217,40 @@ def spinning_study(graph: Path, runs: int, pause_s: float = 0.01) -> dict:
 
 
 def preprocess_study(runs: int) -> dict:
-    """Medians (ms) of :func:`image_to_model_input` for a 1024² image, warm and after a forward pass."""
+    """Medians (ms) of the one preprocessing path for a 1024² image: per pixel type, warm and after a
+    forward pass; its parts (first and second resize pass, scaling, normalisation); PIL's resize."""
+    from kdviewer.core import preprocess as pp
+
+    rt.thread_count()  # numpy's BLAS on one thread, as in the engine
     spec = InputSpec()
     student = load_engine("student")
     feed = image_to_model_input(reference_image((224, 224)), spec)[None]
     image = reference_image((1024, 1024))
-    as_uint16 = image.pixels.astype(np.uint16)
-    cases = {
-        "float32": lambda: image_to_model_input(image, spec),
-        "uint16": lambda: to_model_input(as_uint16, spec, image.value_range),
+    lo, hi = image.value_range
+    pixels = {
+        "float32": image.pixels,
+        "uint16": image.pixels.astype(np.uint16),
+        "int16": (image.pixels - 2048).astype(np.int16),
+        "uint8": (image.pixels / 16).astype(np.uint8),
+    }
+    ranges = {"float32": (lo, hi), "uint16": (lo, hi), "int16": (lo - 2048, hi - 2048), "uint8": (0.0, 255.0)}
+    cases = {n: (lambda px=px, vr=ranges[n]: to_model_input(px, spec, vr)) for n, px in pixels.items()}
+    cases["uint16_no_value_range"] = lambda: to_model_input(pixels["uint16"], spec)
+    h, w = image.pixels.shape
+    fy = int(h / spec.size / spec.reducing_gap) or 1
+    fx = int(w / spec.size / spec.reducing_gap) or 1
+    window = max(pp._CAST_ROWS, pp._CAST_BYTES // (4 * w))
+    plan1 = pp._resize_plan(h, fy, spec.size, spec.resample, pp._PASS1_OUTPUTS, window, False)
+    plan2 = pp._resize_plan(w, fx, spec.size, spec.resample, pp._PASS2_OUTPUTS, w, True)
+    cols = pp._resize_first_pass(image.pixels, plan1)[: spec.size]
+    small = pp._resize_second_pass(cols, plan2)
+    grey = pp.scale_and_resize(small, spec, (lo, hi))
+    parts = {
+        "first_pass_float32": lambda: pp._resize_first_pass(image.pixels, plan1),
+        "first_pass_uint16": lambda: pp._resize_first_pass(pixels["uint16"], plan1),
+        "second_pass": lambda: pp._resize_second_pass(cols, plan2),
+        "scale_224": lambda: pp.scale_and_resize(small, spec, (lo, hi)),
+        "normalize_224": lambda: pp.normalize(grey, spec),
         "pil_resize_float32": lambda: Image.fromarray(image.pixels, mode="F").resize(
             (spec.size, spec.size), Image.Resampling.BILINEAR, reducing_gap=spec.reducing_gap
         ),
@@ -230,6 +258,10 @@ def preprocess_study(runs: int) -> dict:
     out = {"load_avg_1_5_15": [round(v, 2) for v in os.getloadavg()], "runs": runs}
     for name, fn in cases.items():
         out[f"{name}_warm_ms"] = timeit(fn, runs)["median_ms"]
+    for name, fn in parts.items():
+        out[f"{name}_warm_ms"] = timeit(fn, runs)["median_ms"]
+    for name in ("float32", "uint16", "pil_resize_float32"):
+        fn = cases.get(name) or parts[name]
 
         def after_forward(fn=fn):
             student.predict_pixels(feed, heatmaps=False)
@@ -241,6 +273,7 @@ def preprocess_study(runs: int) -> dict:
             after_forward()
         times = [after_forward() for _ in range(runs)]
         out[f"{name}_after_forward_ms"] = round(float(np.median(times)) * 1e3, 3)
+    out["load_avg_1_5_15_end"] = [round(v, 2) for v in os.getloadavg()]
     return out
 
 
