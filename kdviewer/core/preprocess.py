@@ -195,22 +195,23 @@ def _resize_first_pass(pixels: np.ndarray, plan: tuple[int, tuple[_Batch, ...]])
     float32 buffer of the batch's rows, so the full-size image is never copied whole."""
     padded, batches = plan
     w = pixels.shape[1]
+    row = 4 * w  # bytes
     out = np.empty((padded, w), dtype=np.float32)
     direct = pixels.dtype == np.float32 and pixels.flags.c_contiguous and pixels.flags.aligned
     if not direct:
-        rows = max(b.step * (len(b.weights) - 1) + b.span for b in batches)
-        scratch = np.empty(rows * w, dtype=np.float32)
+        scratch = np.empty((max(b.step * (len(b.weights) - 1) + b.span for b in batches), w), np.float32)
     for start, step, span, j0, weights in batches:
         g, c, _ = weights.shape
-        end = start + step * (g - 1) + span
         if direct:
-            src = pixels[start:end]
+            src, offset = pixels, start * row
         else:
-            src = scratch[: (end - start) * w].reshape(end - start, w)
-            np.copyto(src, pixels[start:end], casting="unsafe")
+            rows = step * (g - 1) + span
+            np.copyto(scratch[:rows], pixels[start : start + rows], casting="unsafe")
+            src, offset = scratch, 0
         # the g windows as one (g, span, w) view (np.ndarray is ~8x cheaper than as_strided)
-        windows = np.ndarray((g, span, w), np.float32, src, 0, (step * w * 4, w * 4, 4))
-        np.matmul(weights, windows, out=out[j0 : j0 + g * c].reshape(g, c, w))
+        windows = np.ndarray((g, span, w), np.float32, src, offset, (step * row, row, 4))
+        dest = np.ndarray((g, c, w), np.float32, out, j0 * row, (c * row, row, 4))
+        np.matmul(weights, windows, out=dest)
     return out
 
 
