@@ -359,8 +359,15 @@ def test_bench_result_has_the_documented_keys(monkeypatch, capsys):
     assert fl["student"]["share_of_peak"] > 0 and fl["student"]["precision"] in ("float32", "int8")
     tg = r["together"]
     assert tg["student_alone_ms"] > 0 and tg["student_beside_teacher_ms"] > 0
+    assert tg["student_runs"] >= r["runs"] and tg["teacher_runs_meanwhile"] >= 0
+    budget = str(r["machine"]["threads"]["budget"])
+    study = r["thread_study"]  # each model's forward by thread count, interleaved
+    assert set(study["student"]) == {"runs", "threads_used", "pause_0ms", "pause_50ms"}
+    assert set(study["teacher"]) == {"runs", "threads_used", "pause_0ms"}
+    for d in (study["student"]["pause_0ms"], study["student"]["pause_50ms"], study["teacher"]["pause_0ms"]):
+        assert {"1", budget} <= set(d) and all(v["median_ms"] > 0 and v["cpu_ms"] >= 0 for v in d.values())
     text = bench.format_text(r)
-    assert "student" in text and "teacher/student" in text
+    assert "student" in text and "teacher/student" in text and "forward alone by intra-op threads" in text
     assert "matmul probe" in text and "beside a busy teacher" in text and "% of it" in text
     assert "CPU time" in text and "CPU ms/inference" in text and "target <= +20 %" in text
     tiny = dict(
