@@ -119,14 +119,15 @@ def model_threads(name: str, budget: int | None = None) -> int:
     to :func:`thread_count`.
 
     The student gets :data:`STUDENT_THREADS` (1), the teacher ``max(1, budget - 1)``: the two
-    never compete for a core when they run together (the student is not slowed by the teacher), and
-    the student spends no CPU time on a second thread that does not pay for itself. Measured on the
-    2-core development machine (int8 student graph, one session per count, interleaved, 35 runs
-    each, 2026-12-02): with a 50 ms pause between inferences, as in the viewer (one image, then
-    the reader looks), 1 thread took 4.01 ms and 2 threads 4.22 ms; back to back, 2 threads were
-    faster (2.97 against 3.25 ms) but used 4.53 against 3.26 ms of CPU time per inference. The
-    teacher, 10× the multiply-adds, does gain from threads (float32, back to back: 41.7 ms on 1,
-    28.8 ms on 2; ``benchmarks/engine_study.py``).
+    never share a core when they run together, and the student spends no CPU time on a second
+    thread that does not pay for itself. ``chrt -r 5 python -m kdviewer.bench --runs 50
+    --no-eager`` (its "forward alone by intra-op threads" lines, 30 interleaved runs per count;
+    2-core development machine, 2026-12-02, 4 runs, scheduled ahead of two background training
+    jobs): the int8 student took 3.16-3.33 ms on 1 thread and 3.24-3.41 ms on 2 back to back
+    (CPU time per inference 3.2-3.3 against 5.9-6.3 ms), and 4.02-4.22 against 3.98-4.22 ms with
+    a 50 ms pause before each, as in the viewer (CPU 4.0-4.2 against 7.0-7.4 ms). The teacher,
+    10x the multiply-adds, does gain from a second thread (29.6-31.7 against 40.5-44.0 ms), which
+    it gives up on 2 cores.
 
     ``KDVIEWER_STUDENT_THREADS`` / ``KDVIEWER_TEACHER_THREADS`` (positive integers) override the
     role's count. The PyTorch path does not use this: PyTorch's pool is process-wide
