@@ -109,8 +109,9 @@ STUDENT_THREADS = 1
 
 
 def model_role(name: str) -> str:
-    """ "teacher" for the card named so (the viewer's background model, the comparison), "student"
-    for every other (``student``, ``student_plain``: the model the reader waits for)."""
+    """The role of the model card ``name``: "teacher" for the card named so (the viewer's
+    background model, the comparison), "student" for every other (``student``, ``student_plain``:
+    the model the reader waits for)."""
     return TEACHER if name == TEACHER else "student"
 
 
