@@ -134,7 +134,9 @@ def _parser() -> argparse.ArgumentParser:
         "--ood-dir",
         "scope, evaluate: out-of-scope images, one kind per sub-folder, whose rejection is reported",
     )
-    p.add_argument("--epochs", type=int, help="train.epochs")
+    p.add_argument(
+        "--epochs", type=int, help="train.epochs; with --resume, raises the run's own count (a longer run)"
+    )
     p.add_argument("--batch-size", type=int, help="train.batch_size (global, across ranks)")
     p.add_argument("--device", help="train.device: auto, cpu, cuda, cuda:N")
     p.add_argument("--precision", choices=("auto", "fp32", "bf16", "fp16"), help="train.precision")
@@ -320,6 +322,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 resume=a.resume is not None,
                 splits=a.splits,
                 stop_after_epochs=a.stop_after_epochs,
+                epochs=a.epochs if a.resume is not None else None,
             )
         elif a.stage == "prepare":
             from training.data import prepare_data

@@ -18,7 +18,7 @@ from __future__ import annotations
 import logging
 import math
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -552,12 +552,15 @@ def train_stage(
     teacher: str | Path | tuple[str | Path, ...] | list[str | Path] | None = None,
     splits: str | Path | None = None,
     stop_after_epochs: int | None = None,
+    epochs: int | None = None,
 ) -> Path:
     """Run (or resume) one training stage; return its run folder.
 
     The config is resolved for the stage's network first (:meth:`Config.for_role`: e.g.
     ``student.epochs=60`` gives both students 60 epochs). On resume the run folder's own resolved
-    config is used, so the continued run is the run that was interrupted.
+    config is used, so the continued run is the run that was interrupted; ``epochs`` there (the
+    command line's ``--epochs`` with ``--resume``) raises its epoch count, so that a finished run
+    goes on as the longer run would have (same checkpointed state, learning rate and random streams).
     """
     stage = STAGES[stage_name]
     run_dir = ws.run_dir(stage_name)
@@ -565,6 +568,11 @@ def train_stage(
     if resume:
         cfg = read_config(run_dir / "config.json")
         ckpt = checkpoint.load(run_dir / checkpoint.LAST)
+        if epochs is not None:
+            done = int(ckpt["loop"]["epoch"])
+            if epochs < done:
+                raise ValueError(f"--epochs {epochs}: {run_dir} has already run {done} epochs")
+            cfg = replace(cfg, train=replace(cfg.train, epochs=epochs))
     cfg = cfg.for_role(stage.role)  # the network's own epochs and augmentation, written resolved
     info = init_from_env(
         "cuda"

@@ -143,6 +143,21 @@ def test_resume_gives_the_same_result_as_an_uninterrupted_run(tiny_data, tmp_pat
     assert json.loads((b / "result.json").read_text())["epochs_run"] == 3
 
 
+def test_a_finished_run_resumed_with_more_epochs_is_the_longer_run(tiny_data, tmp_path, caplog):
+    args = ["student", "--data-root", str(tiny_data), *tiny_sets(["train.plateau_patience=0"])]
+    assert main([*args, "--workdir", str(tmp_path / "a"), "--epochs", "3"]) == 0
+    assert main([*args, "--workdir", str(tmp_path / "b"), "--epochs", "2"]) == 0
+    b = tmp_path / "b" / "student_plain"
+    assert json.loads((b / "result.json").read_text())["epochs_run"] == 2
+    assert main(["student", "--resume", str(b), "--epochs", "3"]) == 0
+    la, lb = _losses(tmp_path / "a" / "student_plain"), _losses(b)
+    assert len(la) == len(lb) == 3
+    np.testing.assert_allclose(np.array(la, dtype=float), np.array(lb, dtype=float), rtol=0, atol=1e-6)
+    assert json.loads((b / "result.json").read_text())["epochs_run"] == 3
+    assert main(["student", "--resume", str(b), "--epochs", "2"]) != 0
+    assert "has already run 3 epochs" in caplog.text
+
+
 def test_a_broken_checkpoint_is_an_error_not_random_weights(tmp_path):
     from kdviewer.core.errors import ModelLoadError
 
