@@ -236,12 +236,7 @@ def preprocess_study(runs: int) -> dict:
     ranges = {"float32": (lo, hi), "uint16": (lo, hi), "int16": (lo - 2048, hi - 2048), "uint8": (0.0, 255.0)}
     cases = {n: (lambda px=px, vr=ranges[n]: to_model_input(px, spec, vr)) for n, px in pixels.items()}
     cases["uint16_no_value_range"] = lambda: to_model_input(pixels["uint16"], spec)
-    h, w = image.pixels.shape
-    fy = int(h / spec.size / spec.reducing_gap) or 1
-    fx = int(w / spec.size / spec.reducing_gap) or 1
-    window = max(pp._CAST_ROWS, pp._CAST_BYTES // (4 * w))
-    plan1 = pp._resize_plan(h, fy, spec.size, spec.resample, pp._PASS1_OUTPUTS, window, False)
-    plan2 = pp._resize_plan(w, fx, spec.size, spec.resample, pp._PASS2_OUTPUTS, w, True)
+    plan1, plan2 = pp._resize_plans(image.pixels.shape, spec)
     cols = pp._resize_first_pass(image.pixels, plan1)[: spec.size]
     small = pp._resize_second_pass(cols, plan2)
     grey = pp.scale_and_resize(small, spec, (lo, hi))

@@ -305,11 +305,12 @@ def _close_output(stream, output: Path | None) -> None:
 def load_engines(teacher: bool, runtime: str) -> list:
     """The student (and the teacher), usable; RuntimeError saying which model failed and why."""
     from kdviewer.core.engine import load_engine  # 0.18 s that audit, --help and the viewer's start skip
+    from kdviewer.core.runtime import model_threads
 
     engines = []
     for name in ("student", "teacher") if teacher else ("student",):
-        try:
-            engine = load_engine(name, runtime=runtime)
+        try:  # the models take turns on each image here, so the teacher may use every core
+            engine = load_engine(name, runtime=runtime, threads=model_threads(name, together=False))
         except Exception as exc:  # noqa: BLE001 - any failure to load is this command's failure
             raise RuntimeError(f"model {name!r} unavailable: {exc}") from exc
         if not engine.status.usable:
@@ -548,8 +549,9 @@ def info_command(as_json: bool = False) -> int:
     t = info["threads"]
     torch_threads = t["torch"] if t["torch"] is not None else "not installed"
     print(
-        f"threads: budget {t['budget']} (ONNX Runtime: 1 for a student, the rest for the teacher; "
-        f"each model's below), torch {torch_threads}, logical CPUs {t['cpu_count']}"
+        f"threads: budget {t['budget']} (ONNX Runtime: 1 for a student, the rest for the teacher "
+        f"in the viewer, each model's below; predict and report give the teacher all), "
+        f"torch {torch_threads}, logical CPUs {t['cpu_count']}"
     )
     if not info["extras"]["library_heatmaps"]:
         print(f"heat maps: Grad-CAM only (the other methods need PyTorch: {EXPLAIN_INSTALL})")

@@ -352,3 +352,14 @@ def test_the_cli_alone_refuses_the_viewer_commands(capsys, tmp_path):
         assert cli.main(argv) == 2
         assert "the viewer starts from the kdviewer command" in capsys.readouterr().err
     assert not (tmp_path / "out.png").exists()
+
+
+def test_predict_and_report_give_the_teacher_the_whole_thread_budget():
+    """The two models take turns there, so the viewer's split (the teacher on all but the student's
+    core) would only slow the teacher down."""
+    from kdviewer.core.runtime import thread_count
+
+    student, teacher = cli.load_engines(teacher=True, runtime="auto")
+    assert student.threads == 1
+    opts = teacher._runtime.session.get_session_options()
+    assert teacher.threads == thread_count() == opts.intra_op_num_threads

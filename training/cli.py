@@ -134,9 +134,7 @@ def _parser() -> argparse.ArgumentParser:
         "--ood-dir",
         "scope, evaluate: out-of-scope images, one kind per sub-folder, whose rejection is reported",
     )
-    p.add_argument(
-        "--epochs", type=int, help="train.epochs; with --resume, raises the run's own count (a longer run)"
-    )
+    p.add_argument("--epochs", type=int, help="train.epochs; with --resume (one stage), the run's own count")
     p.add_argument("--batch-size", type=int, help="train.batch_size (global, across ranks)")
     p.add_argument("--device", help="train.device: auto, cpu, cuda, cuda:N")
     p.add_argument("--precision", choices=("auto", "fp32", "bf16", "fp16"), help="train.precision")
@@ -218,6 +216,8 @@ def _setup_logging(verbosity: int) -> None:
 
 
 def _run_all(a: argparse.Namespace, cfg: Config, ws) -> None:
+    if a.resume is not None and a.epochs is not None:
+        raise ValueError("--epochs with --resume sets one stage's epochs: resume that stage by itself")
     from training import checkpoint
     from training.distributed import barrier
     from training.evaluate import evaluate

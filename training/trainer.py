@@ -559,8 +559,10 @@ def train_stage(
     The config is resolved for the stage's network first (:meth:`Config.for_role`: e.g.
     ``student.epochs=60`` gives both students 60 epochs). On resume the run folder's own resolved
     config is used, so the continued run is the run that was interrupted; ``epochs`` there (the
-    command line's ``--epochs`` with ``--resume``) raises its epoch count, so that a finished run
-    goes on as the longer run would have (same checkpointed state, learning rate and random streams).
+    command line's ``--epochs`` with ``--resume``) sets its epoch count, not below the epochs it has
+    run, so that a finished run goes on as the longer run would have (same checkpointed state,
+    learning rate and random streams); a run that stopped early stays stopped, as the longer run
+    would have.
     """
     stage = STAGES[stage_name]
     run_dir = ws.run_dir(stage_name)
@@ -573,6 +575,8 @@ def train_stage(
             if epochs < done:
                 raise ValueError(f"--epochs {epochs}: {run_dir} has already run {done} epochs")
             cfg = replace(cfg, train=replace(cfg.train, epochs=epochs))
+            if ckpt["loop"].get("stopped_early"):
+                log.info("%s stopped early after epoch %d, as a longer run would have too", run_dir, done)
     cfg = cfg.for_role(stage.role)  # the network's own epochs and augmentation, written resolved
     info = init_from_env(
         "cuda"

@@ -280,6 +280,7 @@ class InferenceEngine:
         card_path: str | Path | None = None,
         forward=None,
         head_weights: np.ndarray | None = None,
+        threads: int | None = None,
     ):
         self._model = model.eval() if model is not None else None
         self._model_lock = threading.Lock()
@@ -293,7 +294,7 @@ class InferenceEngine:
                 card.weights_sha256,
                 card.input.size,
                 card.input.channels,
-                threads=model_threads(card.name),
+                threads=threads or model_threads(card.name),
             )
         self._runtime = forward
         self.threads: int = getattr(forward, "threads", None) or thread_count()
@@ -323,25 +324,30 @@ class InferenceEngine:
                     if self.card_path is None:
                         raise ModelLoadError(self.name, "no PyTorch model and no model card to load it from")
                     self._model, _ = load_model(self.card_path)
-                    thread_count()  # torch was imported just now: same thread count as the runtime
+                    thread_count()  # torch was imported just now: PyTorch gets the whole budget
         return self._model
 
     # -- construction ----------------------------------------------------------------------
 
     @classmethod
-    def from_card(cls, card_path: str | Path, *, runtime: str = "auto") -> InferenceEngine:
+    def from_card(
+        cls, card_path: str | Path, *, runtime: str = "auto", threads: int | None = None
+    ) -> InferenceEngine:
         """Engine for the model card at ``card_path`` (weights checked and verified by SHA-256,
-        strict load; see :func:`~kdviewer.core.modelcard.verified_weights`).
+        strict load; see :func:`~kdviewer.core.modelcard.verified_weights`), its ONNX Runtime
+        session on ``threads`` intra-op threads (default :func:`~kdviewer.core.runtime.model_threads`).
 
         Raises :class:`ModelLoadError` when the card or weights do not load. Always scores the
         reference input and disables the engine (``status.state == "selftest_failed"``) on a
         mismatch with ``card.reference`` or a non-finite score: there is no way to skip it.
         """
         card, wpath = verified_card(card_path)
-        engine = cls._without_torch(card, wpath, card_path) if runtime in ("auto", "onnxruntime") else None
+        threads = threads or model_threads(card.name)
+        lean = runtime in ("auto", "onnxruntime")
+        engine = cls._without_torch(card, wpath, card_path, threads) if lean else None
         if engine is None:
             model = model_from_weights(card, wpath, Path(card_path).name)  # MissingExtraError without PyTorch
-            engine = cls(model, card, runtime=runtime, card_path=card_path)
+            engine = cls(model, card, runtime=runtime, card_path=card_path, threads=threads)
         engine.status = engine.self_test()
         log.info(
             "%s engine: %s (%s, %d threads)",
@@ -353,7 +359,9 @@ class InferenceEngine:
         return engine
 
     @classmethod
-    def _without_torch(cls, card: ModelCard, wpath: Path, card_path: str | Path) -> InferenceEngine | None:
+    def _without_torch(
+        cls, card: ModelCard, wpath: Path, card_path: str | Path, threads: int
+    ) -> InferenceEngine | None:
         """The lean start, PyTorch never imported: the verified weights ``wpath`` (for the heat maps'
         head) and the card's own ONNX graph, verified by its SHA-256, or else an intact cached export.
 
@@ -372,7 +380,7 @@ class InferenceEngine:
                 graph = verified_int8_graph(card, card_path)
                 gpath = int8_graph_path(card, card_path)
             try:
-                forward = OnnxRuntime.from_graph(graph, gpath, threads=model_threads(card.name))
+                forward = OnnxRuntime.from_graph(graph, gpath, threads=threads)
             except Exception as exc:  # onnxruntime's own errors: this file's failure
                 raise ModelLoadError(gpath, f"ONNX graph does not load: {exc}") from exc
             log.info(
@@ -382,7 +390,7 @@ class InferenceEngine:
             engine.precision = precision
             return engine
         forward = OnnxRuntime.from_cache(
-            card.architecture, card.weights_sha256, card.input.size, threads=model_threads(card.name)
+            card.architecture, card.weights_sha256, card.input.size, threads=threads
         )
         if forward is None or head is None:
             return None
@@ -397,6 +405,7 @@ class InferenceEngine:
         *,
         seed: int = 0,
         runtime: str = "auto",
+        threads: int | None = None,
     ) -> InferenceEngine:
         """Engine with deterministic random weights (see
         :func:`~kdviewer.core.untrained.untrained_model`), loudly labelled: ``status.state ==
@@ -419,7 +428,7 @@ class InferenceEngine:
             "scores and heat maps are meaningless",
         )
         log.warning("%s", status.message)
-        return cls(model, card, runtime=runtime, status=status)
+        return cls(model, card, runtime=runtime, status=status, threads=threads)
 
     def self_test(self) -> EngineStatus:
         """Score the reference input with this engine's runtime and compare with the card.
@@ -638,8 +647,12 @@ class InferenceEngine:
         )
 
 
-def load_engine(name: str, *, runtime: str = "auto", allow_untrained: bool = True) -> InferenceEngine:
-    """Engine for the model card named ``name`` (see :func:`~kdviewer.core.modelcard.find_cards`).
+def load_engine(
+    name: str, *, runtime: str = "auto", allow_untrained: bool = True, threads: int | None = None
+) -> InferenceEngine:
+    """Engine for the model card named ``name`` (see :func:`~kdviewer.core.modelcard.find_cards`),
+    its ONNX Runtime session on ``threads`` intra-op threads (default
+    :func:`~kdviewer.core.runtime.model_threads`, as in the viewer).
 
     Without a card, returns an untrained engine (MobileNetV2 for "student", DenseNet-121 for
     "teacher") when ``allow_untrained`` and no model card at all is installed (a build without
@@ -648,8 +661,10 @@ def load_engine(name: str, *, runtime: str = "auto", allow_untrained: bool = Tru
     """
     cards = find_cards()
     if name in cards:
-        return InferenceEngine.from_card(cards[name], runtime=runtime)
+        return InferenceEngine.from_card(cards[name], runtime=runtime, threads=threads)
     if not allow_untrained or cards:
         found = ", ".join(sorted(cards)) or "none"
         raise ModelLoadError(name, f"no model card named {name!r} (found: {found})")
-    return InferenceEngine.untrained(name, DEFAULT_ARCH.get(name, "mobilenet_v2"), runtime=runtime)
+    return InferenceEngine.untrained(
+        name, DEFAULT_ARCH.get(name, "mobilenet_v2"), runtime=runtime, threads=threads
+    )

@@ -231,6 +231,20 @@ def _resize_second_pass(cols: np.ndarray, plan: tuple[int, tuple[_Batch, ...]]) 
     return out
 
 
+def _resize_plans(shape: tuple[int, int], spec: InputSpec) -> tuple[tuple, tuple]:
+    """The plans (:func:`_resize_plan`) of both passes of :func:`_resize` for an image of ``shape``."""
+    h, w = shape
+    fx = fy = 1
+    if spec.reducing_gap is not None:  # PIL's own rule (Image.resize)
+        fx = int(w / spec.size / spec.reducing_gap) or 1
+        fy = int(h / spec.size / spec.reducing_gap) or 1
+    window = max(_CAST_ROWS, _CAST_BYTES // (4 * w))
+    return (
+        _resize_plan(h, fy, spec.size, spec.resample, _PASS1_OUTPUTS, window, False),
+        _resize_plan(w, fx, spec.size, spec.resample, _PASS2_OUTPUTS, w, True),
+    )
+
+
 def _resize(pixels: np.ndarray, spec: InputSpec) -> np.ndarray:
     """``pixels`` resized to ``spec.size`` squared as PIL's ``Image.resize(..., reducing_gap=…)`` does
     it (an integer box reduction down to at least ``reducing_gap`` times the target, then the
@@ -251,15 +265,8 @@ def _resize(pixels: np.ndarray, spec: InputSpec) -> np.ndarray:
     first pass 0.23 (0.29 from uint16: the cast), second pass 0.08, scaling 0.02, normalisation
     0.03; PIL's own resize of the float32 image 1.85 ms.
     """
-    h, w = pixels.shape
     size = spec.size
-    fx = fy = 1
-    if spec.reducing_gap is not None:  # PIL's own rule (Image.resize)
-        fx = int(w / size / spec.reducing_gap) or 1
-        fy = int(h / size / spec.reducing_gap) or 1
-    window = max(_CAST_ROWS, _CAST_BYTES // (4 * w))
-    plan1 = _resize_plan(h, fy, size, spec.resample, _PASS1_OUTPUTS, window, False)
-    plan2 = _resize_plan(w, fx, size, spec.resample, _PASS2_OUTPUTS, w, True)
+    plan1, plan2 = _resize_plans(pixels.shape, spec)
     cols = _resize_first_pass(pixels, plan1)[:size]
     out = _resize_second_pass(cols, plan2)
     return out if out.shape[1] == size else np.ascontiguousarray(out[:, :size])

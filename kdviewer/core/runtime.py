@@ -115,13 +115,15 @@ def model_role(name: str) -> str:
     return TEACHER if name == TEACHER else "student"
 
 
-def model_threads(name: str, budget: int | None = None) -> int:
+def model_threads(name: str, budget: int | None = None, *, together: bool = True) -> int:
     """Intra-op threads of the ONNX Runtime session of the model card ``name``; ``budget`` defaults
     to :func:`thread_count`.
 
     The student gets :data:`STUDENT_THREADS` (1), the teacher ``max(1, budget - 1)``: the two
-    never share a core when they run together, and the student spends no CPU time on a second
-    thread that does not pay for itself. ``chrt -r 5 python -m kdviewer.bench --runs 50
+    never share a core when they run together (the viewer), and the student spends no CPU time on
+    a second thread that does not pay for itself. Where the models take turns (``together=False``:
+    ``kdviewer predict`` and ``report``, one image after the other), the teacher gets the whole
+    budget. ``chrt -r 5 python -m kdviewer.bench --runs 50
     --no-eager`` (its "forward alone by intra-op threads" lines, 30 interleaved runs per count;
     2-core development machine, 2026-12-02, 4 runs, scheduled ahead of two background training
     jobs): the int8 student took 3.16-3.33 ms on 1 thread and 3.24-3.41 ms on 2 back to back
@@ -141,7 +143,8 @@ def model_threads(name: str, budget: int | None = None) -> int:
         return override
     if role == "student":
         return STUDENT_THREADS
-    return max(1, (budget if budget is not None else thread_count()) - 1)
+    budget = budget if budget is not None else thread_count()
+    return budget if not together else max(1, budget - 1)
 
 
 BACKGROUND_NICE = 19

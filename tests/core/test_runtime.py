@@ -107,6 +107,9 @@ def test_model_threads_one_for_the_student_the_rest_for_the_teacher(budget, teac
     assert rt.model_threads("student", budget) == rt.model_threads("student_plain", budget) == 1
     assert rt.model_threads("teacher", budget) == teacher
     assert rt.model_threads("teacher") == max(1, rt.thread_count() - 1)  # the process's budget
+    # taking turns (predict, report): the student keeps its one thread, the teacher gets every core
+    assert rt.model_threads("student", budget, together=False) == 1
+    assert rt.model_threads("teacher", budget, together=False) == budget
 
 
 def test_model_threads_per_role_override(monkeypatch):

@@ -156,6 +156,8 @@ def test_a_finished_run_resumed_with_more_epochs_is_the_longer_run(tiny_data, tm
     assert json.loads((b / "result.json").read_text())["epochs_run"] == 3
     assert main(["student", "--resume", str(b), "--epochs", "2"]) != 0
     assert "has already run 3 epochs" in caplog.text
+    assert main(["all", "--resume", str(tmp_path / "b"), "--epochs", "4"]) != 0  # one stage only
+    assert "resume that stage by itself" in caplog.text
 
 
 def test_a_broken_checkpoint_is_an_error_not_random_weights(tmp_path):
