@@ -271,9 +271,10 @@ def _student_beside_teacher(
     no core, as at the lowest priority beside other work, is reported, not waited for).
 
     The pause matters: beside a student predicting back to back, a teacher thread at the lowest
-    priority hardly ran on the 2-core development machine with other work running (1 to 3 teacher
-    inferences in up to 10 s, 6 runs, 2026-12-02; likely the interpreter lock, which the student
-    holds for all but its forward pass), so the student was timed beside an idle teacher."""
+    priority hardly ran on the 2-core development machine (the version without the pause,
+    ``kdviewer bench --runs 50`` at 5ec038b, 3 runs on 2026-12-02: 1 teacher inference during the
+    student's 50 each time; likely the interpreter lock, which the student holds for all but its
+    forward pass), so the student was timed beside an idle teacher."""
 
     def student_totals(n: int, until=lambda: True) -> list[float]:
         out: list[float] = []

@@ -105,18 +105,20 @@ def _filter_weights(in_size: int, in1: float, out_size: int, resample: str) -> n
     return np.divide(w, total, out=w, where=total != 0)
 
 
-# How the banded products are cut, tuned on a 1024² image (2-core Xeon, numpy's BLAS on one thread,
-# medians of 200 interleaved): few outputs per product keep each product's window of input samples
-# narrow, so fewer multiply-adds land on the band's zeros, and many products are batched into one
-# np.matmul over windows at a common stride, so they cost one Python call. First pass from uint16:
-# 4 outputs per product 0.28 ms, 3, 5, 6 or 8 0.34-0.38 ms; second pass: 16 outputs 0.077 ms,
-# 8 or 12 0.09 ms, 24 or 32 0.12-0.15 ms.
+# How the banded products are cut, tuned on a 1024² image on the 2-core Xeon development machine
+# (numpy's BLAS on one thread; the constants edited and the parts timed by
+# `benchmarks/engine_study.py --preprocess`: first_pass_uint16, second_pass): few outputs per
+# product keep each product's window of input samples narrow, so fewer multiply-adds land on the
+# band's zeros, and many products are batched into one np.matmul over windows at a common stride,
+# so they cost one Python call. 4 outputs per product were the fastest of 3-8 in the first pass,
+# 16 of 8-32 in the second.
 _PASS1_OUTPUTS = 4  # outputs per product along the full-size image's columns (first pass)
 _PASS2_OUTPUTS = 16  # along the rows of the small intermediate (second pass)
 _BATCH_SLACK = 1.15  # a batch's common window is at most this much wider than the widest band
-# A first-pass batch spans at most this many input rows (cast to float32 in one buffer), or more
-# when rows are narrow enough to stay within _CAST_BYTES: a quarter of the core's 2 MB L2 cache
-# (1024² uint16: 0.448 ms for the whole path against 0.497 ms with batches of up to 1 MB).
+# A first-pass batch spans up to _CAST_ROWS input rows (cast to float32 in one buffer), more when
+# rows are narrow enough to stay within _CAST_BYTES, a quarter of the core's 2 MB L2 cache (a
+# 1024-wide image: 512 KB); wide images go past it (3000 columns: 1.5 MB). Batches of up to 1 MB
+# were slower for 1024² uint16.
 _CAST_ROWS = 128
 _CAST_BYTES = 512 * 1024
 
@@ -256,14 +258,15 @@ def _resize(pixels: np.ndarray, spec: InputSpec) -> np.ndarray:
     temporary; then the rows of the small result. PIL reduces and filters float images in double
     precision one pixel at a time, several times slower.
 
-    Cost of the whole path (:func:`to_model_input` with the image's value range) for a 1024² image
-    on the 2-core Xeon development machine, numpy's BLAS on one thread, load average 4.2, medians of
-    300 interleaved with the previous one-product-per-call version: float32 0.39 ms (was 0.65),
-    uint16 0.44 (0.69), int16 0.44 (0.69), uint8 0.41 (0.67); without the value range (a min/max
-    pass) uint16 0.56 (0.81). ``benchmarks/engine_study.py --preprocess`` (300 runs each, load 4.3):
-    float32 0.40 ms warm, 0.48 ms right after a forward pass of the student (cold caches); of which
-    first pass 0.23 (0.29 from uint16: the cast), second pass 0.08, scaling 0.02, normalisation
-    0.03; PIL's own resize of the float32 image 1.85 ms.
+    Cost of the whole path (:func:`to_model_input` with the image's value range) for a 1024² image,
+    ``benchmarks/engine_study.py --preprocess --runs 300`` (2-core Xeon development machine, numpy's
+    BLAS on one thread, load 0.6, 2026-12-02; two runs, alternating with two of the previous
+    one-product-per-call version at 5ec038b): float32 0.39-0.43 ms warm (was 0.67-0.72), uint16
+    0.44-0.45 (0.66-0.71), int16 0.42-0.44, uint8 0.41-0.43, uint16 without the value range (a
+    min/max pass) 0.57; right after a forward pass of the student (cold caches) float32 0.48-0.56
+    (0.76-0.78). Of the warm float32 path: first pass 0.23 (0.27-0.28 from uint16: the cast),
+    second pass 0.08, scaling 0.02, normalisation 0.03; PIL's own resize of the float32 image
+    1.74-1.83 ms.
     """
     size = spec.size
     plan1, plan2 = _resize_plans(pixels.shape, spec)
